@@ -1,0 +1,53 @@
+//! `herald`: the command line of the Herald hub.
+//!
+//! `herald serve` runs a hub configured by flags, environment variables and an optional TOML
+//! file (see `settings`). The binary's job is only to turn those into a
+//! [`herald_hub::HubConfig`], report bad settings in one line, set up logging, and run
+//! [`herald_hub::serve`]; everything else lives in the library crates.
+
+mod dev;
+mod serve;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "A real-time push hub speaking the Mercure protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve(Box<serve::ServeArgs>),
+}
+
+/// Exit code for a setting that prevents the start (documented in the README).
+const EXIT_BAD_SETTING: u8 = 2;
+/// Exit code for a failure while running (cannot bind, I/O error).
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => match serve::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(serve::ServeError::Setting(e)) => {
+                eprintln!("herald: {e}");
+                ExitCode::from(EXIT_BAD_SETTING)
+            }
+            Err(e) => {
+                eprintln!("herald: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
+    }
+}

@@ -1,0 +1,86 @@
+//! `herald serve`: settings in, a running hub out.
+
+use std::io;
+
+use clap::Args;
+use herald_hub::{ConfigError, Hub};
+use tracing_subscriber::EnvFilter;
+
+use crate::dev;
+use crate::settings::{ConfigFile, Settings};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Setting(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(io::Error),
+    #[error("server failed: {0}")]
+    Serve(io::Error),
+}
+
+pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let mut settings = match &args.file.config {
+        Some(path) => args.settings.or(Settings::from_file(path)?),
+        None => args.settings,
+    };
+    init_logging(settings.log.as_deref())?;
+    let dev = settings.dev.then(|| dev::prepare(&mut settings));
+    let addr = settings.listen_addr()?;
+    let hub = Hub::new(settings.hub_config()?)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(ServeError::Serve)?;
+        let hub_url = format!("http://{local}{}", herald_protocol::HUB_PATH);
+        tracing::info!(
+            "herald {} listening on {hub_url}",
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(dev) = dev {
+            dev.print_banner(&hub_url);
+        }
+        herald_hub::serve(listener, hub, herald_hub::shutdown::signal())
+            .await
+            .map_err(ServeError::Serve)
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(filter: Option<&str>) -> Result<(), ConfigError> {
+    let filter = match filter {
+        Some(filter) => EnvFilter::try_new(filter),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    }
+    .map_err(|e| {
+        ConfigError::new(
+            "log",
+            format!("invalid log filter: {e}"),
+            "use a level (error, warn, info, debug, trace) or target=level pairs",
+        )
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! `herald serve` settings: flags, environment variables, an optional TOML file, defaults.
+//!
+//! Precedence, highest first: a flag, its environment variable, the `--config` file, the
+//! built-in default. Every setting has the same name as a flag and as a TOML key (kebab-case),
+//! and `HERALD_` + its name in upper snake case as an environment variable; the JWT keys and
+//! algorithms also read the variables of the reference hub's image (`MERCURE_PUBLISHER_JWT_KEY`,
+//! ...), which deployments copy. Each value is parsed here so that a bad one is reported as one
+//! line naming the setting and the fix.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use herald_hub::{ConfigError, HistoryLimits, HubConfig, JwtKey};
+use herald_protocol::Algorithm;
+use serde::Deserialize;
+
+/// The settings of `herald serve`. All optional: absent ones fall through to the next source.
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long, env = "HERALD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Key verifying both publishers' and subscribers' tokens: the HMAC secret, or for
+    /// RS*/PS*/ES*/EdDSA a PEM public key. `@path` reads the key from a file.
+    #[arg(
+        long,
+        env = "HERALD_JWT_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub jwt_key: Option<String>,
+
+    /// Algorithm of --jwt-key [default: HS256].
+    #[arg(long, env = "HERALD_JWT_ALG", value_name = "ALG")]
+    pub jwt_alg: Option<String>,
+
+    /// Key verifying publishers' tokens (overrides --jwt-key for them).
+    #[arg(
+        long,
+        env = "MERCURE_PUBLISHER_JWT_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub publisher_jwt_key: Option<String>,
+
+    /// Algorithm of the publisher key: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384,
+    /// PS512, ES256, ES384, EdDSA [default: HS256].
+    #[arg(long, env = "MERCURE_PUBLISHER_JWT_ALG", value_name = "ALG")]
+    pub publisher_jwt_alg: Option<String>,
+
+    /// Key verifying subscribers' tokens (overrides --jwt-key for them).
+    #[arg(
+        long,
+        env = "MERCURE_SUBSCRIBER_JWT_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub subscriber_jwt_key: Option<String>,
+
+    /// Algorithm of the subscriber key [default: HS256].
+    #[arg(long, env = "MERCURE_SUBSCRIBER_JWT_ALG", value_name = "ALG")]
+    pub subscriber_jwt_alg: Option<String>,
+
+    /// Allow subscribers without a token (they receive public updates only).
+    #[arg(long, env = "HERALD_ANONYMOUS")]
+    pub anonymous: bool,
+
+    /// Origin allowed to use the hub from a browser (CORS); repeatable. `*` allows any origin
+    /// without cookies. [default: none]
+    #[arg(
+        long = "cors-origin",
+        env = "HERALD_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "cors-origin")]
+    pub cors_origins: Vec<String>,
+
+    /// Origin from which a publish authenticated by cookie is accepted (CSRF guard); repeatable.
+    /// [default: none, so cookie-authenticated publishing is refused]
+    #[arg(
+        long = "publish-origin",
+        env = "HERALD_PUBLISH_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "publish-origin")]
+    pub publish_origins: Vec<String>,
+
+    /// Name of the cookie holding a token [default: mercureAuthorization].
+    #[arg(long, env = "HERALD_COOKIE_NAME", value_name = "NAME")]
+    pub cookie_name: Option<String>,
+
+    /// Idle time after which a heartbeat comment is sent; 0s disables [default: 40s].
+    #[arg(long, env = "HERALD_HEARTBEAT", value_name = "DURATION")]
+    pub heartbeat: Option<String>,
+
+    /// Maximum lifetime of a subscription (jittered down by up to 20%), after which the client
+    /// reconnects; 0s disables [default: 600s].
+    #[arg(long, env = "HERALD_WRITE_TIMEOUT", value_name = "DURATION")]
+    pub write_timeout: Option<String>,
+
+    /// Largest publish body accepted, e.g. 1MiB or 65536 [default: 1MiB].
+    #[arg(long, env = "HERALD_MAX_BODY_SIZE", value_name = "BYTES")]
+    pub max_body_size: Option<String>,
+
+    /// Bytes of updates that may wait for one slow subscriber before it is disconnected (it then
+    /// reconnects and replays from history) [default: 4MiB].
+    #[arg(long, env = "HERALD_SUBSCRIBER_QUEUE_SIZE", value_name = "BYTES")]
+    pub subscriber_queue_size: Option<String>,
+
+    /// Most updates kept in history for reconnecting subscribers; 0 keeps none
+    /// [default: 10000].
+    #[arg(long, env = "HERALD_HISTORY_SIZE", value_name = "COUNT")]
+    pub history_size: Option<String>,
+
+    /// Updates older than this are dropped from history; 0s keeps them until --history-size
+    /// pushes them out [default: 24h].
+    #[arg(long, env = "HERALD_HISTORY_MAX_AGE", value_name = "DURATION")]
+    pub history_max_age: Option<String>,
+
+    /// How long a graceful shutdown waits for connections [default: 10s].
+    #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+
+    /// Log filter, e.g. info, debug, herald_hub=debug [default: info; RUST_LOG also works].
+    #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Development mode: anonymous subscribers, any CORS origin, a generated key unless one is
+    /// given, and ready-to-use tokens and curl commands printed at start.
+    #[arg(long, env = "HERALD_DEV")]
+    pub dev: bool,
+}
+
+/// A bad setting: which, what is wrong, what to do.
+pub type SettingError = ConfigError;
+
+impl Settings {
+    /// Reads a TOML file of settings.
+    pub fn from_file(path: &Path) -> Result<Settings, SettingError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                "config",
+                format!("cannot read {}: {e}", path.display()),
+                "check the path given to --config",
+            )
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            ConfigError::new(
+                "config",
+                format!(
+                    "{} is not a valid settings file: {}",
+                    path.display(),
+                    e.message()
+                ),
+                "keys are the flag names without dashes in front, e.g. listen = \"0.0.0.0:3000\"",
+            )
+        })
+    }
+
+    /// Fills what `self` (flags and environment) left unset from `file`.
+    pub fn or(self, file: Settings) -> Settings {
+        let list = |a: Vec<String>, b: Vec<String>| if a.is_empty() { b } else { a };
+        Settings {
+            listen: self.listen.or(file.listen),
+            jwt_key: self.jwt_key.or(file.jwt_key),
+            jwt_alg: self.jwt_alg.or(file.jwt_alg),
+            publisher_jwt_key: self.publisher_jwt_key.or(file.publisher_jwt_key),
+            publisher_jwt_alg: self.publisher_jwt_alg.or(file.publisher_jwt_alg),
+            subscriber_jwt_key: self.subscriber_jwt_key.or(file.subscriber_jwt_key),
+            subscriber_jwt_alg: self.subscriber_jwt_alg.or(file.subscriber_jwt_alg),
+            anonymous: self.anonymous || file.anonymous,
+            cors_origins: list(self.cors_origins, file.cors_origins),
+            publish_origins: list(self.publish_origins, file.publish_origins),
+            cookie_name: self.cookie_name.or(file.cookie_name),
+            heartbeat: self.heartbeat.or(file.heartbeat),
+            write_timeout: self.write_timeout.or(file.write_timeout),
+            max_body_size: self.max_body_size.or(file.max_body_size),
+            subscriber_queue_size: self.subscriber_queue_size.or(file.subscriber_queue_size),
+            history_size: self.history_size.or(file.history_size),
+            history_max_age: self.history_max_age.or(file.history_max_age),
+            shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
+            log: self.log.or(file.log),
+            dev: self.dev || file.dev,
+        }
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, SettingError> {
+        let text = self.listen.as_deref().unwrap_or("127.0.0.1:3000");
+        text.parse().map_err(|_| {
+            ConfigError::new(
+                "listen",
+                format!("{text:?} is not an address"),
+                "write it as IP:PORT, e.g. 127.0.0.1:3000 or 0.0.0.0:80",
+            )
+        })
+    }
+
+    /// The hub configuration these settings describe. Dev-mode defaults are applied by the
+    /// caller before this.
+    pub fn hub_config(&self) -> Result<HubConfig, SettingError> {
+        let defaults = HubConfig::default();
+        let shared_alg = algorithm("jwt-alg", self.jwt_alg.as_deref())?;
+        let key = |setting: &'static str, own: &Option<String>| -> Result<_, SettingError> {
+            own.as_deref()
+                .or(self.jwt_key.as_deref())
+                .map(|k| read_key(setting, k))
+                .transpose()
+        };
+        let publisher_alg = match &self.publisher_jwt_alg {
+            Some(alg) => algorithm("publisher-jwt-alg", Some(alg))?,
+            None => shared_alg,
+        };
+        let subscriber_alg = match &self.subscriber_jwt_alg {
+            Some(alg) => algorithm("subscriber-jwt-alg", Some(alg))?,
+            None => shared_alg,
+        };
+        Ok(HubConfig {
+            publisher_key: key("publisher-jwt-key", &self.publisher_jwt_key)?.map(|key| JwtKey {
+                algorithm: publisher_alg,
+                key,
+            }),
+            subscriber_key: key("subscriber-jwt-key", &self.subscriber_jwt_key)?.map(|key| {
+                JwtKey {
+                    algorithm: subscriber_alg,
+                    key,
+                }
+            }),
+            anonymous: self.anonymous,
+            cors_origins: self.cors_origins.clone(),
+            publish_origins: self.publish_origins.clone(),
+            cookie_name: self.cookie_name.clone().unwrap_or(defaults.cookie_name),
+            heartbeat: optional_duration("heartbeat", &self.heartbeat, defaults.heartbeat)?,
+            write_timeout: optional_duration(
+                "write-timeout",
+                &self.write_timeout,
+                defaults.write_timeout,
+            )?,
+            max_body_bytes: size(
+                "max-body-size",
+                &self.max_body_size,
+                defaults.max_body_bytes,
+            )?,
+            queue_bytes: size(
+                "subscriber-queue-size",
+                &self.subscriber_queue_size,
+                defaults.queue_bytes,
+            )?,
+            history: HistoryLimits {
+                max_events: count(
+                    "history-size",
+                    &self.history_size,
+                    defaults.history.max_events,
+                )?,
+                max_age: optional_duration(
+                    "history-max-age",
+                    &self.history_max_age,
+                    defaults.history.max_age,
+                )?,
+            },
+            shutdown_timeout: optional_duration(
+                "shutdown-timeout",
+                &self.shutdown_timeout,
+                Some(defaults.shutdown_timeout),
+            )?
+            .unwrap_or_default(),
+        })
+    }
+}
+
+/// Where `herald serve` reads its file from.
+#[derive(Args, Debug)]
+pub struct ConfigFile {
+    /// A TOML file of settings (keys are the flag names, e.g. `listen = "0.0.0.0:3000"`).
+    #[arg(long, env = "HERALD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+fn algorithm(setting: &'static str, text: Option<&str>) -> Result<Algorithm, SettingError> {
+    let Some(text) = text else {
+        return Ok(Algorithm::HS256);
+    };
+    text.parse::<Algorithm>().map_err(|_| {
+        ConfigError::new(
+            setting,
+            format!("{text:?} is not a supported algorithm"),
+            "use one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, \
+             ES384, EdDSA",
+        )
+    })
+}
+
+/// A key given inline, or `@path` for a file.
+fn read_key(setting: &'static str, value: &str) -> Result<Vec<u8>, SettingError> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                setting,
+                format!("cannot read key file {path}: {e}"),
+                "check the path after @, or give the key itself",
+            )
+        }),
+        None => Ok(value.as_bytes().to_vec()),
+    }
+}
+
+/// A duration where `0s` means "off".
+fn optional_duration(
+    setting: &'static str,
+    text: &Option<String>,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, SettingError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        ConfigError::new(
+            setting,
+            format!("{text:?} is not a duration ({e})"),
+            "write it like 40s, 2m, 1h30m, or 0s to disable",
+        )
+    })?;
+    Ok((!duration.is_zero()).then_some(duration))
+}
+
+fn count(
+    setting: &'static str,
+    text: &Option<String>,
+    default: usize,
+) -> Result<usize, SettingError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.trim().replace('_', "").parse().map_err(|_| {
+        ConfigError::new(
+            setting,
+            format!("{text:?} is not a whole number"),
+            "write a number such as 10000",
+        )
+    })
+}
+
+/// A byte size: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+fn size(
+    setting: &'static str,
+    text: &Option<String>,
+    default: usize,
+) -> Result<usize, SettingError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    parse_size(text).ok_or_else(|| {
+        ConfigError::new(
+            setting,
+            format!("{text:?} is not a size"),
+            "write a number of bytes with an optional unit, e.g. 65536, 512KiB or 1MiB",
+        )
+    })
+}
+
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().ok()?;
+    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" => 1024,
+        "mb" | "m" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("2 kb"), Some(2000));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("1 parsec"), None);
+    }
+
+    #[test]
+    fn bad_duration_names_the_setting() {
+        let settings = Settings {
+            jwt_key: Some("k".into()),
+            heartbeat: Some("5 fortnights please".into()),
+            ..Settings::default()
+        };
+        let e = settings.hub_config().unwrap_err();
+        assert_eq!(e.setting, "heartbeat");
+    }
+
+    #[test]
+    fn zero_disables_durations() {
+        let settings = Settings {
+            heartbeat: Some("0s".into()),
+            ..Settings::default()
+        };
+        assert_eq!(settings.hub_config().unwrap().heartbeat, None);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let flags = Settings {
+            listen: Some("127.0.0.1:1".into()),
+            ..Settings::default()
+        };
+        let file: Settings = toml::from_str(
+            "listen = \"127.0.0.1:2\"\ncookie-name = \"c\"\ncors-origin = [\"http://a\"]",
+        )
+        .unwrap();
+        let merged = flags.or(file);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(merged.cookie_name.as_deref(), Some("c"));
+        assert_eq!(merged.cors_origins, ["http://a"]);
+    }
+}

@@ -1,0 +1,230 @@
+//! Who is asking: finding the token, verifying it, and the CSRF guard for cookies [R18]-[R22].
+//!
+//! The token is read from, in order [R19]: the `Authorization: Bearer` header; the
+//! `authorization` query parameter; the cookie. With a header present the others are ignored.
+//! A publish authenticated by cookie must come from an allowed `Origin` (or `Referer`) [R22]:
+//! a cookie is sent by the browser whoever wrote the page, so without this check any site could
+//! publish in the name of a logged-in user. Subscribing is a safe `GET` (and reading the
+//! response cross-site is what CORS guards), so it has no such check, as in the reference hub.
+
+use herald_protocol::{Claims, TokenVerifier};
+use http::{HeaderMap, header};
+
+use crate::config::Verifiers;
+use crate::rejection::Rejection;
+
+/// Where a token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Header,
+    Query,
+    Cookie,
+}
+
+#[derive(Debug)]
+pub struct Authorizer {
+    verifiers: Verifiers,
+    cookie_name: String,
+    publish_origins: Vec<String>,
+    anonymous: bool,
+}
+
+impl Authorizer {
+    pub fn new(
+        verifiers: Verifiers,
+        cookie_name: String,
+        publish_origins: Vec<String>,
+        anonymous: bool,
+    ) -> Authorizer {
+        Authorizer {
+            verifiers,
+            cookie_name,
+            publish_origins,
+            anonymous,
+        }
+    }
+
+    pub fn can_subscribe(&self) -> bool {
+        self.anonymous || self.verifiers.subscriber.is_some()
+    }
+
+    /// The claims of the publisher, or why it may not publish [R15][R22].
+    pub fn publisher(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<Claims, Rejection> {
+        let verifier = self.verifiers.publisher.as_ref().ok_or_else(|| {
+            Rejection::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "publishing is disabled on this hub (it has no publisher key)",
+            )
+        })?;
+        let (token, source) =
+            find_token(headers, query_token, &self.cookie_name)?.ok_or_else(|| {
+                Rejection::unauthorized(
+                    "no token: publishing needs a JWT in an \"Authorization: Bearer\" header",
+                )
+                .with_detail("publish request without a token")
+            })?;
+        if source == TokenSource::Cookie {
+            self.check_publish_origin(headers)?;
+        }
+        verify(verifier, &token, source)
+    }
+
+    /// The claims of the subscriber (`None` for an anonymous one), or why it may not subscribe
+    /// [R18][R21].
+    pub fn subscriber(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<Option<Claims>, Rejection> {
+        match find_token(headers, query_token, &self.cookie_name)? {
+            None if self.anonymous => Ok(None),
+            None => Err(Rejection::unauthorized(
+                "no token: this hub does not allow anonymous subscribers; send a JWT in an \
+                 \"Authorization: Bearer\" header, the \"authorization\" query parameter or the \
+                 cookie",
+            )
+            .with_detail("subscribe request without a token")),
+            Some((token, source)) => {
+                let verifier = self.verifiers.subscriber.as_ref().ok_or_else(|| {
+                    Rejection::unauthorized(
+                        "this hub has no subscriber key and cannot verify tokens: subscribe \
+                         without one",
+                    )
+                    .with_detail(format!("token from {source:?} but no subscriber key"))
+                })?;
+                verify(verifier, &token, source).map(Some)
+            }
+        }
+    }
+
+    /// The CSRF guard: `Origin`, else `Referer`'s origin, must be an allowed publish origin.
+    fn check_publish_origin(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                headers
+                    .get(header::REFERER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(origin_of)
+            });
+        let Some(origin) = origin else {
+            return Err(Rejection::forbidden(
+                "cookie authentication needs an Origin or Referer header (CSRF protection)",
+            )
+            .with_detail("cookie-authenticated publish without Origin or Referer"));
+        };
+        if self.publish_origins.contains(&origin) {
+            Ok(())
+        } else {
+            Err(Rejection::forbidden(format!(
+                "origin {origin} may not publish with cookie authentication (not a publish origin)"
+            ))
+            .with_detail(format!(
+                "origin {origin} not in publish origins {:?}",
+                self.publish_origins
+            )))
+        }
+    }
+}
+
+fn verify(verifier: &TokenVerifier, token: &str, source: TokenSource) -> Result<Claims, Rejection> {
+    verifier.verify(token).map_err(|e| {
+        Rejection::unauthorized(format!("invalid token: {e}"))
+            .with_detail(format!("token from {source:?}: {e:?}"))
+    })
+}
+
+/// Finds the token in the request, in the order of [R19].
+pub fn find_token(
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    cookie_name: &str,
+) -> Result<Option<(String, TokenSource)>, Rejection> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or("");
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                Rejection::unauthorized(
+                    "malformed Authorization header: expected \"Bearer <token>\"",
+                )
+            })?;
+        return Ok(Some((token.to_owned(), TokenSource::Header)));
+    }
+    if let Some(token) = query_token {
+        return Ok(Some((token.to_owned(), TokenSource::Query)));
+    }
+    Ok(cookie(headers, cookie_name).map(|token| (token, TokenSource::Cookie)))
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+}
+
+/// `scheme://authority` of a URL, as browsers write `Origin`.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn r19_header_wins_then_query_then_cookie() {
+        let all = headers(&[
+            (header::AUTHORIZATION, "Bearer h"),
+            (header::COOKIE, "a=b; mercureAuthorization=c"),
+        ]);
+        let found = find_token(&all, Some("q"), "mercureAuthorization").unwrap();
+        assert_eq!(found, Some(("h".into(), TokenSource::Header)));
+        let no_header = headers(&[(header::COOKIE, "mercureAuthorization=c")]);
+        let found = find_token(&no_header, Some("q"), "mercureAuthorization").unwrap();
+        assert_eq!(found, Some(("q".into(), TokenSource::Query)));
+        let found = find_token(&no_header, None, "mercureAuthorization").unwrap();
+        assert_eq!(found, Some(("c".into(), TokenSource::Cookie)));
+        assert_eq!(find_token(&HeaderMap::new(), None, "x").unwrap(), None);
+    }
+
+    #[test]
+    fn r19_non_bearer_header_is_refused() {
+        let basic = headers(&[(header::AUTHORIZATION, "Basic abc")]);
+        assert!(find_token(&basic, None, "c").is_err());
+    }
+
+    #[test]
+    fn referer_gives_its_origin() {
+        assert_eq!(
+            origin_of("https://example.com:8443/page?x=1").as_deref(),
+            Some("https://example.com:8443")
+        );
+        assert_eq!(origin_of("nonsense"), None);
+    }
+}

@@ -1,0 +1,248 @@
+//! The hub's settings, as a library user builds them, and their validation.
+//!
+//! The `herald` binary fills a [`HubConfig`] from flags, environment variables and a TOML file;
+//! an application embedding the hub fills it in code. Either way [`HubConfig::validate`] (called
+//! by [`Hub::new`](crate::Hub::new)) refuses a bad combination with an error naming the setting
+//! and the fix, before anything listens.
+
+use std::fmt;
+use std::time::Duration;
+
+use herald_protocol::{Algorithm, TokenVerifier};
+
+use crate::transport::memory::HistoryLimits;
+
+/// A key that verifies tokens.
+#[derive(Clone)]
+pub struct JwtKey {
+    pub algorithm: Algorithm,
+    /// The shared secret (HS*) or the PEM-encoded public key (every other family).
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("algorithm", &self.algorithm)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything the hub needs to know. `Default` is a hub with no keys, which does not validate:
+/// set at least one key.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Verifies publishers' tokens. Without it, publishing is disabled.
+    pub publisher_key: Option<JwtKey>,
+    /// Verifies subscribers' tokens. Without it, only anonymous subscribers are possible.
+    pub subscriber_key: Option<JwtKey>,
+    /// Allow subscribers without a token [R21].
+    pub anonymous: bool,
+    /// Origins allowed to call the hub from a browser (CORS) [R23]. `*` allows any origin, but
+    /// then without credentials (cookies), as browsers require.
+    pub cors_origins: Vec<String>,
+    /// Origins from which a cookie-authenticated publish is accepted (CSRF guard) [R22].
+    pub publish_origins: Vec<String>,
+    /// Name of the authorization cookie [R19].
+    pub cookie_name: String,
+    /// Idle time before a heartbeat comment; `None` disables heartbeats [R10].
+    pub heartbeat: Option<Duration>,
+    /// Maximum lifetime of a subscription, jittered down by up to 20% so that clients do not
+    /// all reconnect at once; `None` disables it [R11].
+    pub write_timeout: Option<Duration>,
+    /// Largest accepted publish body, in bytes [R17].
+    pub max_body_bytes: usize,
+    /// Most bytes of frames waiting for one subscriber before it is disconnected.
+    pub queue_bytes: usize,
+    /// How much history is kept [R29].
+    pub history: HistoryLimits,
+    /// How long a graceful shutdown waits for connections to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            publisher_key: None,
+            subscriber_key: None,
+            anonymous: false,
+            cors_origins: Vec::new(),
+            publish_origins: Vec::new(),
+            cookie_name: "mercureAuthorization".into(),
+            heartbeat: Some(Duration::from_secs(40)),
+            write_timeout: Some(Duration::from_secs(600)),
+            max_body_bytes: 1024 * 1024,
+            queue_bytes: 4 * 1024 * 1024,
+            history: HistoryLimits::default(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A setting that cannot work, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {problem}; {fix}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        ConfigError {
+            setting,
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Checks the settings together, and builds the token verifiers.
+    pub fn validate(&self) -> Result<Verifiers, ConfigError> {
+        if self.publisher_key.is_none() && self.subscriber_key.is_none() {
+            return Err(ConfigError::new(
+                "jwt-key",
+                "no publisher key and no subscriber key",
+                "set --jwt-key (or MERCURE_PUBLISHER_JWT_KEY / MERCURE_SUBSCRIBER_JWT_KEY), \
+                 or run with --dev for a generated one",
+            ));
+        }
+        let publisher = verifier("publisher-jwt-key", &self.publisher_key)?;
+        let subscriber = verifier("subscriber-jwt-key", &self.subscriber_key)?;
+        for origin in &self.cors_origins {
+            check_origin("cors-origin", origin, true)?;
+        }
+        for origin in &self.publish_origins {
+            check_origin("publish-origin", origin, false)?;
+        }
+        if self.cookie_name.is_empty()
+            || !self
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(ConfigError::new(
+                "cookie-name",
+                format!("{:?} is not a valid cookie name", self.cookie_name),
+                "use letters, digits and -_. only",
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "max-body-size",
+                "must be more than 0",
+                "set it to at least the largest update you publish (default 1 MiB)",
+            ));
+        }
+        if self.queue_bytes < self.max_body_bytes * 2 {
+            return Err(ConfigError::new(
+                "subscriber-queue-size",
+                format!(
+                    "{} bytes cannot hold two of the largest accepted updates ({} bytes each)",
+                    self.queue_bytes, self.max_body_bytes
+                ),
+                "raise it to at least twice --max-body-size",
+            ));
+        }
+        Ok(Verifiers {
+            publisher,
+            subscriber,
+        })
+    }
+}
+
+/// The token verifiers a valid configuration yields.
+#[derive(Debug, Clone)]
+pub struct Verifiers {
+    pub publisher: Option<TokenVerifier>,
+    pub subscriber: Option<TokenVerifier>,
+}
+
+fn verifier(
+    setting: &'static str,
+    key: &Option<JwtKey>,
+) -> Result<Option<TokenVerifier>, ConfigError> {
+    key.as_ref()
+        .map(|key| {
+            TokenVerifier::new(key.algorithm, &key.key).map_err(|e| {
+                ConfigError::new(
+                    setting,
+                    e.to_string(),
+                    "give the HMAC secret for HS256/384/512, or the PEM public key (or @file) \
+                     for RS*, PS*, ES*, EdDSA",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// An origin is `scheme://host[:port]`, exactly as browsers send it in `Origin`.
+fn check_origin(setting: &'static str, origin: &str, allow_star: bool) -> Result<(), ConfigError> {
+    if allow_star && origin == "*" {
+        return Ok(());
+    }
+    let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            && !rest.is_empty()
+            && !rest.contains(['/', '?', '#', ' '])
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            setting,
+            format!("{origin:?} is not an origin"),
+            "write it as scheme://host[:port] with no path, e.g. https://example.com",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed() -> HubConfig {
+        HubConfig {
+            publisher_key: Some(JwtKey {
+                algorithm: Algorithm::HS256,
+                key: b"k".to_vec(),
+            }),
+            ..HubConfig::default()
+        }
+    }
+
+    #[test]
+    fn no_key_is_refused() {
+        assert_eq!(
+            HubConfig::default().validate().unwrap_err().setting,
+            "jwt-key"
+        );
+    }
+
+    #[test]
+    fn bad_origins_are_refused() {
+        let mut c = keyed();
+        c.cors_origins = vec!["https://example.com/path".into()];
+        assert_eq!(c.validate().unwrap_err().setting, "cors-origin");
+        c.cors_origins = vec!["*".into(), "http://localhost:8080".into()];
+        assert!(c.validate().is_ok());
+        c.publish_origins = vec!["*".into()];
+        assert_eq!(c.validate().unwrap_err().setting, "publish-origin");
+    }
+
+    #[test]
+    fn a_bad_pem_names_the_setting() {
+        let mut c = keyed();
+        c.subscriber_key = Some(JwtKey {
+            algorithm: Algorithm::RS256,
+            key: b"nope".to_vec(),
+        });
+        assert_eq!(c.validate().unwrap_err().setting, "subscriber-jwt-key");
+    }
+}

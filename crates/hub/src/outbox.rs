@@ -1,0 +1,195 @@
+//! A subscriber's queue of frames waiting to be written: bounded in bytes, drained whole.
+//!
+//! [`Registry::dispatch`](crate::registry::Registry::dispatch) pushes a cheap `Bytes` clone of the
+//! update's frame into each matching subscriber's outbox; the subscriber's stream takes
+//! *everything* queued at once and writes it as one chunk, so a burst of updates costs one
+//! syscall per subscriber, not one per update.
+//!
+//! The bound is in bytes, not in updates, because that is what costs memory: a thousand tiny
+//! updates are fine, ten one-megabyte ones are not. A push that would pass the bound closes the
+//! outbox instead: the subscriber is disconnected, reconnects with its `Last-Event-ID` and
+//! replays what it missed from history, so a slow reader loses nothing and cannot make the hub
+//! hold an unbounded backlog for it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use crate::transport::Position;
+
+/// Why an outbox stopped accepting frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The subscriber did not read fast enough and its queue passed the byte bound.
+    Overflow,
+    /// The hub is shutting down.
+    Shutdown,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// This push overflowed the queue; the outbox is now closed.
+    Overflowed,
+    /// The outbox was already closed; the frame was dropped.
+    Closed,
+}
+
+/// What the stream gets when it drains.
+pub enum Drained {
+    Frames(VecDeque<(Position, Bytes)>),
+    Closed(CloseReason),
+}
+
+pub struct Outbox {
+    // A std Mutex, not tokio's: the critical sections are a few pointer moves and never span an
+    // await, so blocking is shorter than any async lock's bookkeeping.
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+struct State {
+    frames: VecDeque<(Position, Bytes)>,
+    bytes: usize,
+    closed: Option<CloseReason>,
+    /// The stream's waker, taken by the next push so the stream is woken once per batch.
+    waker: Option<Waker>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State {
+                frames: VecDeque::new(),
+                bytes: 0,
+                closed: None,
+                waker: None,
+            }),
+            capacity,
+        }
+    }
+
+    /// Queues a frame, or closes the outbox if the frame would pass the byte bound.
+    pub fn push(&self, position: Position, frame: Bytes) -> Pushed {
+        let waker;
+        let outcome;
+        {
+            let mut state = self.state.lock().unwrap();
+            if state.closed.is_some() {
+                return Pushed::Closed;
+            }
+            if state.bytes + frame.len() > self.capacity {
+                state.closed = Some(CloseReason::Overflow);
+                state.frames = VecDeque::new();
+                state.bytes = 0;
+                outcome = Pushed::Overflowed;
+            } else {
+                state.bytes += frame.len();
+                state.frames.push_back((position, frame));
+                outcome = Pushed::Queued;
+            }
+            waker = state.waker.take();
+        }
+        // Wake outside the lock so the woken task never contends with us for it.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        outcome
+    }
+
+    /// Closes the outbox; the stream ends after it notices.
+    pub fn close(&self, reason: CloseReason) {
+        let waker = {
+            let mut state = self.state.lock().unwrap();
+            state.closed.get_or_insert(reason);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Takes everything queued, or registers the task to be woken by the next push.
+    ///
+    /// Frames queued before a close are dropped with it: the subscriber will replay them from
+    /// history, and a slow subscriber is exactly the one we should not keep writing to.
+    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Drained> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(reason) = state.closed {
+            return Poll::Ready(Drained::Closed(reason));
+        }
+        if !state.frames.is_empty() {
+            state.bytes = 0;
+            return Poll::Ready(Drained::Frames(std::mem::take(&mut state.frames)));
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn drain(outbox: &Outbox) -> Poll<Drained> {
+        outbox.poll_drain(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn drains_everything_queued_at_once() {
+        let outbox = Outbox::new(100);
+        assert!(drain(&outbox).is_pending());
+        assert_eq!(
+            outbox.push(Position(1), Bytes::from_static(b"a")),
+            Pushed::Queued
+        );
+        assert_eq!(
+            outbox.push(Position(2), Bytes::from_static(b"b")),
+            Pushed::Queued
+        );
+        match drain(&outbox) {
+            Poll::Ready(Drained::Frames(frames)) => assert_eq!(frames.len(), 2),
+            _ => panic!("expected frames"),
+        }
+        assert!(drain(&outbox).is_pending());
+    }
+
+    #[test]
+    fn overflow_closes_and_frees_the_queue() {
+        let outbox = Outbox::new(10);
+        assert_eq!(
+            outbox.push(Position(1), Bytes::from(vec![0; 6])),
+            Pushed::Queued
+        );
+        assert_eq!(
+            outbox.push(Position(2), Bytes::from(vec![0; 6])),
+            Pushed::Overflowed
+        );
+        assert_eq!(
+            outbox.push(Position(3), Bytes::from(vec![0; 1])),
+            Pushed::Closed
+        );
+        assert!(matches!(
+            drain(&outbox),
+            Poll::Ready(Drained::Closed(CloseReason::Overflow))
+        ));
+    }
+
+    #[test]
+    fn the_bound_counts_bytes_drained_since() {
+        let outbox = Outbox::new(10);
+        outbox.push(Position(1), Bytes::from(vec![0; 8]));
+        let _ = drain(&outbox);
+        assert_eq!(
+            outbox.push(Position(2), Bytes::from(vec![0; 8])),
+            Pushed::Queued
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Refusing a request: the right status, a short reason in the body, the detail in the log [R24].
+//!
+//! Every handler returns `Result<_, Rejection>`. The body says what a client developer needs to
+//! fix their request and nothing a client should not learn (no keys, no token contents); the
+//! debug log line carries the full detail for the operator.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+#[derive(Debug)]
+pub struct Rejection {
+    status: StatusCode,
+    reason: String,
+    detail: Option<String>,
+}
+
+impl Rejection {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            status,
+            reason: reason.into(),
+            detail: None,
+        }
+    }
+
+    /// Adds detail for the debug log only.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> Rejection {
+        Rejection::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub fn unauthorized(reason: impl Into<String>) -> Rejection {
+        Rejection::new(StatusCode::UNAUTHORIZED, reason)
+    }
+
+    pub fn forbidden(reason: impl Into<String>) -> Rejection {
+        Rejection::new(StatusCode::FORBIDDEN, reason)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        tracing::debug!(
+            status = self.status.as_u16(),
+            reason = %self.reason,
+            detail = self.detail.as_deref().unwrap_or(""),
+            "request rejected"
+        );
+        let mut response = (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            format!("{}\n", self.reason),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: tell the client which scheme to use.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

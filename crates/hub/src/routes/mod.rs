@@ -1,0 +1,68 @@
+//! The HTTP surface: the hub endpoint [R1], `/healthz`, and the layers around them.
+
+mod publish;
+mod subscribe;
+
+use axum::Router;
+use axum::routing::get;
+use http::{HeaderName, HeaderValue, Method, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::Hub;
+
+/// The hub's routes, with CORS and security headers.
+pub fn router(hub: Hub) -> Router {
+    let cors = cors_layer(&hub.config().cors_origins);
+    Router::new()
+        .route(
+            herald_protocol::HUB_PATH,
+            get(subscribe::subscribe)
+                .head(subscribe::subscribe_head)
+                .post(publish::publish),
+        )
+        .route("/healthz", get(healthz))
+        .with_state(hub)
+        .layer(cors)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+}
+
+/// Liveness: the process is up and serving HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// CORS by allowlist [R23]. `*` allows any origin but, as browsers demand, without credentials;
+/// an explicit list allows credentials (the authorization cookie).
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::HEAD, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CACHE_CONTROL,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::LINK, HeaderName::from_static("last-event-id")]);
+    if origins.iter().any(|o| o == "*") {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    layer
+        .allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
+}

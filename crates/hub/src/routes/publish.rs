@@ -1,0 +1,131 @@
+//! `POST /.well-known/mercure`: publish [R12]-[R17].
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use herald_protocol::{PublishRequest, Update, is_reserved_topic};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::Hub;
+use crate::rejection::Rejection;
+
+/// The body formats a publisher may send.
+enum BodyFormat {
+    Form,
+    Json,
+}
+
+pub async fn publish(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let query_token = query_token(query.as_deref());
+    let claims = hub
+        .authorizer()
+        .publisher(&headers, query_token.as_deref())?;
+    let format = body_format(&headers)?;
+    let body = read_limited(body, hub.config().max_body_bytes).await?;
+    let request = match format {
+        BodyFormat::Form => PublishRequest::from_form(&body),
+        BodyFormat::Json => PublishRequest::from_json(&body),
+    }
+    .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let update = request
+        .into_update()
+        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    authorize_topics(
+        &hub,
+        &update,
+        claims.mercure.publish.as_deref().unwrap_or_default(),
+    )?;
+    let id = update.id.clone();
+    hub.transport().publish(update).await.map_err(|e| {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("update not stored: {e}"),
+        )
+        .with_detail(format!("{e:?}"))
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        id,
+    )
+        .into_response())
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    herald_protocol::form::pairs(query?.as_bytes())
+        .filter_map(Result::ok)
+        .find(|(name, _)| name == "authorization")
+        .map(|(_, value)| value)
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Rejection> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
+        "application/json" => Ok(BodyFormat::Json),
+        _ => Err(Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the update as application/x-www-form-urlencoded (or application/json)",
+        )
+        .with_detail(format!("content type {content_type:?}"))),
+    }
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, Rejection> {
+    let too_large = || {
+        Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("update too large: the limit is {limit} bytes"),
+        )
+    };
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => {
+            Err(Rejection::bad_request("could not read the request body")
+                .with_detail(e.to_string()))
+        }
+    }
+}
+
+/// Every topic must be allowed by the token's `mercure.publish` claim [R15], and none may lie in
+/// the hub's own namespace [R16].
+fn authorize_topics(hub: &Hub, update: &Update, allowed: &[String]) -> Result<(), Rejection> {
+    if let Some(topic) = update.topics.iter().find(|t| is_reserved_topic(t)) {
+        return Err(Rejection::forbidden(format!(
+            "topic {topic} is in the hub's reserved namespace /.well-known/mercure/"
+        )));
+    }
+    if allowed.is_empty() {
+        return Err(Rejection::forbidden(
+            "the token's mercure.publish claim is missing or empty: it allows no topic",
+        ));
+    }
+    let selectors = hub.registry().patterns().intern_all(allowed);
+    for topic in &update.topics {
+        if !selectors.iter().any(|s| s.matches(topic)) {
+            return Err(Rejection::forbidden(format!(
+                "the token's mercure.publish claim does not cover topic {topic}"
+            ))
+            .with_detail(format!("mercure.publish = {allowed:?}")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `GET /.well-known/mercure`: subscribe [R5]-[R11], [R25]-[R27].
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use herald_protocol::{Claims, LastEventId, SubscribeRequest};
+use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::Hub;
+use crate::registry::Subscription;
+use crate::rejection::Rejection;
+use crate::stream::{EventStream, StreamTiming};
+use crate::transport::ReplayStart;
+
+/// A validated, authorized subscribe request.
+struct Subscribe {
+    request: SubscribeRequest,
+    claims: Option<Claims>,
+    last_event_id: Option<LastEventId>,
+}
+
+fn accept(hub: &Hub, headers: &HeaderMap, query: Option<&str>) -> Result<Subscribe, Rejection> {
+    if !hub.authorizer().can_subscribe() {
+        return Err(Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "subscribing is disabled on this hub (no subscriber key and no anonymous access)",
+        ));
+    }
+    let request = SubscribeRequest::from_query(query.unwrap_or(""))
+        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let claims = hub
+        .authorizer()
+        .subscriber(headers, request.authorization.as_deref())?;
+    // The header wins over the query parameter [R25].
+    let last_event_id = match headers.get("last-event-id") {
+        Some(value) => Some(LastEventId::parse(value.to_str().map_err(|_| {
+            Rejection::bad_request("Last-Event-ID header is not valid text")
+        })?)),
+        None => request.last_event_id.clone(),
+    };
+    Ok(Subscribe {
+        request,
+        claims,
+        last_event_id,
+    })
+}
+
+pub async fn subscribe(
+    State(hub): State<Hub>,
+    version: Version,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Rejection> {
+    let Subscribe {
+        request,
+        claims,
+        last_event_id,
+    } = accept(&hub, &headers, query.as_deref())?;
+    let patterns = hub.registry().patterns();
+    let (rights, payload, expires_at) = match claims {
+        Some(claims) => (
+            patterns.intern_all(claims.mercure.subscribe.as_deref().unwrap_or_default()),
+            claims.mercure.payload,
+            claims.expires_at,
+        ),
+        None => (Vec::new(), None, None),
+    };
+    let subscription = Subscription {
+        selectors: request
+            .selectors
+            .into_iter()
+            .map(|s| patterns.intern(s))
+            .collect(),
+        rights,
+        payload,
+    };
+    // Register before reading history, so that nothing published in between is missed [R7].
+    let registration = hub.registry().register(subscription);
+    let mut opening = BytesMut::from(herald_protocol::sse::OPENING_COMMENT);
+    let mut replayed_through = None;
+    let mut start = None;
+    if let Some(from) = &last_event_id {
+        let replay = hub.transport().replay(from).await.map_err(|e| {
+            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
+                .with_detail(e.to_string())
+        })?;
+        let subscription = registration.subscriber().subscription();
+        for event in replay.events.iter().filter(|e| subscription.wants(e)) {
+            opening.extend_from_slice(&event.frame);
+        }
+        replayed_through = replay.head;
+        start = Some(replay.start);
+    }
+    let timing = StreamTiming {
+        heartbeat: hub.config().heartbeat,
+        ends_at: ends_at(hub.config().write_timeout, expires_at),
+    };
+    let stream = EventStream::new(registration, opening.freeze(), replayed_through, timing);
+    let mut response = Response::new(Body::new(stream));
+    set_stream_headers(response.headers_mut(), version);
+    if let Some(start) = start {
+        // [R27]: where this replay started.
+        let value = match start {
+            ReplayStart::After(id) => id,
+            ReplayStart::Earliest => "earliest".to_owned(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert("last-event-id", value);
+        }
+    }
+    Ok(response)
+}
+
+/// `HEAD`: the same checks and headers as `GET`, without opening a stream [R5].
+pub async fn subscribe_head(
+    State(hub): State<Hub>,
+    version: Version,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Rejection> {
+    accept(&hub, &headers, query.as_deref())?;
+    let mut response = Response::new(Body::from(Bytes::new()));
+    set_stream_headers(response.headers_mut(), version);
+    Ok(response)
+}
+
+fn set_stream_headers(headers: &mut HeaderMap, version: Version) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate, max-age=0"),
+    );
+    // Reverse proxies (nginx) must not buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if version <= Version::HTTP_11 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+}
+
+/// When a stream ends at the latest: the token's `exp`, or the jittered maximum lifetime,
+/// whichever comes first [R11].
+fn ends_at(write_timeout: Option<Duration>, expires_at: Option<u64>) -> Option<Instant> {
+    let now = Instant::now();
+    let lifetime = write_timeout.map(|max| max.mul_f64(rand::rng().random_range(0.8..=1.0)));
+    let until_exp = expires_at.map(|exp| {
+        let exp = UNIX_EPOCH + Duration::from_secs(exp);
+        exp.duration_since(SystemTime::now()).unwrap_or_default()
+    });
+    match (lifetime, until_exp) {
+        (Some(a), Some(b)) => Some(now + a.min(b)),
+        (a, b) => a.or(b).map(|d| now + d),
+    }
+}

@@ -1,0 +1,33 @@
+//! The Mercure protocol as pure data and functions.
+//!
+//! This crate owns everything about Mercure that can be decided without a socket, a clock-driven
+//! task or a runtime: what an [`Update`] is and how it is framed as a Server-Sent Event
+//! ([`sse`]), how a topic selector matches a topic ([`TopicSelector`], [`template`]), how a
+//! publish request body or a subscribe query is read ([`publish`], [`subscribe`]), and what a
+//! JSON Web Token grants ([`token`]).
+//!
+//! It must not depend on tokio, hyper or axum: the hub (`herald-hub`), the client and the fuzz
+//! targets all build on it, and keeping it pure keeps it easy to test exhaustively. Requirement
+//! ids such as `[R9]` refer to the project's protocol checklist (docs/protocol.md).
+
+pub mod form;
+pub mod publish;
+pub mod selector;
+pub mod sse;
+pub mod subscribe;
+pub mod template;
+pub mod token;
+pub mod update;
+
+pub use publish::{PublishError, PublishRequest};
+pub use selector::TopicSelector;
+pub use subscribe::{LastEventId, SubscribeError, SubscribeRequest};
+pub use template::{TemplateError, UriTemplate};
+pub use token::{Algorithm, Claims, KeyError, MercureClaim, TokenError, TokenVerifier};
+pub use update::{Update, generate_id, is_reserved_topic};
+
+/// The path of the hub endpoint [R1].
+pub const HUB_PATH: &str = "/.well-known/mercure";
+
+/// The most topics one update or one subscription may carry [R6][R17] (the reference hub's limit).
+pub const MAX_TOPICS: usize = 1000;

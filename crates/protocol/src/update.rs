@@ -1,0 +1,71 @@
+//! The update: what a publisher sends and every matching subscriber receives.
+
+use uuid::Uuid;
+
+/// One update, as published and as stored in history.
+///
+/// `topics[0]` is the canonical topic; the others are alternates [R8]. The id is always set by
+/// the time an update reaches history: either the publisher's or one from [`generate_id`] [R13].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub id: String,
+    pub topics: Vec<String>,
+    pub data: String,
+    pub private: bool,
+    /// The SSE `event:` field.
+    pub event_type: Option<String>,
+    /// The SSE `retry:` field, in milliseconds.
+    pub retry: Option<u64>,
+}
+
+/// A fresh update id: `urn:uuid:` followed by a UUIDv7 [R13].
+///
+/// Version 7 is time-ordered, so ids sort roughly by publication time, which makes them pleasant
+/// to read in logs and cheap to index.
+pub fn generate_id() -> String {
+    Uuid::now_v7().urn().to_string()
+}
+
+/// Whether `topic` lies in the hub's own namespace, `/.well-known/mercure/...`, which publishers
+/// may not write to [R16]: subscription events live there.
+///
+/// Both a bare path and an absolute IRI whose path starts there count.
+pub fn is_reserved_topic(topic: &str) -> bool {
+    let path = match topic.find("://") {
+        Some(scheme_end) => {
+            let after_scheme = &topic[scheme_end + 3..];
+            match after_scheme.find('/') {
+                Some(slash) => &after_scheme[slash..],
+                None => return false,
+            }
+        }
+        None => topic,
+    };
+    path == crate::HUB_PATH || path.starts_with("/.well-known/mercure/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r13_generated_ids_are_urn_uuid_v7() {
+        let id = generate_id();
+        let uuid = id.strip_prefix("urn:uuid:").expect("urn:uuid: prefix");
+        let parsed = Uuid::parse_str(uuid).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_ne!(generate_id(), id);
+    }
+
+    #[test]
+    fn r16_reserved_namespace_is_detected_in_paths_and_iris() {
+        assert!(is_reserved_topic("/.well-known/mercure/subscriptions/a/b"));
+        assert!(is_reserved_topic(
+            "https://example.com/.well-known/mercure/subscriptions"
+        ));
+        assert!(is_reserved_topic("/.well-known/mercure"));
+        assert!(!is_reserved_topic("https://example.com/books/1"));
+        assert!(!is_reserved_topic("/.well-known/mercurex"));
+        assert!(!is_reserved_topic("https://example.com"));
+    }
+}
