@@ -1,0 +1,288 @@
+//! Test support: a real hub on a free loopback port, tokens, and an SSE reader.
+//!
+//! Every integration test talks HTTP over real TCP to a hub served by [`herald_hub::serve`], the
+//! same accept loop the `herald` binary runs.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use herald_hub::{Hub, HubConfig, JwtKey};
+use herald_protocol::Algorithm;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The HMAC key test hubs verify with.
+pub const KEY: &str = "herald-test-key-0123456789abcdef";
+
+/// How long a test waits for something that should happen before it fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A hub configuration with [`KEY`] for publishers and subscribers.
+pub fn config() -> HubConfig {
+    let key = JwtKey {
+        algorithm: Algorithm::HS256,
+        key: KEY.as_bytes().to_vec(),
+    };
+    HubConfig {
+        publisher_key: Some(key.clone()),
+        subscriber_key: Some(key),
+        ..HubConfig::default()
+    }
+}
+
+/// A token signed with [`KEY`] carrying `claims` as its payload.
+pub fn token(claims: Value) -> String {
+    token_with(Algorithm::HS256, KEY.as_bytes(), claims)
+}
+
+pub fn token_with(alg: Algorithm, key: &[u8], claims: Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
+/// A token allowed to publish to every topic.
+pub fn publisher_token() -> String {
+    token(json!({"mercure": {"publish": ["*"]}}))
+}
+
+/// A token allowed to receive private updates on `selectors`.
+pub fn subscriber_token(selectors: &[&str]) -> String {
+    token(json!({"mercure": {"subscribe": selectors}}))
+}
+
+/// A hub served on 127.0.0.1 on a free port, shut down gracefully when dropped or by
+/// [`TestHub::stop`].
+pub struct TestHub {
+    pub hub: Hub,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// `http://127.0.0.1:PORT/.well-known/mercure`
+    pub url: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestHub {
+    pub async fn start(config: HubConfig) -> TestHub {
+        let hub = Hub::new(config).expect("valid test config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(herald_hub::serve(listener, hub.clone(), async {
+            let _ = stopped.await;
+        }));
+        let base = format!("http://{addr}");
+        TestHub {
+            hub,
+            url: format!("{base}/.well-known/mercure"),
+            base,
+            client: reqwest::Client::builder().build().unwrap(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A hub with [`config`].
+    pub async fn default() -> TestHub {
+        TestHub::start(config()).await
+    }
+
+    /// Publishes form `fields` with a token allowed to publish everywhere.
+    pub async fn publish(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.publish_with(&publisher_token(), fields).await
+    }
+
+    pub async fn publish_with(&self, token: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(&self.url)
+            .bearer_auth(token)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes and returns the id, asserting success.
+    pub async fn publish_ok(&self, fields: &[(&str, &str)]) -> String {
+        let response = self.publish(fields).await;
+        assert_eq!(response.status(), 200, "publish failed");
+        response.text().await.unwrap()
+    }
+
+    /// A GET on the hub URL with `query` (already encoded, without `?`).
+    pub fn get(&self, query: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}?{query}", self.url))
+    }
+
+    /// Subscribes with `query` and returns the open stream, asserting a 200.
+    pub async fn subscribe(&self, query: &str) -> EventReader {
+        self.subscribe_with(self.get(query)).await
+    }
+
+    pub async fn subscribe_with(&self, request: reqwest::RequestBuilder) -> EventReader {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "subscribe failed");
+        EventReader::new(response)
+    }
+
+    /// Stops accepting, ends the streams, waits for the server task.
+    pub async fn stop(mut self) {
+        self.stop_now().await;
+    }
+
+    async fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// One parsed SSE event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub retry: Option<String>,
+    pub data: String,
+}
+
+/// Reads an SSE response: raw text and parsed events.
+pub struct EventReader {
+    pub headers: reqwest::header::HeaderMap,
+    stream: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+    /// Everything received so far, verbatim.
+    pub raw: String,
+    ended: bool,
+}
+
+impl EventReader {
+    pub fn new(response: reqwest::Response) -> EventReader {
+        EventReader {
+            headers: response.headers().clone(),
+            stream: response.bytes_stream().boxed(),
+            buffer: String::new(),
+            raw: String::new(),
+            ended: false,
+        }
+    }
+
+    /// Reads more bytes; false when the stream ended.
+    async fn fill(&mut self, timeout: Duration) -> Option<bool> {
+        match tokio::time::timeout(timeout, self.stream.next()).await {
+            Err(_) => None,
+            Ok(Some(Ok(chunk))) => {
+                let text = std::str::from_utf8(&chunk).expect("UTF-8 stream");
+                self.raw.push_str(text);
+                self.buffer.push_str(text);
+                Some(true)
+            }
+            Ok(Some(Err(_))) | Ok(None) => {
+                self.ended = true;
+                Some(false)
+            }
+        }
+    }
+
+    /// The next event (comments skipped), or `None` on timeout or end of stream.
+    pub async fn next_event_within(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_block(&block) {
+                    return Some(event);
+                }
+            }
+            if self.ended {
+                return None;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || self.fill(left).await != Some(true) {
+                return None;
+            }
+        }
+    }
+
+    /// The next event, failing the test if none arrives within [`WAIT`].
+    pub async fn next_event(&mut self) -> SseEvent {
+        self.next_event_within(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no event within {WAIT:?}; received so far: {:?}", self.raw))
+    }
+
+    /// Asserts that no event arrives within `within`.
+    pub async fn assert_no_event(&mut self, within: Duration) {
+        if let Some(event) = self.next_event_within(within).await {
+            panic!("unexpected event {event:?}");
+        }
+    }
+
+    /// Waits until the raw stream contains `needle`; false on timeout or end.
+    pub async fn wait_for_raw(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.raw.contains(needle) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || self.fill(left).await != Some(true) {
+                return self.raw.contains(needle);
+            }
+        }
+        true
+    }
+
+    /// Waits for the server to end the stream; true if it did within `timeout`.
+    pub async fn wait_for_end(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.ended {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || self.fill(left).await.is_none() {
+                return self.ended;
+            }
+        }
+        true
+    }
+}
+
+/// Parses one event block; `None` for a block of comments only.
+pub fn parse_block(block: &str) -> Option<SseEvent> {
+    let mut event = SseEvent::default();
+    let mut data_lines = Vec::new();
+    let mut any_field = false;
+    for line in block.split('\n').filter(|l| !l.is_empty()) {
+        if line.starts_with(':') {
+            continue;
+        }
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        any_field = true;
+        match name {
+            "id" => event.id = Some(value.to_owned()),
+            "event" => event.event = Some(value.to_owned()),
+            "retry" => event.retry = Some(value.to_owned()),
+            "data" => data_lines.push(value.to_owned()),
+            _ => {}
+        }
+    }
+    event.data = data_lines.join("\n");
+    any_field.then_some(event)
+}
+
+/// Percent-encodes a query value.
+pub fn enc(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
