@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use herald_protocol::{Algorithm, TokenVerifier};
 
-use crate::transport::memory::HistoryLimits;
+use crate::transport::HistoryLimits;
 
 /// A key that verifies tokens.
 #[derive(Clone)]

@@ -33,7 +33,7 @@ use herald_protocol::Update;
 pub use config::{ConfigError, HubConfig, JwtKey};
 pub use registry::Registry;
 pub use server::serve;
-pub use transport::memory::HistoryLimits;
+pub use transport::HistoryLimits;
 pub use transport::{Transport, TransportError};
 
 use auth::Authorizer;

@@ -8,7 +8,9 @@
 //! The stream owns the subscriber's [`Registration`]: when hyper drops the body (the client went
 //! away, the connection was cut, the hub shut down), the subscriber leaves the index.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::outbox::Drained;
 use crate::registry::Registration;
-use crate::transport::Position;
+use crate::transport::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, Transport, TransportError};
 
 /// The timing of one stream.
 #[derive(Debug, Clone, Copy)]
@@ -29,11 +31,37 @@ pub struct StreamTiming {
     pub ends_at: Option<Instant>,
 }
 
+/// The part of history still to be replayed, read a page at a time as the client drains it.
+pub struct ReplayCursor {
+    transport: Arc<dyn Transport>,
+    after: Option<Position>,
+    through: Position,
+    pending: Option<BoxFuture<'static, Result<Vec<Arc<Event>>, TransportError>>>,
+}
+
+impl ReplayCursor {
+    /// Replays the events after `after` (from the oldest when `None`) through `through`.
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        after: Option<Position>,
+        through: Position,
+    ) -> ReplayCursor {
+        ReplayCursor {
+            transport,
+            after,
+            through,
+            pending: None,
+        }
+    }
+}
+
 pub struct EventStream {
     registration: Registration,
-    /// Written before anything else: the opening comment and the replayed events [R7].
+    /// Written before anything else: the opening comment [R7].
     opening: Option<Bytes>,
-    /// Live events at or before this position were already sent as part of the replay.
+    /// History to send before any live event [R25].
+    replay: Option<ReplayCursor>,
+    /// Live events at or before this position are covered by the replay.
     replayed_through: Option<Position>,
     timing: StreamTiming,
     /// The one timer: fires at the next heartbeat or at the end, whichever is first.
@@ -46,15 +74,15 @@ pub struct EventStream {
 impl EventStream {
     pub fn new(
         registration: Registration,
-        opening: Bytes,
-        replayed_through: Option<Position>,
+        replay: Option<ReplayCursor>,
         timing: StreamTiming,
     ) -> EventStream {
         let now = Instant::now();
         let mut stream = EventStream {
             registration,
-            opening: Some(opening),
-            replayed_through,
+            opening: Some(Bytes::from_static(herald_protocol::sse::OPENING_COMMENT)),
+            replayed_through: replay.as_ref().map(|cursor| cursor.through),
+            replay,
             timing,
             timer: None,
             last_write: now,
@@ -93,6 +121,38 @@ impl EventStream {
             chunk.extend_from_slice(&frame);
         }
         Some(chunk.freeze())
+    }
+
+    /// The next page of history, as one chunk of the frames this subscriber wants; `None` when
+    /// the replay is over.
+    fn poll_replay(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, TransportError>>> {
+        let subscription = self.registration.subscriber().subscription();
+        while let Some(cursor) = self.replay.as_mut() {
+            let pending = cursor.pending.get_or_insert_with(|| {
+                cursor
+                    .transport
+                    .replay_page(cursor.after, cursor.through, REPLAY_PAGE_EVENTS)
+            });
+            let page = match pending.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Ok(page)) => page,
+            };
+            cursor.pending = None;
+            let Some(last) = page.last() else {
+                self.replay = None;
+                break;
+            };
+            cursor.after = Some(last.position);
+            let mut chunk = BytesMut::new();
+            for event in page.iter().filter(|event| subscription.wants(event)) {
+                chunk.extend_from_slice(&event.frame);
+            }
+            if !chunk.is_empty() {
+                return Poll::Ready(Some(Ok(chunk.freeze())));
+            }
+        }
+        Poll::Ready(None)
     }
 
     fn rearm(&mut self, at: Instant) {
@@ -146,6 +206,20 @@ impl Body for EventStream {
         if let Some(opening) = this.opening.take() {
             this.last_write = Instant::now();
             return Poll::Ready(Some(Ok(Frame::data(opening))));
+        }
+        match this.poll_replay(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.last_write = Instant::now();
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The client reconnects with the last id it received and resumes from there.
+                tracing::warn!("replay failed, ending the stream: {e}");
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Ready(None) => {}
         }
         loop {
             match this.registration.subscriber().outbox().poll_drain(cx) {

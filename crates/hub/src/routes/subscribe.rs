@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use herald_protocol::{Claims, LastEventId, SubscribeRequest};
 use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use rand::Rng;
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::Hub;
 use crate::registry::Subscription;
 use crate::rejection::Rejection;
-use crate::stream::{EventStream, StreamTiming};
+use crate::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::transport::ReplayStart;
 
 /// A validated, authorized subscribe request.
@@ -81,26 +81,23 @@ pub async fn subscribe(
     };
     // Register before reading history, so that nothing published in between is missed [R7].
     let registration = hub.registry().register(subscription);
-    let mut opening = BytesMut::from(herald_protocol::sse::OPENING_COMMENT);
-    let mut replayed_through = None;
     let mut start = None;
+    let mut replay = None;
     if let Some(from) = &last_event_id {
-        let replay = hub.transport().replay(from).await.map_err(|e| {
+        let plan = hub.transport().replay(from).await.map_err(|e| {
             Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
                 .with_detail(e.to_string())
         })?;
-        let subscription = registration.subscriber().subscription();
-        for event in replay.events.iter().filter(|e| subscription.wants(e)) {
-            opening.extend_from_slice(&event.frame);
-        }
-        replayed_through = replay.head;
-        start = Some(replay.start);
+        replay = plan
+            .head
+            .map(|head| ReplayCursor::new(hub.transport().clone(), plan.after, head));
+        start = Some(plan.start);
     }
     let timing = StreamTiming {
         heartbeat: hub.config().heartbeat,
         ends_at: ends_at(hub.config().write_timeout, expires_at),
     };
-    let stream = EventStream::new(registration, opening.freeze(), replayed_through, timing);
+    let stream = EventStream::new(registration, replay, timing);
     let mut response = Response::new(Body::new(stream));
     set_stream_headers(response.headers_mut(), version);
     if let Some(start) = start {

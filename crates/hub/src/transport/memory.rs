@@ -5,33 +5,22 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use herald_protocol::{LastEventId, Update};
 
-use super::{BoxFuture, Event, Position, Replay, ReplayStart, Transport, TransportError};
+use super::{
+    BoxFuture, Event, HistoryLimits, Position, ReplayPlan, ReplayStart, Transport, TransportError,
+};
 use crate::Registry;
 
-/// How much history a transport keeps [R29].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryLimits {
-    /// The most events kept; the oldest go first. 0 keeps no history at all.
-    pub max_events: usize,
-    /// Events older than this are dropped; `None` keeps them until `max_events` pushes them out.
-    pub max_age: Option<Duration>,
-}
-
-impl Default for HistoryLimits {
-    fn default() -> Self {
-        HistoryLimits {
-            max_events: 10_000,
-            max_age: Some(Duration::from_secs(24 * 3600)),
-        }
-    }
+#[derive(Debug, Clone)]
+pub struct MemoryTransport {
+    inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-pub struct MemoryTransport {
+struct Inner {
     registry: Registry,
     limits: HistoryLimits,
     // A std Mutex: publish appends and dispatches under it (dispatch only pushes into queues and
@@ -53,7 +42,7 @@ impl History {
     }
 
     fn head(&self) -> Option<Position> {
-        self.events.back().map(|(_, event)| event.position)
+        self.next.checked_sub(1).map(Position)
     }
 
     fn trim(&mut self, limits: &HistoryLimits, now: Instant) {
@@ -72,12 +61,12 @@ impl History {
         }
     }
 
-    /// The index in `events` of the event after position `after`.
-    fn offset_after(&self, after: Position) -> usize {
-        match self.front_position() {
+    /// The index in `events` of the first event after `after`.
+    fn offset_after(&self, after: Option<Position>) -> usize {
+        match (after, self.front_position()) {
             // Positions are contiguous in this ring, so the offset is arithmetic.
-            Some(front) => (after.0 + 1).saturating_sub(front.0) as usize,
-            None => 0,
+            (Some(after), Some(front)) => (after.0 + 1).saturating_sub(front.0) as usize,
+            _ => 0,
         }
     }
 }
@@ -85,62 +74,77 @@ impl History {
 impl MemoryTransport {
     pub fn new(registry: Registry, limits: HistoryLimits) -> MemoryTransport {
         MemoryTransport {
-            registry,
-            limits,
-            history: Mutex::new(History::default()),
+            inner: Arc::new(Inner {
+                registry,
+                limits,
+                history: Mutex::new(History::default()),
+            }),
         }
     }
 
     fn publish_now(&self, update: Update) {
+        let inner = &self.inner;
         let now = Instant::now();
-        let mut history = self.history.lock().unwrap();
+        let mut history = inner.history.lock().unwrap();
         let position = Position(history.next);
         history.next += 1;
         let event = Arc::new(Event::new(position, update));
-        if self.limits.max_events > 0 {
+        if inner.limits.max_events > 0 {
             history.ids.insert(event.update.id.clone(), position);
             history.events.push_back((now, event.clone()));
         }
-        history.trim(&self.limits, now);
-        self.registry.dispatch(&event);
+        history.trim(&inner.limits, now);
+        inner.registry.dispatch(&event);
     }
 
-    fn replay_now(&self, from: &LastEventId) -> Replay {
-        let mut history = self.history.lock().unwrap();
-        history.trim(&self.limits, Instant::now());
-        let (start, offset) = match from {
+    fn plan(&self, from: &LastEventId) -> ReplayPlan {
+        let mut history = self.inner.history.lock().unwrap();
+        history.trim(&self.inner.limits, Instant::now());
+        let (start, after) = match from {
             LastEventId::After(id) => match history.ids.get(id) {
-                Some(&position) => (
-                    ReplayStart::After(id.clone()),
-                    history.offset_after(position),
-                ),
-                None => (ReplayStart::Earliest, 0),
+                Some(&position) => (ReplayStart::After(id.clone()), Some(position)),
+                None => (ReplayStart::Earliest, None),
             },
-            LastEventId::Earliest => (ReplayStart::Earliest, 0),
+            LastEventId::Earliest => (ReplayStart::Earliest, None),
         };
-        Replay {
+        ReplayPlan {
             start,
-            events: history
-                .events
-                .range(offset..)
-                .map(|(_, event)| event.clone())
-                .collect(),
-            head: history
-                .head()
-                .or_else(|| history.next.checked_sub(1).map(Position)),
+            after,
+            head: history.head(),
         }
+    }
+
+    fn page(&self, after: Option<Position>, through: Position, limit: usize) -> Vec<Arc<Event>> {
+        let history = self.inner.history.lock().unwrap();
+        let offset = history.offset_after(after);
+        history
+            .events
+            .range(offset.min(history.events.len())..)
+            .map(|(_, event)| event)
+            .take_while(|event| event.position <= through)
+            .take(limit)
+            .cloned()
+            .collect()
     }
 }
 
 impl Transport for MemoryTransport {
-    fn publish(&self, update: Update) -> BoxFuture<'_, Result<(), TransportError>> {
+    fn publish(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
         self.publish_now(update);
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'_, Result<Replay, TransportError>> {
-        let replay = self.replay_now(from);
-        Box::pin(std::future::ready(Ok(replay)))
+    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
+        Box::pin(std::future::ready(Ok(self.plan(from))))
+    }
+
+    fn replay_page(
+        &self,
+        after: Option<Position>,
+        through: Position,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, TransportError>> {
+        Box::pin(std::future::ready(Ok(self.page(after, through, limit))))
     }
 }
 
@@ -159,10 +163,6 @@ mod tests {
         }
     }
 
-    fn ids(replay: &Replay) -> Vec<&str> {
-        replay.events.iter().map(|e| e.update.id.as_str()).collect()
-    }
-
     fn transport(max_events: usize) -> MemoryTransport {
         MemoryTransport::new(
             Registry::new(1 << 20),
@@ -173,25 +173,50 @@ mod tests {
         )
     }
 
+    /// The ids a replay from `from` yields, read in pages of two.
+    fn replayed(t: &MemoryTransport, from: LastEventId) -> (ReplayStart, Vec<String>) {
+        let plan = t.plan(&from);
+        let mut ids = Vec::new();
+        let mut after = plan.after;
+        if let Some(head) = plan.head {
+            loop {
+                let page = t.page(after, head, 2);
+                let Some(last) = page.last() else { break };
+                after = Some(last.position);
+                ids.extend(page.iter().map(|e| e.update.id.clone()));
+            }
+        }
+        (plan.start, ids)
+    }
+
     #[test]
     fn r25_replays_after_an_id() {
         let t = transport(10);
-        for id in ["a", "b", "c"] {
+        for id in ["a", "b", "c", "d"] {
             t.publish_now(update(id));
         }
-        let replay = t.replay_now(&LastEventId::After("a".into()));
-        assert_eq!(ids(&replay), ["b", "c"]);
-        assert_eq!(replay.start, ReplayStart::After("a".into()));
-        assert_eq!(replay.head, Some(Position(2)));
+        let (start, ids) = replayed(&t, LastEventId::After("a".into()));
+        assert_eq!(ids, ["b", "c", "d"]);
+        assert_eq!(start, ReplayStart::After("a".into()));
+    }
+
+    #[test]
+    fn r25_replay_stops_at_the_head_of_the_plan() {
+        let t = transport(10);
+        t.publish_now(update("a"));
+        let plan = t.plan(&LastEventId::Earliest);
+        t.publish_now(update("b"));
+        let page = t.page(plan.after, plan.head.unwrap(), 10);
+        assert_eq!(page.len(), 1);
     }
 
     #[test]
     fn r27_unknown_id_replays_everything_from_earliest() {
         let t = transport(10);
         t.publish_now(update("a"));
-        let replay = t.replay_now(&LastEventId::After("zzz".into()));
-        assert_eq!(ids(&replay), ["a"]);
-        assert_eq!(replay.start, ReplayStart::Earliest);
+        let (start, ids) = replayed(&t, LastEventId::After("zzz".into()));
+        assert_eq!(ids, ["a"]);
+        assert_eq!(start, ReplayStart::Earliest);
     }
 
     #[test]
@@ -200,9 +225,9 @@ mod tests {
         for id in ["a", "b", "c"] {
             t.publish_now(update(id));
         }
-        assert_eq!(ids(&t.replay_now(&LastEventId::Earliest)), ["b", "c"]);
+        assert_eq!(replayed(&t, LastEventId::Earliest).1, ["b", "c"]);
         assert_eq!(
-            t.replay_now(&LastEventId::After("a".into())).start,
+            replayed(&t, LastEventId::After("a".into())).0,
             ReplayStart::Earliest
         );
     }
@@ -213,15 +238,15 @@ mod tests {
         for id in ["x", "a", "x", "b"] {
             t.publish_now(update(id));
         }
-        assert_eq!(ids(&t.replay_now(&LastEventId::After("x".into()))), ["b"]);
+        assert_eq!(replayed(&t, LastEventId::After("x".into())).1, ["b"]);
     }
 
     #[test]
     fn no_history_still_reports_the_head() {
         let t = transport(0);
         t.publish_now(update("a"));
-        let replay = t.replay_now(&LastEventId::Earliest);
-        assert!(replay.events.is_empty());
-        assert_eq!(replay.head, Some(Position(0)));
+        let plan = t.plan(&LastEventId::Earliest);
+        assert_eq!(plan.head, Some(Position(0)));
+        assert!(t.page(plan.after, Position(0), 10).is_empty());
     }
 }

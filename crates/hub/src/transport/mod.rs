@@ -28,6 +28,26 @@ use herald_protocol::{LastEventId, Update};
 
 pub use memory::MemoryTransport;
 
+/// How much history a transport keeps [R29].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// The most events kept; the oldest go first. 0 keeps no history at all.
+    pub max_events: usize,
+    /// Events older than this are dropped; `None` keeps them until `max_events` pushes them out.
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl Default for HistoryLimits {
+    /// 100,000 events and 24 hours: a day of history for a small deployment, with a bound on
+    /// disk and memory (about 100 MB at 1 KB per update) that nobody has to think about.
+    fn default() -> Self {
+        HistoryLimits {
+            max_events: 100_000,
+            max_age: Some(std::time::Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
 /// A boxed, sendable future, as the trait's methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -66,16 +86,22 @@ pub enum ReplayStart {
     Earliest,
 }
 
-/// The events after a point in history.
-#[derive(Debug)]
-pub struct Replay {
+/// What a replay will cover, decided by one id lookup; the events themselves are read page by
+/// page with [`Transport::replay_page`] as the subscriber's stream drains, so that replaying a
+/// large history never holds it all in memory.
+#[derive(Debug, Clone)]
+pub struct ReplayPlan {
     pub start: ReplayStart,
-    /// Events after the start, in position order.
-    pub events: Vec<Arc<Event>>,
-    /// The position of the newest event history held when it was read; live events at or
-    /// before it are already covered by this replay.
+    /// Replay the events after this position; `None` starts at the oldest retained event.
+    pub after: Option<Position>,
+    /// The newest position in history when the plan was made: the replay stops there, and live
+    /// events at or before it are already covered by the replay. `None`: nothing was ever
+    /// published.
     pub head: Option<Position>,
 }
+
+/// How many events one replay page holds at most.
+pub const REPLAY_PAGE_EVENTS: usize = 1024;
 
 /// A transport failure, reported to the publisher as 503.
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +113,25 @@ pub enum TransportError {
 }
 
 /// Orders, stores and dispatches updates. See the module documentation.
+///
+/// Futures are `'static` (implementations clone an inner `Arc`) so that a subscriber's stream
+/// can hold a page request while hyper polls it.
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// Stores `update` and dispatches it. Resolves once the update is stored according to the
     /// transport's durability policy: an `Ok` is an acknowledgement that it will be delivered
     /// and replayed.
-    fn publish(&self, update: Update) -> BoxFuture<'_, Result<(), TransportError>>;
+    fn publish(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>>;
 
-    /// The retained events after `from`.
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'_, Result<Replay, TransportError>>;
+    /// Plans a replay of the retained events after `from` [R25]-[R28]: an id lookup through the
+    /// index, never a scan.
+    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
+
+    /// Up to `limit` retained events with a position after `after` (from the oldest when
+    /// `None`) and at most `through`, in position order.
+    fn replay_page(
+        &self,
+        after: Option<Position>,
+        through: Position,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, TransportError>>;
 }
