@@ -1,9 +1,9 @@
 //! `herald serve`: settings in, a running hub out.
 
-use std::io;
+use std::io::{self, IsTerminal};
 
 use clap::Args;
-use herald_hub::{ConfigError, Hub};
+use herald_hub::{ConfigError, Hub, HubError, OpenError};
 use tracing_subscriber::EnvFilter;
 
 use crate::dev;
@@ -21,6 +21,8 @@ pub struct ServeArgs {
 pub enum ServeError {
     #[error("{0}")]
     Setting(#[from] ConfigError),
+    #[error("{0}")]
+    History(#[from] OpenError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
     #[error("cannot start the runtime: {0}")]
@@ -37,7 +39,10 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     init_logging(settings.log.as_deref())?;
     let dev = settings.dev.then(|| dev::prepare(&mut settings));
     let addr = settings.listen_addr()?;
-    let hub = Hub::new(settings.hub_config()?)?;
+    let hub = Hub::new(settings.hub_config()?).map_err(|e| match e {
+        HubError::Config(e) => ServeError::Setting(e),
+        HubError::Storage(e) => ServeError::History(e),
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,6 +85,7 @@ fn init_logging(filter: Option<&str>) -> Result<(), ConfigError> {
     })?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr)
         .init();
     Ok(())

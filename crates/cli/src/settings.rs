@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use herald_hub::{ConfigError, HistoryLimits, HubConfig, JwtKey};
+use herald_hub::{ConfigError, Durability, HistoryLimits, HubConfig, JwtKey, Storage};
 use herald_protocol::Algorithm;
 use serde::Deserialize;
 
@@ -112,8 +112,23 @@ pub struct Settings {
     #[arg(long, env = "HERALD_SUBSCRIBER_QUEUE_SIZE", value_name = "BYTES")]
     pub subscriber_queue_size: Option<String>,
 
+    /// Where history is kept: `embedded` (a file in --data-dir, survives restarts) or `memory`
+    /// (lost on restart) [default: embedded].
+    #[arg(long, env = "HERALD_TRANSPORT", value_name = "KIND")]
+    pub transport: Option<String>,
+
+    /// Directory of the embedded history (created on first start) [default: herald-data].
+    #[arg(long, env = "HERALD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// What an acknowledged publish survives: `sync` (each group commit is fsync'd: survives
+    /// kill -9 and power loss) or `periodic` (synced every 100 ms: a crash can lose the last
+    /// 100 ms) [default: sync].
+    #[arg(long, env = "HERALD_DURABILITY", value_name = "POLICY")]
+    pub durability: Option<String>,
+
     /// Most updates kept in history for reconnecting subscribers; 0 keeps none
-    /// [default: 10000].
+    /// [default: 100000].
     #[arg(long, env = "HERALD_HISTORY_SIZE", value_name = "COUNT")]
     pub history_size: Option<String>,
 
@@ -181,6 +196,9 @@ impl Settings {
             write_timeout: self.write_timeout.or(file.write_timeout),
             max_body_size: self.max_body_size.or(file.max_body_size),
             subscriber_queue_size: self.subscriber_queue_size.or(file.subscriber_queue_size),
+            transport: self.transport.or(file.transport),
+            data_dir: self.data_dir.or(file.data_dir),
+            durability: self.durability.or(file.durability),
             history_size: self.history_size.or(file.history_size),
             history_max_age: self.history_max_age.or(file.history_max_age),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
@@ -251,6 +269,7 @@ impl Settings {
                 &self.subscriber_queue_size,
                 defaults.queue_bytes,
             )?,
+            storage: self.storage()?,
             history: HistoryLimits {
                 max_events: count(
                     "history-size",
@@ -270,6 +289,40 @@ impl Settings {
             )?
             .unwrap_or_default(),
         })
+    }
+}
+
+impl Settings {
+    fn storage(&self) -> Result<Storage, SettingError> {
+        let durability = match self.durability.as_deref() {
+            None | Some("sync") => Durability::Sync,
+            Some("periodic") => Durability::Periodic,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "durability",
+                    format!("{other:?} is not a durability policy"),
+                    "use sync or periodic",
+                ));
+            }
+        };
+        match self.transport.as_deref() {
+            None | Some("embedded") => {
+                let dir = self
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("herald-data"));
+                Ok(Storage::Embedded {
+                    path: dir.join("history.redb"),
+                    durability,
+                })
+            }
+            Some("memory") => Ok(Storage::Memory),
+            Some(other) => Err(ConfigError::new(
+                "transport",
+                format!("{other:?} is not a transport"),
+                "use embedded or memory",
+            )),
+        }
     }
 }
 

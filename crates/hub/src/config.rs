@@ -6,11 +6,12 @@
 //! and the fix, before anything listens.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_protocol::{Algorithm, TokenVerifier};
 
-use crate::transport::HistoryLimits;
+use crate::transport::{Durability, HistoryLimits};
 
 /// A key that verifies tokens.
 #[derive(Clone)]
@@ -55,6 +56,8 @@ pub struct HubConfig {
     pub max_body_bytes: usize,
     /// Most bytes of frames waiting for one subscriber before it is disconnected.
     pub queue_bytes: usize,
+    /// Where history is kept.
+    pub storage: Storage,
     /// How much history is kept [R29].
     pub history: HistoryLimits,
     /// How long a graceful shutdown waits for connections to finish.
@@ -74,10 +77,26 @@ impl Default for HubConfig {
             write_timeout: Some(Duration::from_secs(600)),
             max_body_bytes: 1024 * 1024,
             queue_bytes: 4 * 1024 * 1024,
+            storage: Storage::Memory,
             history: HistoryLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Where history is kept.
+///
+/// The library defaults to [`Storage::Memory`] so that embedding the hub creates no files behind
+/// the application's back; the `herald` binary defaults to [`Storage::Embedded`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A bounded ring in memory: lost on restart.
+    Memory,
+    /// A redb file on local disk, written by group commit.
+    Embedded {
+        path: PathBuf,
+        durability: Durability,
+    },
 }
 
 /// A setting that cannot work, with what to do about it.

@@ -30,14 +30,24 @@ use std::sync::Arc;
 use axum::Router;
 use herald_protocol::Update;
 
-pub use config::{ConfigError, HubConfig, JwtKey};
+pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use registry::Registry;
 pub use server::serve;
 pub use transport::HistoryLimits;
-pub use transport::{Transport, TransportError};
+pub use transport::embedded::OpenError;
+pub use transport::{Durability, Transport, TransportError};
 
 use auth::Authorizer;
-use transport::MemoryTransport;
+use transport::{EmbeddedTransport, MemoryTransport};
+
+/// Why a hub could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] OpenError),
+}
 
 /// A cheap `Clone` handle to one hub: its configuration, subscribers and history.
 #[derive(Clone)]
@@ -53,11 +63,19 @@ struct Shared {
 }
 
 impl Hub {
-    /// Builds a hub with the in-memory transport, or says which setting is wrong.
-    pub fn new(config: HubConfig) -> Result<Hub, ConfigError> {
+    /// Builds a hub, opening its history, or says which setting is wrong.
+    pub fn new(config: HubConfig) -> Result<Hub, HubError> {
         let verifiers = config.validate()?;
         let registry = Registry::new(config.queue_bytes);
-        let transport = Arc::new(MemoryTransport::new(registry.clone(), config.history));
+        let transport: Arc<dyn Transport> = match &config.storage {
+            Storage::Memory => Arc::new(MemoryTransport::new(registry.clone(), config.history)),
+            Storage::Embedded { path, durability } => Arc::new(EmbeddedTransport::open(
+                path,
+                registry.clone(),
+                config.history,
+                *durability,
+            )?),
+        };
         let authorizer = Authorizer::new(
             verifiers,
             config.cookie_name.clone(),

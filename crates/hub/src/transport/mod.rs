@@ -16,7 +16,9 @@
 //!
 //! Futures are boxed so that the hub can hold any transport as `Arc<dyn Transport>`.
 
+pub mod embedded;
 pub mod memory;
+mod record;
 
 use std::fmt;
 use std::future::Future;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use herald_protocol::{LastEventId, Update};
 
+pub use embedded::{Durability, EmbeddedTransport};
 pub use memory::MemoryTransport;
 
 /// How much history a transport keeps [R29].

@@ -1,0 +1,561 @@
+//! The embedded transport: history on local disk in one redb file, written by group commit.
+//!
+//! This is the default transport. Why redb: pure Rust (no C toolchain, no separate server),
+//! crash-safe copy-on-write B-trees with checksummed commits, MVCC reads that never block the
+//! writer, and a single-writer model that matches how a hub orders events anyway.
+//!
+//! # Group commit
+//! Publishers do the per-update work themselves (encode the SSE frame, serialize the record) and
+//! hand it to one writer thread through a channel. The writer takes everything waiting, writes it
+//! in ONE transaction, commits once (one fsync for the whole batch under [`Durability::Sync`]),
+//! then dispatches the batch to the registry in position order and acknowledges each publisher.
+//! Under load, batches grow by themselves, so throughput is not bounded by the disk's sync rate.
+//! Dispatching after the commit means a subscriber never sees an update that a crash could take
+//! back.
+//!
+//! # Layout
+//! - `events`: position (u64) -> record (see [`super::record`]).
+//! - `ids`: update id -> position of its latest occurrence (the index of [R28]; duplicates
+//!   resolve to the newest).
+//! - `meta`: the next position, so that positions keep increasing across restarts even when
+//!   history was trimmed empty.
+//!
+//! # Bounds
+//! History is bounded by count and age [R29]. The writer trims the oldest events in the same
+//! transaction as a batch, at most [`TRIM_PER_BATCH`] at a time so that trimming never makes a
+//! batch slow; an idle writer trims by age once a second.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use herald_protocol::{LastEventId, Update};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::record;
+use super::{
+    BoxFuture, Event, HistoryLimits, Position, ReplayPlan, ReplayStart, Transport, TransportError,
+};
+use crate::Registry;
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_POSITION: &str = "next_position";
+
+/// Most events one batch trims, so that a large trim is spread over several batches.
+const TRIM_PER_BATCH: usize = 4096;
+/// Most updates one transaction carries.
+const MAX_BATCH: usize = 8192;
+/// How often an idle writer wakes up to trim by age (and, under `Periodic`, to sync).
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
+/// What an acknowledged publish survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Each batch is synced to disk (fsync) before its publishes are acknowledged: an
+    /// acknowledged update survives a process crash, `kill -9` and a power loss.
+    #[default]
+    Sync,
+    /// Batches are committed without a sync and acknowledged at once; a synced commit follows
+    /// within 100 ms. A crash or power loss can lose the updates of the last 100 ms. For
+    /// deployments that prefer throughput to the last fraction of a second of history.
+    Periodic,
+}
+
+/// Why the history file could not be opened. The message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("history file {}: {problem}; {fix}", path.display())]
+pub struct OpenError {
+    pub path: PathBuf,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// History in a redb file. A cheap `Clone` handle.
+#[derive(Debug, Clone)]
+pub struct EmbeddedTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<Store>,
+    /// Dropping the last handle drops this sender: the writer sees the channel close, commits
+    /// what it has, and exits (the writer thread's drop guard).
+    requests: Sender<Request>,
+}
+
+/// The database, replaceable after an I/O error (redb refuses further use of a database that
+/// saw one until it is reopened).
+#[derive(Debug)]
+struct Store {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+}
+
+impl Store {
+    fn db(&self) -> Result<Arc<Database>, TransportError> {
+        self.db
+            .read()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| TransportError::Storage("the history file is being reopened".into()))
+    }
+}
+
+struct Request {
+    update: Update,
+    frame: Bytes,
+    record: Vec<u8>,
+    done: oneshot::Sender<Result<(), TransportError>>,
+}
+
+impl EmbeddedTransport {
+    /// Opens (or creates) the history file at `path` and starts the writer thread.
+    pub fn open(
+        path: &Path,
+        registry: Registry,
+        limits: HistoryLimits,
+        durability: Durability,
+    ) -> Result<EmbeddedTransport, OpenError> {
+        let db = open_database(path)?;
+        let store = Arc::new(Store {
+            path: path.to_owned(),
+            db: RwLock::new(Some(Arc::new(db))),
+        });
+        let (requests, receiver) = mpsc::channel();
+        let writer = Writer {
+            store: store.clone(),
+            registry,
+            limits,
+            durability,
+            unsynced: false,
+        };
+        std::thread::Builder::new()
+            .name("herald-history-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| OpenError {
+                path: path.to_owned(),
+                problem: format!("cannot start the writer thread: {e}"),
+                fix: "check the process limits".into(),
+            })?;
+        Ok(EmbeddedTransport {
+            inner: Arc::new(Inner { store, requests }),
+        })
+    }
+}
+
+fn open_error(path: &Path, problem: impl Into<String>, fix: impl Into<String>) -> OpenError {
+    OpenError {
+        path: path.to_owned(),
+        problem: problem.into(),
+        fix: fix.into(),
+    }
+}
+
+fn open_database(path: &Path) -> Result<Database, OpenError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            open_error(
+                path,
+                format!("cannot create directory {}: {e}", dir.display()),
+                "check --data-dir and its permissions",
+            )
+        })?;
+    }
+    let db = Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => open_error(
+            path,
+            "is in use by another process",
+            "stop the other herald, or give this one its own --data-dir",
+        ),
+        redb::DatabaseError::UpgradeRequired(version) => open_error(
+            path,
+            format!("was written in an older format (version {version})"),
+            "move it away to start with an empty history",
+        ),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            open_error(
+                path,
+                format!("cannot be opened: {io}"),
+                "check that the file and its directory are readable and writable by this user",
+            )
+        }
+        other => open_error(
+            path,
+            format!("is damaged or is not a Herald history file ({other})"),
+            "move it away (Herald then starts with an empty history) or restore a backup; \
+             it was not modified",
+        ),
+    })?;
+    initialize(&db).map_err(|e| {
+        open_error(
+            path,
+            format!("cannot be read as a Herald history file ({e})"),
+            "move it away (Herald then starts with an empty history) or restore a backup",
+        )
+    })?;
+    Ok(db)
+}
+
+/// Creates the tables if needed and checks that the newest record is readable.
+fn initialize(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let events = txn.open_table(EVENTS)?;
+        txn.open_table(IDS)?;
+        txn.open_table(META)?;
+        if let Some((_, value)) = events.last()? {
+            record::decode(value.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn storage_error(e: impl Into<redb::Error>) -> TransportError {
+    TransportError::Storage(e.into().to_string())
+}
+
+/// The one thread that writes history.
+struct Writer {
+    store: Arc<Store>,
+    registry: Registry,
+    limits: HistoryLimits,
+    durability: Durability,
+    /// Under `Periodic`, whether commits were made since the last synced one.
+    unsynced: bool,
+}
+
+impl Writer {
+    fn run(mut self, requests: Receiver<Request>) {
+        loop {
+            let first = match requests.recv_timeout(IDLE_TICK) {
+                Ok(request) => request,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        // The hub is gone: make what was acknowledged under `Periodic` durable too.
+        if self.unsynced {
+            let _ = self.sync();
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Request>) {
+        match self.write(&batch) {
+            Ok(first_position) => {
+                for (offset, request) in batch.into_iter().enumerate() {
+                    let position = Position(first_position + offset as u64);
+                    let event = Event {
+                        position,
+                        update: request.update,
+                        frame: request.frame,
+                    };
+                    self.registry.dispatch(&event);
+                    let _ = request.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    "history write failed, {} publishes refused: {e}",
+                    batch.len()
+                );
+                for request in batch {
+                    let _ = request
+                        .done
+                        .send(Err(TransportError::Storage(e.to_string())));
+                }
+                self.reopen_after_error();
+            }
+        }
+    }
+
+    /// Writes a batch in one transaction; returns the position of its first update.
+    fn write(&mut self, batch: &[Request]) -> Result<u64, redb::Error> {
+        let db = self
+            .store
+            .db()
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        let mut txn = db.begin_write()?;
+        let sync = self.durability == Durability::Sync;
+        if !sync {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        }
+        let first;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut events = txn.open_table(EVENTS)?;
+            let mut ids = txn.open_table(IDS)?;
+            first = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
+            let mut position = first;
+            for request in batch {
+                if self.limits.max_events > 0 {
+                    events.insert(position, request.record.as_slice())?;
+                    ids.insert(request.update.id.as_str(), position)?;
+                }
+                position += 1;
+            }
+            meta.insert(NEXT_POSITION, position)?;
+            trim(&mut events, &mut ids, &self.limits, position, now_ms())?;
+        }
+        txn.commit()?;
+        self.unsynced = !sync;
+        Ok(first)
+    }
+
+    fn idle(&mut self) {
+        let result = self
+            .trim_by_age()
+            .and_then(|()| if self.unsynced { self.sync() } else { Ok(()) });
+        if let Err(e) = result {
+            tracing::error!("history maintenance failed: {e}");
+            self.reopen_after_error();
+        }
+    }
+
+    fn trim_by_age(&mut self) -> Result<(), redb::Error> {
+        let Some(max_age) = self.limits.max_age else {
+            return Ok(());
+        };
+        let db = self
+            .store
+            .db()
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        // Look before writing: an idle hub with nothing to trim makes no commits at all.
+        let cutoff = now_ms().saturating_sub(max_age.as_millis() as u64);
+        let oldest = {
+            let read = db.begin_read()?;
+            let events = read.open_table(EVENTS)?;
+            events
+                .first()?
+                .map(|(_, v)| record::decode_stored_at(v.value()).unwrap_or(0))
+        };
+        if oldest.is_none_or(|stored_at| stored_at >= cutoff) {
+            return Ok(());
+        }
+        let mut txn = db.begin_write()?;
+        if self.durability == Durability::Periodic {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+            self.unsynced = true;
+        }
+        {
+            let meta = txn.open_table(META)?;
+            let next = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
+            let mut events = txn.open_table(EVENTS)?;
+            let mut ids = txn.open_table(IDS)?;
+            trim(&mut events, &mut ids, &self.limits, next, now_ms())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// An empty synced commit: makes every earlier unsynced commit durable.
+    fn sync(&mut self) -> Result<(), redb::Error> {
+        let db = self
+            .store
+            .db()
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        db.begin_write()?.commit()?;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// After an I/O error (a full disk, say) redb must be reopened before it can be used again.
+    /// Readers holding the old handle finish first; until the reopen succeeds, publishes fail
+    /// with 503 and the hub keeps serving subscribers.
+    fn reopen_after_error(&mut self) {
+        let old = self.store.db.write().unwrap().take();
+        let Some(mut old) = old else {
+            return self.try_open();
+        };
+        for _ in 0..100 {
+            match Arc::try_unwrap(old) {
+                Ok(db) => {
+                    drop(db);
+                    return self.try_open();
+                }
+                Err(still_shared) => {
+                    old = still_shared;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        // Readers held on for a second: put the handle back and try again after the next error.
+        *self.store.db.write().unwrap() = Some(old);
+    }
+
+    fn try_open(&mut self) {
+        match open_database(&self.store.path) {
+            Ok(db) => {
+                tracing::info!("history file reopened");
+                *self.store.db.write().unwrap() = Some(Arc::new(db));
+            }
+            Err(e) => tracing::error!("cannot reopen the history file yet: {e}"),
+        }
+    }
+}
+
+/// Drops the oldest events past the count or age bound, at most [`TRIM_PER_BATCH`].
+fn trim(
+    events: &mut redb::Table<u64, &[u8]>,
+    ids: &mut redb::Table<&str, u64>,
+    limits: &HistoryLimits,
+    next: u64,
+    now_ms: u64,
+) -> Result<(), redb::Error> {
+    let keep_from = next.saturating_sub(limits.max_events as u64);
+    let cutoff = limits
+        .max_age
+        .map(|age| now_ms.saturating_sub(age.as_millis() as u64));
+    for _ in 0..TRIM_PER_BATCH {
+        let Some((position, stored_at, id)) = (match events.first()? {
+            None => None,
+            Some((key, value)) => {
+                let record = value.value();
+                let stored_at = record::decode_stored_at(record).unwrap_or(0);
+                let id = record::decode_id(record).unwrap_or_default().to_owned();
+                Some((key.value(), stored_at, id))
+            }
+        }) else {
+            break;
+        };
+        let too_many = position < keep_from;
+        let too_old = cutoff.is_some_and(|cutoff| stored_at < cutoff);
+        if !too_many && !too_old {
+            break;
+        }
+        events.remove(position)?;
+        if ids.get(id.as_str())?.map(|v| v.value()) == Some(position) {
+            ids.remove(id.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+impl EmbeddedTransport {
+    fn plan(store: &Store, from: &LastEventId) -> Result<ReplayPlan, redb::Error> {
+        let db = store
+            .db()
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        let read = db.begin_read()?;
+        let meta = read.open_table(META)?;
+        let next = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
+        let head = next.checked_sub(1).map(Position);
+        let found = match from {
+            LastEventId::After(id) => {
+                let ids = read.open_table(IDS)?;
+                ids.get(id.as_str())?.map(|v| (id.clone(), v.value()))
+            }
+            LastEventId::Earliest => None,
+        };
+        Ok(match found {
+            Some((id, position)) => ReplayPlan {
+                start: ReplayStart::After(id),
+                after: Some(Position(position)),
+                head,
+            },
+            None => ReplayPlan {
+                start: ReplayStart::Earliest,
+                after: None,
+                head,
+            },
+        })
+    }
+
+    fn page(
+        store: &Store,
+        after: Option<Position>,
+        through: Position,
+        limit: usize,
+    ) -> Result<Vec<Arc<Event>>, TransportError> {
+        let db = store.db()?;
+        let read = db.begin_read().map_err(storage_error)?;
+        let events = read.open_table(EVENTS).map_err(storage_error)?;
+        let from = after.map_or(0, |p| p.0 + 1);
+        if from > through.0 {
+            return Ok(Vec::new());
+        }
+        let mut page = Vec::new();
+        for entry in events
+            .range(from..=through.0)
+            .map_err(storage_error)?
+            .take(limit)
+        {
+            let (key, value) = entry.map_err(storage_error)?;
+            let (update, _) = record::decode(value.value())
+                .map_err(|e| TransportError::Storage(e.to_string()))?;
+            page.push(Arc::new(Event::new(Position(key.value()), update)));
+        }
+        Ok(page)
+    }
+}
+
+impl Transport for EmbeddedTransport {
+    fn publish(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
+        // The per-update work happens here, on the publisher's task, in parallel; the writer
+        // thread only writes.
+        let frame = herald_protocol::sse::encode(&update);
+        let record = record::encode(&update, now_ms());
+        let (done, acknowledged) = oneshot::channel();
+        let sent = self.inner.requests.send(Request {
+            update,
+            frame,
+            record,
+            done,
+        });
+        Box::pin(async move {
+            sent.map_err(|_| TransportError::Closed)?;
+            acknowledged.await.map_err(|_| TransportError::Closed)?
+        })
+    }
+
+    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
+        let store = self.inner.store.clone();
+        let from = from.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || Self::plan(&store, &from).map_err(storage_error))
+                .await
+                .map_err(|e| TransportError::Storage(e.to_string()))?
+        })
+    }
+
+    fn replay_page(
+        &self,
+        after: Option<Position>,
+        through: Position,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, TransportError>> {
+        let store = self.inner.store.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || Self::page(&store, after, through, limit))
+                .await
+                .map_err(|e| TransportError::Storage(e.to_string()))?
+        })
+    }
+}
