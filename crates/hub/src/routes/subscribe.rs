@@ -36,8 +36,9 @@ fn accept(hub: &Hub, headers: &HeaderMap, query: Option<&str>) -> Result<Subscri
     let claims = hub
         .authorizer()
         .subscriber(headers, request.authorization.as_deref())?;
-    // The header wins over the query parameter [R25].
-    let last_event_id = match headers.get("last-event-id") {
+    // The header wins over the query parameter [R25]. An empty one is no reconnection (as in
+    // the reference hub): it falls back to the parameter.
+    let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
         Some(value) => Some(LastEventId::parse(value.to_str().map_err(|_| {
             Rejection::bad_request("Last-Event-ID header is not valid text")
         })?)),

@@ -98,12 +98,18 @@ struct Store {
 }
 
 impl Store {
+    /// The database handle. While the writer reopens it (tens of milliseconds), waits up to
+    /// two seconds rather than failing: callers run on blocking threads or the writer itself.
     fn db(&self) -> Result<Arc<Database>, TransportError> {
-        self.db
-            .read()
-            .unwrap()
-            .clone()
-            .ok_or_else(|| TransportError::Storage("the history file is being reopened".into()))
+        for _ in 0..200 {
+            if let Some(db) = self.db.read().unwrap().clone() {
+                return Ok(db);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(TransportError::Storage(
+            "the history file could not be reopened after an I/O error".into(),
+        ))
     }
 }
 
@@ -204,18 +210,26 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
     Ok(db)
 }
 
-/// Creates the tables if needed and checks that the newest record is readable.
+/// Creates the tables if needed and checks that the newest record is readable. Writes nothing
+/// when the tables exist, so that reopening works on a full disk.
 fn initialize(db: &Database) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    {
-        let events = txn.open_table(EVENTS)?;
-        txn.open_table(IDS)?;
-        txn.open_table(META)?;
-        if let Some((_, value)) = events.last()? {
-            record::decode(value.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    let read = db.begin_read()?;
+    let events = match read.open_table(EVENTS) {
+        Ok(events) => events,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            drop(read);
+            let txn = db.begin_write()?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(IDS)?;
+            txn.open_table(META)?;
+            txn.commit()?;
+            return Ok(());
         }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some((_, value)) = events.last()? {
+        record::decode(value.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
     }
-    txn.commit()?;
     Ok(())
 }
 
@@ -266,6 +280,9 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Request>) {
+        if self.store.db.read().unwrap().is_none() {
+            self.try_open();
+        }
         match self.write(&batch) {
             Ok(first_position) => {
                 for (offset, request) in batch.into_iter().enumerate() {
@@ -329,6 +346,9 @@ impl Writer {
     }
 
     fn idle(&mut self) {
+        if self.store.db.read().unwrap().is_none() {
+            return self.try_open();
+        }
         let result = self
             .trim_by_age()
             .and_then(|()| if self.unsynced { self.sync() } else { Ok(()) });

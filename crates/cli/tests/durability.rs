@@ -1,0 +1,443 @@
+//! Durable history and zero-loss reconnection, with real `herald serve` processes.
+//!
+//! Each test runs the binary as a user would (default embedded transport, its own data
+//! directory), talks to it over TCP, and kills or restarts it for real.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KEY: &str = "durability-test-key-0123456789";
+
+fn token() -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"mercure": {"publish": ["*"], "subscribe": ["*"]}}),
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A `herald serve` process on a free port.
+struct HubProcess {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    addr: String,
+}
+
+impl HubProcess {
+    fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald binary runs");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("herald exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stderr so the hub never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        HubProcess { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/.well-known/mercure", self.addr)
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "clean stop exits 0, got {status}");
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn publish(client: &reqwest::Client, url: &str, id: &str, data: &str) -> reqwest::Response {
+    client
+        .post(url)
+        .bearer_auth(token())
+        .form(&[
+            ("topic", "https://example.com/t"),
+            ("id", id),
+            ("data", data),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Publishes `ids` with `concurrency` publishers at a time, asserting each is acknowledged.
+async fn publish_all(url: &str, ids: &[String], concurrency: usize) {
+    let client = reqwest::Client::new();
+    futures_util::stream::iter(ids)
+        .for_each_concurrent(concurrency, |id| {
+            let client = client.clone();
+            async move {
+                let response = publish(&client, url, id, &format!("data of {id}")).await;
+                assert_eq!(response.status(), 200, "publish {id}");
+            }
+        })
+        .await;
+}
+
+/// Publishes `ids` one after the other (so their order in history is theirs).
+async fn publish_in_order(url: &str, ids: &[String]) {
+    let client = reqwest::Client::new();
+    for id in ids {
+        let response = publish(&client, url, id, &format!("data of {id}")).await;
+        assert_eq!(response.status(), 200, "publish {id}");
+    }
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:06}")).collect()
+}
+
+/// The ids of the events in an SSE text.
+fn event_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads a stream with `Last-Event-ID: after` (or `earliest`) until `count` events arrived.
+async fn read_events(url: &str, after: &str, count: usize) -> Vec<String> {
+    let response = reqwest::Client::new()
+        .get(format!("{url}?topic=*"))
+        .bearer_auth(token())
+        .header("Last-Event-ID", after)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while event_ids(&text).len() < count {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out with {} of {count} events",
+                    event_ids(&text).len()
+                )
+            })
+            .expect("stream ended early")
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    event_ids(&text)
+}
+
+fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r25_history_survives_kill_9_of_acknowledged_publishes() {
+    let dir = data_dir();
+    let hub = HubProcess::start(dir.path(), &[]);
+    let published = ids("k9", 300);
+    publish_all(&hub.url(), &published, 16).await;
+    hub.kill9();
+
+    let hub = HubProcess::start(dir.path(), &[]);
+    let replayed = read_events(&hub.url(), "earliest", published.len()).await;
+    let mut sorted = replayed.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, published,
+        "every acknowledged publish is back, once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r25_order_ids_and_data_survive_a_clean_restart() {
+    let dir = data_dir();
+    let hub = HubProcess::start(dir.path(), &[]);
+    let published = ids("clean", 50);
+    publish_in_order(&hub.url(), &published).await;
+    hub.terminate();
+
+    let hub = HubProcess::start(dir.path(), &[]);
+    assert_eq!(read_events(&hub.url(), "earliest", 50).await, published);
+    // An id from before the restart is found in the index.
+    assert_eq!(
+        read_events(&hub.url(), &published[39], 10).await,
+        published[40..]
+    );
+    // And data survives byte for byte.
+    let response = reqwest::Client::new()
+        .get(format!("{}?topic=*", hub.url()))
+        .header("Last-Event-ID", &published[48])
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") || !text.contains("id: ") {
+        text.push_str(std::str::from_utf8(&stream.next().await.unwrap().unwrap()).unwrap());
+    }
+    assert!(text.contains(&format!(
+        "id: {}\ndata: data of {}\n\n",
+        published[49], published[49]
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r28_replay_from_the_middle_of_a_large_history() {
+    let dir = data_dir();
+    let hub = HubProcess::start(dir.path(), &["--history-size", "100000"]);
+    let published = ids("big", 20_000);
+    publish_all(&hub.url(), &published, 32).await;
+    // Concurrent publishers may be ordered either way: read the history's own order first.
+    let order = read_events(&hub.url(), "earliest", published.len()).await;
+    assert_eq!(order.len(), published.len());
+    let middle = &order[12_345];
+    let replayed = read_events(&hub.url(), middle, order.len() - 12_346).await;
+    assert_eq!(
+        replayed,
+        order[12_346..],
+        "the events after the id, in order, once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r29_history_is_bounded_by_count_across_restarts() {
+    let dir = data_dir();
+    let hub = HubProcess::start(dir.path(), &["--history-size", "20"]);
+    let published = ids("bound", 50);
+    publish_in_order(&hub.url(), &published).await;
+    hub.terminate();
+    let hub = HubProcess::start(dir.path(), &["--history-size", "20"]);
+    assert_eq!(
+        read_events(&hub.url(), "earliest", 20).await,
+        published[30..]
+    );
+}
+
+/// Opens a raw subscription with a tiny receive buffer and does not read it: the hub's queue
+/// for it fills up.
+async fn stalled_subscriber(addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "GET /.well-known/mercure?topic=* HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Decodes a chunked HTTP/1.1 response body (headers included in `raw`).
+fn dechunk(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let (_, mut rest) = text.split_once("\r\n\r\n").expect("response headers");
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            body.push_str(&after[..size.min(after.len())]);
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_is_disconnected_and_resumes_with_every_update_exactly_once() {
+    let dir = data_dir();
+    let hub = HubProcess::start(
+        dir.path(),
+        &[
+            "--subscriber-queue-size",
+            "64KiB",
+            "--max-body-size",
+            "16KiB",
+        ],
+    );
+    let mut slow = stalled_subscriber(&hub.addr).await;
+    // Let the subscription register before the burst.
+    let mut head = [0u8; 512];
+    let _ = slow.read(&mut head).await.unwrap();
+    let published = ids("burst", 3000);
+    let padding = "x".repeat(1000);
+    let client = reqwest::Client::new();
+    for id in &published {
+        let response = publish(&client, &hub.url(), id, &padding).await;
+        assert_eq!(response.status(), 200);
+    }
+    // Now read what the slow subscriber got before the hub cut it off.
+    let mut raw = head.to_vec();
+    tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut raw))
+        .await
+        .expect("the hub ended the slow subscriber's stream")
+        .unwrap();
+    let first = event_ids(&dechunk(&raw));
+    assert!(
+        first.len() < published.len(),
+        "the slow subscriber was disconnected before the end ({} events)",
+        first.len()
+    );
+    assert_eq!(first, published[..first.len()], "in order, no gap");
+    // It reconnects with its last id and gets exactly the rest.
+    let last = first.last().cloned().unwrap_or_else(|| "earliest".into());
+    let rest = read_events(&hub.url(), &last, published.len() - first.len()).await;
+    let mut all = first;
+    all.extend(rest);
+    assert_eq!(all, published, "every update exactly once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connection_resumes_with_every_update_exactly_once() {
+    let dir = data_dir();
+    let hub = HubProcess::start(dir.path(), &[]);
+    let published = ids("cut", 200);
+    let url = hub.url();
+    // Subscribe, read the first 50, then cut the connection mid-stream while publishing goes on.
+    let publisher = {
+        let url = url.clone();
+        let published = published.clone();
+        tokio::spawn(async move { publish_in_order(&url, &published).await })
+    };
+    let first = read_events(&url, "earliest", 50).await;
+    publisher.await.unwrap();
+    let last = first.last().unwrap().clone();
+    let rest = read_events(&url, &last, published.len() - first.len()).await;
+    let mut all = first;
+    all.extend(rest);
+    assert_eq!(all, published);
+}
+
+#[test]
+fn corrupt_history_file_stops_the_start_with_a_clear_error() {
+    let dir = data_dir();
+    std::fs::write(dir.path().join("history.redb"), b"this is not a database").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("history.redb"), "names the file: {stderr}");
+    assert!(stderr.contains("move it away"), "says what to do: {stderr}");
+    // Never silently reset.
+    assert_eq!(
+        std::fs::read(dir.path().join("history.redb")).unwrap(),
+        b"this is not a database"
+    );
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "this test needs root to mount a small tmpfs (CI runs as root)"
+        );
+        SmallDisk(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_makes_publishes_503_and_subscribers_keep_being_served() {
+    let dir = data_dir();
+    let _disk = SmallDisk::mount(dir.path(), "2m");
+    let hub = HubProcess::start(dir.path(), &["--history-size", "1000000"]);
+    let client = reqwest::Client::new();
+    let mut subscriber = reqwest::Client::new()
+        .get(format!("{}?topic=*", hub.url()))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let padding = "y".repeat(60_000);
+    let mut refused = None;
+    for i in 0..200 {
+        let response = publish(&client, &hub.url(), &format!("fill-{i}"), &padding).await;
+        if response.status() != 200 {
+            refused = Some((response.status(), response.text().await.unwrap()));
+            break;
+        }
+    }
+    let (status, reason) = refused.expect("a 2 MiB disk fills up");
+    assert_eq!(status, 503);
+    assert!(reason.contains("not stored"), "says why: {reason}");
+    // The hub is still up: health, new subscribers, and the open stream is still open.
+    let health = client
+        .get(format!("http://{}/healthz", hub.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let late = reqwest::Client::new()
+        .get(format!("{}?topic=*", hub.url()))
+        .header("Last-Event-ID", "fill-0")
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(5), subscriber.next())
+        .await
+        .expect("the open stream still delivers")
+        .unwrap()
+        .unwrap();
+    assert!(!first.is_empty());
+}
