@@ -68,6 +68,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_ANONYMOUS")]
     pub anonymous: bool,
 
+    /// Publish an event when a subscription starts or ends, and serve the subscriptions API at
+    /// /.well-known/mercure/subscriptions.
+    #[arg(long, env = "HERALD_SUBSCRIPTIONS")]
+    pub subscriptions: bool,
+
     /// Origin allowed to use the hub from a browser (CORS); repeatable. `*` allows any origin
     /// without cookies. [default: none]
     #[arg(
@@ -189,6 +194,7 @@ impl Settings {
             subscriber_jwt_key: self.subscriber_jwt_key.or(file.subscriber_jwt_key),
             subscriber_jwt_alg: self.subscriber_jwt_alg.or(file.subscriber_jwt_alg),
             anonymous: self.anonymous || file.anonymous,
+            subscriptions: self.subscriptions || file.subscriptions,
             cors_origins: list(self.cors_origins, file.cors_origins),
             publish_origins: list(self.publish_origins, file.publish_origins),
             cookie_name: self.cookie_name.or(file.cookie_name),
@@ -250,6 +256,7 @@ impl Settings {
                 }
             }),
             anonymous: self.anonymous,
+            subscriptions: self.subscriptions,
             cors_origins: self.cors_origins.clone(),
             publish_origins: self.publish_origins.clone(),
             cookie_name: self.cookie_name.clone().unwrap_or(defaults.cookie_name),

@@ -56,6 +56,8 @@ pub struct HubConfig {
     pub max_body_bytes: usize,
     /// Most bytes of frames waiting for one subscriber before it is disconnected.
     pub queue_bytes: usize,
+    /// Publish subscription events and serve the subscriptions API [R30][R31].
+    pub subscriptions: bool,
     /// Where history is kept.
     pub storage: Storage,
     /// How much history is kept [R29].
@@ -77,6 +79,7 @@ impl Default for HubConfig {
             write_timeout: Some(Duration::from_secs(600)),
             max_body_bytes: 1024 * 1024,
             queue_bytes: 4 * 1024 * 1024,
+            subscriptions: false,
             storage: Storage::Memory,
             history: HistoryLimits::default(),
             shutdown_timeout: Duration::from_secs(10),

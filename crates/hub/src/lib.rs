@@ -23,6 +23,7 @@ mod selector;
 mod server;
 pub mod shutdown;
 mod stream;
+mod subscriptions;
 pub mod transport;
 
 use std::sync::Arc;

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -54,6 +54,8 @@ impl Subscription {
 /// One connected subscriber, shared between the index and its stream.
 pub struct Subscriber {
     id: u64,
+    /// The subscriber's IRI (`urn:uuid:...`), unique per connection [R30].
+    iri: String,
     subscription: Subscription,
     outbox: Outbox,
     /// The dispatch sequence number that last reached this subscriber: lets a dispatch skip a
@@ -62,6 +64,10 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    pub fn iri(&self) -> &str {
+        &self.iri
+    }
+
     pub fn subscription(&self) -> &Subscription {
         &self.subscription
     }
@@ -75,6 +81,8 @@ type Members = IndexMap<u64, Arc<Subscriber>>;
 
 #[derive(Default)]
 struct Index {
+    /// Every subscriber: the subscriptions API lists them, shutdown closes them.
+    all: Members,
     exact: HashMap<Box<str>, Members>,
     any: Members,
     patterns: HashMap<Box<str>, PatternGroup>,
@@ -107,6 +115,9 @@ struct Shared {
     next_id: AtomicU64,
     dispatch_seq: AtomicU64,
     subscribers: AtomicU64,
+    /// The id of the last dispatched update, for the subscriptions API's `lastEventID` [R31].
+    // A std Mutex holding an `Arc<str>`: dispatch swaps a pointer, readers clone it.
+    last_event_id: Mutex<Option<Arc<str>>>,
     queue_bytes: usize,
     closed: AtomicBool,
 }
@@ -121,6 +132,7 @@ impl Registry {
                 next_id: AtomicU64::new(1),
                 dispatch_seq: AtomicU64::new(0),
                 subscribers: AtomicU64::new(0),
+                last_event_id: Mutex::new(None),
                 queue_bytes,
                 closed: AtomicBool::new(false),
             }),
@@ -146,12 +158,14 @@ impl Registry {
     pub fn register(&self, subscription: Subscription) -> Registration {
         let subscriber = Arc::new(Subscriber {
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            iri: herald_protocol::generate_id(),
             subscription,
             outbox: Outbox::new(self.shared.queue_bytes),
             last_dispatch: AtomicU64::new(0),
         });
         {
             let mut index = self.shared.index.write().unwrap();
+            index.all.insert(subscriber.id, subscriber.clone());
             for selector in &subscriber.subscription.selectors {
                 let members = match selector {
                     Selector::Any => &mut index.any,
@@ -183,6 +197,7 @@ impl Registry {
 
     fn unregister(&self, subscriber: &Subscriber) {
         let mut index = self.shared.index.write().unwrap();
+        index.all.swap_remove(&subscriber.id);
         for selector in &subscriber.subscription.selectors {
             match selector {
                 Selector::Any => {
@@ -242,18 +257,27 @@ impl Registry {
             }
         }
         index.any.values().for_each(deliver);
+        drop(index);
+        *self.shared.last_event_id.lock().unwrap() = Some(event.update.id.as_str().into());
+    }
+
+    /// The id of the last dispatched update, if any.
+    pub fn last_event_id(&self) -> Option<Arc<str>> {
+        self.shared.last_event_id.lock().unwrap().clone()
+    }
+
+    /// The connected subscribers, in arrival order.
+    pub fn subscribers(&self) -> Vec<Arc<Subscriber>> {
+        let mut all: Vec<_> = self.shared.index.read().unwrap().all.values().cloned().collect();
+        all.sort_by_key(|s| s.id);
+        all
     }
 
     /// Ends every stream, now and for subscribers that arrive later: the hub is shutting down.
     pub fn close_all(&self) {
         self.shared.closed.store(true, Ordering::Release);
         let index = self.shared.index.read().unwrap();
-        let all = index
-            .any
-            .values()
-            .chain(index.exact.values().flat_map(|m| m.values()))
-            .chain(index.patterns.values().flat_map(|g| g.members.values()));
-        for subscriber in all {
+        for subscriber in index.all.values() {
             subscriber.outbox.close(CloseReason::Shutdown);
         }
     }

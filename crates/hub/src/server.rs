@@ -22,6 +22,12 @@ use crate::Hub;
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long written data may stay unacknowledged before the kernel declares the peer dead
+/// (TCP_USER_TIMEOUT). Without it, a subscriber whose network vanished without a reset is only
+/// given up after the kernel's retransmission limit, about 15 minutes; with it, the next
+/// heartbeat after the cut finds it out within this bound, and its subscription ends [R30].
+const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `hub` on `listener` until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(
     listener: TcpListener,
@@ -50,6 +56,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(DEAD_PEER_TIMEOUT));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
             .into_owned();

@@ -20,6 +20,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::outbox::Drained;
 use crate::registry::Registration;
+use crate::subscriptions::Presence;
 use crate::transport::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, Transport, TransportError};
 
 /// The timing of one stream.
@@ -56,7 +57,10 @@ impl ReplayCursor {
 }
 
 pub struct EventStream {
+    // Field order is drop order: the subscriber leaves the index before its end is announced,
+    // so the subscriptions API never lists a subscription whose end was already published.
     registration: Registration,
+    _presence: Option<Presence>,
     /// Written before anything else: the opening comment [R7].
     opening: Option<Bytes>,
     /// History to send before any live event [R25].
@@ -74,12 +78,14 @@ pub struct EventStream {
 impl EventStream {
     pub fn new(
         registration: Registration,
+        presence: Option<Presence>,
         replay: Option<ReplayCursor>,
         timing: StreamTiming,
     ) -> EventStream {
         let now = Instant::now();
         let mut stream = EventStream {
             registration,
+            _presence: presence,
             opening: Some(Bytes::from_static(herald_protocol::sse::OPENING_COMMENT)),
             replayed_through: replay.as_ref().map(|cursor| cursor.through),
             replay,

@@ -2,6 +2,7 @@
 
 mod publish;
 mod subscribe;
+mod subscriptions;
 
 use axum::Router;
 use axum::routing::get;
@@ -20,6 +21,14 @@ pub fn router(hub: Hub) -> Router {
             get(subscribe::subscribe)
                 .head(subscribe::subscribe_head)
                 .post(publish::publish),
+        )
+        .route(
+            crate::subscriptions::SUBSCRIPTIONS_PATH,
+            get(subscriptions::subscriptions),
+        )
+        .route(
+            "/.well-known/mercure/subscriptions/{*rest}",
+            get(subscriptions::subscriptions),
         )
         .route("/healthz", get(healthz))
         .with_state(hub)

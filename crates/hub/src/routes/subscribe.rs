@@ -15,6 +15,7 @@ use crate::Hub;
 use crate::registry::Subscription;
 use crate::rejection::Rejection;
 use crate::stream::{EventStream, ReplayCursor, StreamTiming};
+use crate::subscriptions::Presence;
 use crate::transport::ReplayStart;
 
 /// A validated, authorized subscribe request.
@@ -98,7 +99,11 @@ pub async fn subscribe(
         heartbeat: hub.config().heartbeat,
         ends_at: ends_at(hub.config().write_timeout, expires_at),
     };
-    let stream = EventStream::new(registration, replay, timing);
+    let presence = hub
+        .config()
+        .subscriptions
+        .then(|| Presence::begin(hub.clone(), registration.subscriber().clone()));
+    let stream = EventStream::new(registration, presence, replay, timing);
     let mut response = Response::new(Body::new(stream));
     set_stream_headers(response.headers_mut(), version);
     if let Some(start) = start {
