@@ -4,7 +4,7 @@
 //
 // Nothing here sleeps: every wait is for something the page recorded (an open, an error, an
 // event), so the tests take as long as the hub and the browser do, plus the browser's own
-// reconnection delay in the reconnect test.
+// reconnection delay in the reconnect tests.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -200,45 +200,74 @@ test('r19_cookie_authorization_in_a_browser', { timeout: TEST_TIMEOUT_MS }, () =
   }),
 );
 
+/**
+ * The Last-Event-ID headers of the requests `page` makes to `hub` and of the hub's answers, in
+ * order, as playwright saw them cross the browser's network stack (`null` when there is none).
+ * The browser sends the id of the last update it has; the hub answers with where its replay
+ * started: that id if its history holds it, `earliest` if it does not [R27]. Call `sent()` and
+ * `answered()` once the requests are made.
+ */
+function lastEventIdHeaders(page, hub) {
+  const requests = [];
+  const responses = [];
+  const header = (headers) => headers.then((h) => h['last-event-id'] ?? null);
+  page.on('request', (request) => {
+    if (request.url().startsWith(hub.url)) requests.push(header(request.allHeaders()));
+  });
+  page.on('response', (response) => {
+    if (response.url().startsWith(hub.url)) responses.push(header(response.allHeaders()));
+  });
+  return { sent: () => Promise.all(requests), answered: () => Promise.all(responses) };
+}
+
+/** A publisher to `topic` on `hub` that remembers what it sent as the page should record it. */
+function publisher(hub, topic) {
+  const sent = [];
+  const send = async (data) => sent.push({ data, lastEventId: await publish(hub, { topic, data }) });
+  return { sent, send };
+}
+
 test('r25_browser_reconnects_after_hub_restart_without_loss', { timeout: TEST_TIMEOUT_MS }, () =>
   scenario(async ({ hub: startHub, page: openPage }) => {
-    // TODO: once durable history lands, make this a full process restart: stop the hub (SIGTERM)
-    // while the browser is connected, start it again on the same port with the same history
-    // store, publish while the browser reconnects, and expect the same exactly-once, in-order
-    // delivery. Until then history lives in memory and a restart loses it, so the streams end by
-    // their maximum lifetime instead (--write-timeout 2s) and the browser reconnects to the same
-    // process: the same reconnect path (Last-Event-ID sent by the browser, replay by the hub).
+    // A full process restart: history is on disk (the hub's data directory), so the new process
+    // knows the last update the browser had and replays, from after it, what was published after
+    // the restart but before the browser came back.
     const page = await openPage();
-    const hub = await startHub(['--anonymous', '--cors-origin', pages.origin, '--write-timeout', '2s']);
+    const hub = await startHub(['--anonymous', '--cors-origin', pages.origin]);
     const topic = 'https://example.com/books/4';
-    const lastEventIds = [];
-    page.on('request', (request) => {
-      if (request.url().startsWith(hub.url)) {
-        lastEventIds.push(request.allHeaders().then((h) => h['last-event-id'] ?? null));
-      }
-    });
+    const lastEventIds = lastEventIdHeaders(page, hub);
     await subscribe(page, 'books', subscribeUrl(hub, [BOOKS]));
     await until(page, 'books', { opens: 1 });
+    const { sent, send } = publisher(hub, topic);
 
-    const sent = [];
-    const send = async (data) => sent.push({ data, lastEventId: await publish(hub, { topic, data }) });
-
-    await send('A live on connection 1');
+    await send('A live before the restart');
     await until(page, 'books', { events: 1 });
-    // The stream ends by its lifetime; the browser waits its reconnection delay (3 s in
-    // Chromium) before it reconnects, and these two are published in between.
-    await until(page, 'books', { errors: 1 });
-    await send('B while reconnecting');
-    await send('C while reconnecting');
-    await until(page, 'books', { opens: 2, events: 3 });
-    await send('D live on connection 2');
-    await until(page, 'books', { events: 4 });
 
-    await until(page, 'books', { errors: 2 });
-    await send('E while reconnecting');
-    await until(page, 'books', { opens: 3, events: 5 });
-    await send('F live on connection 3');
-    await until(page, 'books', { events: 6 });
+    const exit = await hub.restart({
+      whileStopped: async () => {
+        // The hub ended the stream as it shut down: the browser saw an error and is CONNECTING,
+        // waiting its reconnection delay (3 s in Chromium) before it tries the same URL again.
+        await until(page, 'books', { errors: 1 });
+        await assert.rejects(
+          publish(hub, { topic, data: 'never published' }),
+          /curl publish failed/,
+          'nothing can be published while the hub is down',
+        );
+      },
+    });
+    assert.deepEqual(exit, { code: 0, signal: null }, 'the hub shut down cleanly on SIGTERM');
+
+    // Published as soon as the new process listens, well within the browser's reconnection delay.
+    await send('B after the restart, before the browser is back');
+    await send('C after the restart, before the browser is back');
+    assert.equal(
+      (await recorded(page, 'books')).opens,
+      1,
+      'the browser was still away when B and C were published (so they must come from history)',
+    );
+    await until(page, 'books', { opens: 2, events: 3 });
+    await send('D live after the reconnection');
+    await until(page, 'books', { events: 4 });
 
     const seen = await recorded(page, 'books');
     assert.deepEqual(
@@ -248,11 +277,60 @@ test('r25_browser_reconnects_after_hub_restart_without_loss', { timeout: TEST_TI
     );
     assert.deepEqual(
       seen.events.map((e) => e.connection),
-      [1, 2, 2, 2, 3, 3],
+      [1, 2, 2, 2],
       'the updates published while the browser was away came with its reconnection',
     );
-    assert.deepEqual(seen.states, [0, 0], 'each error was a reconnect (CONNECTING), not a close');
-    // The browser asked to resume after the last update it had, by itself.
-    assert.deepEqual(await Promise.all(lastEventIds), [null, sent[0].lastEventId, sent[3].lastEventId]);
+    assert.deepEqual(seen.states, [0], 'the one error was a reconnect (CONNECTING), not a close');
+    // The browser asked the restarted hub to resume after the last update it had, by itself, and
+    // the new process found that update in the history the old one left on disk (a hub that had
+    // lost it would have answered `earliest`, and replayed B and C all the same).
+    assert.deepEqual(await lastEventIds.sent(), [null, sent[0].lastEventId]);
+    assert.deepEqual(await lastEventIds.answered(), [null, sent[0].lastEventId]);
+  }),
+);
+
+test('r11_browser_reconnects_after_stream_lifetime_without_loss', { timeout: TEST_TIMEOUT_MS }, () =>
+  scenario(async ({ hub: startHub, page: openPage }) => {
+    // The same reconnect path without a restart: the stream ends by its maximum lifetime
+    // (--write-timeout 2s, jittered down by up to 20%) and the browser reconnects to the same
+    // process.
+    const page = await openPage();
+    const hub = await startHub(['--anonymous', '--cors-origin', pages.origin, '--write-timeout', '2s']);
+    const topic = 'https://example.com/books/5';
+    const lastEventIds = lastEventIdHeaders(page, hub);
+    await subscribe(page, 'books', subscribeUrl(hub, [BOOKS]));
+    await until(page, 'books', { opens: 1 });
+    const { sent, send } = publisher(hub, topic);
+
+    await send('A live on connection 1');
+    await until(page, 'books', { events: 1 });
+    // The stream ends by its lifetime; the browser waits its reconnection delay (3 s in
+    // Chromium) before it reconnects, and these two are published in between.
+    await until(page, 'books', { errors: 1 });
+    await send('B while reconnecting');
+    await send('C while reconnecting');
+    assert.equal(
+      (await recorded(page, 'books')).opens,
+      1,
+      'the browser was still away when B and C were published (so they must come from history)',
+    );
+    await until(page, 'books', { opens: 2, events: 3 });
+    await send('D live on connection 2');
+    await until(page, 'books', { events: 4 });
+
+    const seen = await recorded(page, 'books');
+    assert.deepEqual(
+      seen.events.map(({ data, lastEventId }) => ({ data, lastEventId })),
+      sent,
+      'every update exactly once, in order',
+    );
+    assert.deepEqual(
+      seen.events.map((e) => e.connection),
+      [1, 2, 2, 2],
+      'the updates published while the browser was away came with its reconnection',
+    );
+    assert.deepEqual(seen.states, [0], 'the error was a reconnect (CONNECTING), not a close');
+    assert.deepEqual(await lastEventIds.sent(), [null, sent[0].lastEventId]);
+    assert.deepEqual(await lastEventIds.answered(), [null, sent[0].lastEventId]);
   }),
 );

@@ -8,9 +8,12 @@
 import { spawn, execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -25,8 +28,11 @@ export const KEY = 'herald-browser-test-key-0123456789abcdef';
 
 const HUB_PATH = '/.well-known/mercure';
 const LISTENING = /listening on (http:\/\/\S+?)\/\.well-known\/mercure/;
+const CANNOT_LISTEN = /cannot listen on /;
 const START_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 10_000;
+const REBIND_TIMEOUT_MS = 5_000;
+const REBIND_RETRY_MS = 100;
 
 // --- tokens -------------------------------------------------------------------------------------
 
@@ -49,23 +55,110 @@ export const subscriberToken = (selectors) => token({ mercure: { subscribe: sele
 // --- the hub ------------------------------------------------------------------------------------
 
 /**
- * Starts `herald serve --listen 127.0.0.1:0 --jwt-key KEY ...args` and resolves once it logs its
- * address. The result has `url` (the hub endpoint), `origin`, `log()` (everything it wrote to
- * stderr so far) and `stop()`.
+ * Starts `herald serve --listen 127.0.0.1:PORT --jwt-key KEY --data-dir DIR ...args` and resolves
+ * once it logs its address.
+ *
+ * `port` defaults to 0 (a free one). `dataDir` defaults to a fresh temporary directory of this
+ * hub's own (under the OS temporary directory, removed when the hub is finally stopped), so that
+ * no test writes `./herald-data` and no two hubs share history; a `dataDir` given by the caller is
+ * the caller's to remove. Pass it here, not as a `--data-dir` argument.
+ *
+ * The result has `url` (the hub endpoint), `origin`, `dataDir`, `process` (the running child),
+ * `log()` (everything every process of this hub wrote so far), `restart()` and `stop()`.
  */
-export async function startHub(args = []) {
+export async function startHub(args = [], { port = 0, dataDir } = {}) {
   if (!existsSync(HERALD_BIN)) {
     throw new Error(
       `hub binary not found at ${HERALD_BIN}: run \`cargo build -p herald\` (scripts/test does), ` +
         'or point HERALD_BIN at it',
     );
   }
+  if (args.some((arg) => arg === '--data-dir' || arg.startsWith('--data-dir='))) {
+    throw new Error('startHub: give the data directory as the `dataDir` option, not as --data-dir');
+  }
+  const owned = dataDir === undefined;
+  const dir = owned ? await mkdtemp(join(tmpdir(), 'herald-browser-test-')) : dataDir;
+  const removeDir = () => (owned ? rm(dir, { recursive: true, force: true }) : Promise.resolve());
+
+  let current;
+  try {
+    current = await launch(args, port, dir);
+  } catch (error) {
+    await removeDir();
+    throw error;
+  }
+  const earlierLogs = [];
+  const { origin } = current;
+  const boundPort = Number(new URL(origin).port);
+  let stopping = null;
+
+  const hub = {
+    url: `${origin}${HUB_PATH}`,
+    origin,
+    dataDir: dir,
+    get process() {
+      return current.child;
+    },
+    log: () => [...earlierLogs, current.log()].join('--- restarted ---\n'),
+    /**
+     * Stops the process (SIGTERM, as `stop()` does) and starts it again with the same arguments,
+     * on the same port and with the same data directory, so that browsers reconnect to the same
+     * URL and find the same history. `whileStopped`, if given, runs after the old process has
+     * exited and before the new one starts. Resolves with how the old process exited, once the
+     * new one is listening.
+     */
+    async restart({ whileStopped } = {}) {
+      if (stopping) throw new Error('restart: the hub was stopped for good');
+      const exit = await terminate(current);
+      earlierLogs.push(current.log());
+      if (whileStopped) await whileStopped(exit);
+      current = await launchRetryingBind(args, boundPort, dir);
+      if (current.origin !== origin) {
+        throw new Error(`restart: the hub came back on ${current.origin}, not ${origin}`);
+      }
+      return exit;
+    },
+    /**
+     * SIGTERM, then SIGKILL if it is still running after 10 s; then removes its temporary data
+     * directory. Resolves with how it exited.
+     */
+    stop() {
+      stopping ??= (async () => {
+        try {
+          return await terminate(current);
+        } finally {
+          await removeDir();
+        }
+      })();
+      return stopping;
+    },
+  };
+  return hub;
+}
+
+/**
+ * Spawns one hub process and resolves once it logs its address, with `{child, exited, origin,
+ * log()}`. If it does not get there, the process is killed and the error says why (with
+ * `cannotListen` set when it could not bind the port).
+ */
+async function launch(args, port, dataDir) {
   // Settings come from the flags alone: no HERALD_* / MERCURE_* / RUST_LOG of the caller.
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !/^(HERALD_|MERCURE_|RUST_LOG$)/.test(name)),
   );
   env.NO_COLOR = '1';
-  const fullArgs = ['serve', '--listen', '127.0.0.1:0', '--jwt-key', KEY, '--log', 'info', ...args];
+  const fullArgs = [
+    'serve',
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--jwt-key',
+    KEY,
+    '--data-dir',
+    dataDir,
+    '--log',
+    'info',
+    ...args,
+  ];
   const child = spawn(HERALD_BIN, fullArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
@@ -73,54 +166,70 @@ export async function startHub(args = []) {
   child.stderr.setEncoding('utf8');
   const describe = () => `${HERALD_BIN} ${fullArgs.join(' ')}\n--- hub log ---\n${log}`;
 
-  const base = await new Promise((done, fail) => {
-    const timer = setTimeout(() => {
-      fail(new Error(`the hub did not report its address within ${START_TIMEOUT_MS} ms: ${describe()}`));
-    }, START_TIMEOUT_MS);
-    child.stderr.on('data', (chunk) => {
-      log += chunk;
-      // Strip colour codes in case the log is coloured anyway.
-      const match = log.replace(/\x1b\[[0-9;]*m/g, '').match(LISTENING);
-      if (match) {
+  try {
+    const origin = await new Promise((done, fail) => {
+      const timer = setTimeout(() => {
+        fail(new Error(`the hub did not report its address within ${START_TIMEOUT_MS} ms: ${describe()}`));
+      }, START_TIMEOUT_MS);
+      child.stderr.on('data', (chunk) => {
+        log += chunk;
+        // Strip colour codes in case the log is coloured anyway.
+        const match = log.replace(/\x1b\[[0-9;]*m/g, '').match(LISTENING);
+        if (match) {
+          clearTimeout(timer);
+          done(match[1]);
+        }
+      });
+      child.once('error', (e) => {
         clearTimeout(timer);
-        done(match[1]);
-      }
+        fail(new Error(`cannot start the hub: ${e.message}: ${describe()}`));
+      });
+      // 'close' rather than 'exit': the last of stderr has arrived, so the error shows why.
+      child.once('close', (code, signal) => {
+        clearTimeout(timer);
+        const error = new Error(`the hub exited (code ${code}, signal ${signal}) before listening: ${describe()}`);
+        error.cannotListen = CANNOT_LISTEN.test(log);
+        fail(error);
+      });
     });
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      fail(new Error(`cannot start the hub: ${e.message}: ${describe()}`));
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      fail(new Error(`the hub exited (code ${code}, signal ${signal}) before listening: ${describe()}`));
-    });
-  });
+    return { child, exited, origin, log: () => log };
+  } catch (error) {
+    await terminate({ child, exited });
+    throw error;
+  }
+}
 
-  let stopping = null;
-  return {
-    url: `${base}${HUB_PATH}`,
-    origin: base,
-    process: child,
-    log: () => log,
-    /** SIGTERM, then SIGKILL if it is still running after 10 s. Resolves with how it exited. */
-    stop() {
-      stopping ??= (async () => {
-        if (child.exitCode !== null || child.signalCode !== null) return exited;
-        child.kill('SIGTERM');
-        let timer;
-        const killed = new Promise((done) => {
-          timer = setTimeout(() => {
-            child.kill('SIGKILL');
-            done();
-          }, STOP_GRACE_MS);
-        });
-        await Promise.race([exited, killed]);
-        clearTimeout(timer);
-        return exited;
-      })();
-      return stopping;
-    },
-  };
+/**
+ * `launch` on a port that a process of the same hub has just released: binding it again right
+ * away works (tokio's listener sets SO_REUSEADDR), but should it fail anyway, retry for a while.
+ */
+async function launchRetryingBind(args, port, dataDir) {
+  const deadline = Date.now() + REBIND_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await launch(args, port, dataDir);
+    } catch (error) {
+      if (!error.cannotListen || Date.now() >= deadline) throw error;
+      await delay(REBIND_RETRY_MS);
+    }
+  }
+}
+
+/** SIGTERM, then SIGKILL after STOP_GRACE_MS. Resolves with how the process exited. */
+async function terminate({ child, exited }) {
+  if (child.pid === undefined) return { code: null, signal: null }; // it never started
+  if (child.exitCode !== null || child.signalCode !== null) return exited;
+  child.kill('SIGTERM');
+  let timer;
+  const killed = new Promise((done) => {
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      done();
+    }, STOP_GRACE_MS);
+  });
+  await Promise.race([exited, killed]);
+  clearTimeout(timer);
+  return exited;
 }
 
 // --- publishing with curl -----------------------------------------------------------------------

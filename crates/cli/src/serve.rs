@@ -54,6 +54,8 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
                 addr: addr.to_string(),
                 source,
             })?;
+        // Before saying we listen: a SIGTERM from then on must be a clean shutdown.
+        let shutdown = herald_hub::shutdown::signal();
         let local = listener.local_addr().map_err(ServeError::Serve)?;
         let hub_url = format!("http://{local}{}", herald_protocol::HUB_PATH);
         tracing::info!(
@@ -63,7 +65,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         if let Some(dev) = dev {
             dev.print_banner(&hub_url);
         }
-        herald_hub::serve(listener, hub, herald_hub::shutdown::signal())
+        herald_hub::serve(listener, hub, shutdown)
             .await
             .map_err(ServeError::Serve)
     })?;

@@ -40,9 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     let shutdown_hub = hub.clone();
+    let signal = herald_hub::shutdown::signal();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            herald_hub::shutdown::signal().await;
+            signal.await;
             // Open streams would otherwise hold the shutdown until their lifetime ends.
             shutdown_hub.close_streams();
         })
