@@ -230,11 +230,13 @@ impl Settings {
     pub fn hub_config(&self) -> Result<HubConfig, SettingError> {
         let defaults = HubConfig::default();
         let shared_alg = algorithm("jwt-alg", self.jwt_alg.as_deref())?;
+        // A key falls back to --jwt-key; an error names the setting the user actually wrote.
         let key = |setting: &'static str, own: &Option<String>| -> Result<_, SettingError> {
-            own.as_deref()
-                .or(self.jwt_key.as_deref())
-                .map(|k| read_key(setting, k))
-                .transpose()
+            match (own, &self.jwt_key) {
+                (Some(own), _) => read_key(setting, own).map(Some),
+                (None, Some(shared)) => read_key("jwt-key", shared).map(Some),
+                (None, None) => Ok(None),
+            }
         };
         let publisher_alg = match &self.publisher_jwt_alg {
             Some(alg) => algorithm("publisher-jwt-alg", Some(alg))?,

@@ -55,9 +55,9 @@ impl Authorizer {
         query_token: Option<&str>,
     ) -> Result<Claims, Rejection> {
         let verifier = self.verifiers.publisher.as_ref().ok_or_else(|| {
-            Rejection::new(
-                http::StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::method_not_allowed(
                 "publishing is disabled on this hub (it has no publisher key)",
+                "GET, HEAD",
             )
         })?;
         let (token, source) =

@@ -12,6 +12,8 @@ pub struct Rejection {
     status: StatusCode,
     reason: String,
     detail: Option<String>,
+    /// For 405: the methods that are allowed (RFC 9110 requires the `Allow` header).
+    allow: Option<&'static str>,
 }
 
 impl Rejection {
@@ -20,6 +22,15 @@ impl Rejection {
             status,
             reason: reason.into(),
             detail: None,
+            allow: None,
+        }
+    }
+
+    /// A 405 with the methods the resource does allow.
+    pub fn method_not_allowed(reason: impl Into<String>, allow: &'static str) -> Rejection {
+        Rejection {
+            allow: Some(allow),
+            ..Rejection::new(StatusCode::METHOD_NOT_ALLOWED, reason)
         }
     }
 
@@ -59,6 +70,11 @@ impl IntoResponse for Rejection {
             format!("{}\n", self.reason),
         )
             .into_response();
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: tell the client which scheme to use.
             response

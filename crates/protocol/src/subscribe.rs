@@ -61,6 +61,8 @@ impl SubscribeRequest {
                     }
                     selectors.push(TopicSelector::parse(&value));
                 }
+                // An empty value is no reconnection, as in the reference hub.
+                "lastEventID" if value.is_empty() => {}
                 "lastEventID" => last_event_id = Some(LastEventId::parse(&value)),
                 "authorization" => authorization = Some(value),
                 _ => {}

@@ -27,9 +27,9 @@ struct Subscribe {
 
 fn accept(hub: &Hub, headers: &HeaderMap, query: Option<&str>) -> Result<Subscribe, Rejection> {
     if !hub.authorizer().can_subscribe() {
-        return Err(Rejection::new(
-            StatusCode::METHOD_NOT_ALLOWED,
+        return Err(Rejection::method_not_allowed(
             "subscribing is disabled on this hub (no subscriber key and no anonymous access)",
+            "POST",
         ));
     }
     let request = SubscribeRequest::from_query(query.unwrap_or(""))

@@ -286,3 +286,113 @@ pub fn parse_block(block: &str) -> Option<SseEvent> {
 pub fn enc(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// Asserts that `response` is a rejection with `status` whose body is a short, non-empty
+/// `text/plain` reason [R24], and returns that reason.
+pub async fn expect_rejection(response: reqwest::Response, status: u16) -> String {
+    let got = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = response.text().await.unwrap();
+    assert_eq!(got, status, "unexpected status; body: {body:?}");
+    assert!(
+        content_type.starts_with("text/plain"),
+        "a {status} should give its reason as text/plain, got {content_type:?}"
+    );
+    let reason = body.trim();
+    assert!(!reason.is_empty(), "a {status} should say why in its body");
+    assert!(reason.len() < 500, "the reason should be short: {reason:?}");
+    reason.to_owned()
+}
+
+// ---- Helpers added for the subscribe-side tests (subscribe.rs, history.rs, lifecycle.rs). ----
+
+/// A query string subscribing to each of `topics` (`topic=...&topic=...`), percent-encoded.
+pub fn topics_query(topics: &[&str]) -> String {
+    topics
+        .iter()
+        .map(|t| format!("topic={}", enc(t)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The ids of `events`, `""` for an event without one.
+pub fn ids_of(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.id.clone().unwrap_or_default())
+        .collect()
+}
+
+/// Now, in seconds since the Unix epoch (for `exp` claims).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl TestHub {
+    /// Like [`TestHub::start`], on a listener the test prepared (socket options, ...).
+    pub async fn start_on(listener: TcpListener, config: HubConfig) -> TestHub {
+        let hub = Hub::new(config).expect("valid test config");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(herald_hub::serve(listener, hub.clone(), async {
+            let _ = stopped.await;
+        }));
+        let base = format!("http://{addr}");
+        TestHub {
+            hub,
+            url: format!("{base}/.well-known/mercure"),
+            base,
+            client: reqwest::Client::builder().build().unwrap(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The hub's socket address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.strip_prefix("http://").unwrap().parse().unwrap()
+    }
+
+    /// Subscribes to `topics` with a token whose `mercure.subscribe` claim is `rights`.
+    pub async fn subscribe_to(&self, topics: &[&str], rights: &[&str]) -> EventReader {
+        self.subscribe_with(
+            self.get(&topics_query(topics))
+                .bearer_auth(subscriber_token(rights)),
+        )
+        .await
+    }
+
+    /// Signals shutdown and waits up to `limit` for the server task; true if it returned
+    /// `Ok(())` in time.
+    pub async fn stop_within(mut self, limit: Duration) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().expect("server task");
+        matches!(tokio::time::timeout(limit, task).await, Ok(Ok(Ok(()))))
+    }
+}
+
+impl EventReader {
+    /// The next `n` events, failing the test if they do not all arrive within [`WAIT`].
+    pub async fn next_events(&mut self, n: usize) -> Vec<SseEvent> {
+        let mut events = Vec::with_capacity(n);
+        while events.len() < n {
+            events.push(self.next_event().await);
+        }
+        events
+    }
+
+    /// Whether the server ended the stream (as far as read).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+}
