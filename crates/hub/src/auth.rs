@@ -140,6 +140,14 @@ fn verify(verifier: &TokenVerifier, token: &str, source: TokenSource) -> Result<
     })
 }
 
+/// The `authorization` query parameter, where a token may be sent [R19].
+pub fn query_token(query: Option<&str>) -> Option<String> {
+    herald_protocol::form::pairs(query?.as_bytes())
+        .filter_map(Result::ok)
+        .find(|(name, _)| name == "authorization")
+        .map(|(_, value)| value)
+}
+
 /// Finds the token in the request, in the order of [R19].
 pub fn find_token(
     headers: &HeaderMap,

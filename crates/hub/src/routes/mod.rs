@@ -67,6 +67,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(AllowOrigin::any());
     }
+    if origins.is_empty() {
+        // No browser origin is allowed: answer no CORS headers at all.
+        return CorsLayer::new();
+    }
     let list: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::Hub;
+use crate::auth::query_token;
 use crate::rejection::Rejection;
 
 /// The body formats a publisher may send.
@@ -57,13 +58,6 @@ pub async fn publish(
         id,
     )
         .into_response())
-}
-
-fn query_token(query: Option<&str>) -> Option<String> {
-    herald_protocol::form::pairs(query?.as_bytes())
-        .filter_map(Result::ok)
-        .find(|(name, _)| name == "authorization")
-        .map(|(_, value)| value)
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Rejection> {

@@ -14,6 +14,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use crate::Hub;
+use crate::auth::query_token;
 use crate::rejection::Rejection;
 use crate::subscriptions::{SUBSCRIPTIONS_PATH, document};
 
@@ -138,12 +139,7 @@ fn authorize(
     query: Option<&str>,
     path: &str,
 ) -> Result<(), Rejection> {
-    let query_token = query.and_then(|q| {
-        herald_protocol::form::pairs(q.as_bytes())
-            .filter_map(Result::ok)
-            .find(|(name, _)| name == "authorization")
-            .map(|(_, value)| value)
-    });
+    let query_token = query_token(query);
     let claims = hub
         .authorizer()
         .subscriber(headers, query_token.as_deref())?
