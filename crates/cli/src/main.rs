@@ -5,9 +5,13 @@
 //! [`herald_hub::HubConfig`], report bad settings in one line, set up logging, and run
 //! [`herald_hub::serve`]; everything else lives in the library crates.
 
+mod client_common;
 mod dev;
+mod publish;
 mod serve;
 mod settings;
+mod subscribe;
+mod token;
 
 use std::process::ExitCode;
 
@@ -28,6 +32,12 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Serve(Box<serve::ServeArgs>),
+    /// Publish an update to a hub and print its id.
+    Publish(Box<publish::PublishArgs>),
+    /// Subscribe to topics of a hub and print events as they arrive.
+    Subscribe(Box<subscribe::SubscribeArgs>),
+    /// Mint a token (JWT) with the mercure claim.
+    Token(Box<token::TokenArgs>),
 }
 
 /// Exit code for a setting that prevents the start (documented in the README).
@@ -38,6 +48,9 @@ const EXIT_FAILURE: u8 = 1;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Publish(args) => publish::run(*args),
+        Command::Subscribe(args) => subscribe::run(*args),
+        Command::Token(args) => token::run(*args),
         Command::Serve(args) => match serve::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(serve::ServeError::Setting(e)) => {
