@@ -128,9 +128,15 @@ impl TokenVerifier {
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| {
-            TokenError::Malformed(format!(
-                "{e} (the header must name a supported algorithm; \"none\" is never accepted)"
-            ))
+            TokenError::Malformed(match e.kind() {
+                ErrorKind::InvalidToken | ErrorKind::Base64(_) => {
+                    "not a JWT (expected three base64url parts separated by dots)".to_owned()
+                }
+                _ => format!(
+                    "unreadable header: {e} (it must name a supported algorithm; \"none\" is \
+                     never accepted)"
+                ),
+            })
         })?;
         if header.alg != self.algorithm {
             return Err(TokenError::WrongAlgorithm {
