@@ -1,8 +1,8 @@
 //! `--dev`: the first five minutes of a new user.
 //!
-//! Turns on anonymous subscribers and any CORS origin, generates a key unless one is given
-//! (warning loudly about the tutorials' well-known key), and prints ready-to-use tokens and
-//! copy-paste `curl` commands once the hub listens.
+//! Turns on anonymous subscribers, any CORS origin and the web UI, generates a key unless one is
+//! given (warning loudly about the tutorials' well-known key), and prints the UI's address,
+//! ready-to-use tokens and copy-paste `curl` commands once the hub listens.
 
 use jsonwebtoken::{EncodingKey, Header};
 use rand::RngCore;
@@ -23,6 +23,7 @@ pub struct DevSession {
 /// Applies dev-mode defaults to `settings`.
 pub fn prepare(settings: &mut Settings) -> DevSession {
     settings.anonymous = true;
+    settings.ui = true;
     if settings.cors_origins.is_empty() {
         settings.cors_origins = vec!["*".into()];
     }
@@ -62,10 +63,11 @@ pub fn prepare(settings: &mut Settings) -> DevSession {
 impl DevSession {
     /// Prints tokens and examples to stdout.
     pub fn print_banner(&self, hub_url: &str) {
+        let ui = format!("{hub_url}/ui/");
         let Some(key) = &self.key else {
             println!(
                 "Development mode: anonymous subscribers on. Mint tokens with your own key \
-                 (its algorithm is not HS256, so no token is printed)."
+                 (its algorithm is not HS256, so no token is printed).\nWeb UI: {ui}"
             );
             return;
         };
@@ -76,6 +78,7 @@ impl DevSession {
 Herald is running in development mode (anonymous subscribers, any CORS origin).
 
 Hub:              {hub_url}
+Web UI:           {ui}  (open it in a browser: subscribe, publish, see events arrive)
 Publisher token:  {publisher}
 Subscriber token: {subscriber}
 (both valid 24 h; they allow every topic)

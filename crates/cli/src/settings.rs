@@ -68,6 +68,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_ANONYMOUS")]
     pub anonymous: bool,
 
+    /// Serve the web UI (a debugger and a playground) at /.well-known/mercure/ui/
+    /// [default: off; --dev turns it on].
+    #[arg(long, env = "HERALD_UI")]
+    pub ui: bool,
+
     /// Publish an event when a subscription starts or ends, and serve the subscriptions API at
     /// /.well-known/mercure/subscriptions.
     #[arg(long, env = "HERALD_SUBSCRIPTIONS")]
@@ -195,6 +200,7 @@ impl Settings {
             subscriber_jwt_alg: self.subscriber_jwt_alg.or(file.subscriber_jwt_alg),
             anonymous: self.anonymous || file.anonymous,
             subscriptions: self.subscriptions || file.subscriptions,
+            ui: self.ui || file.ui,
             cors_origins: list(self.cors_origins, file.cors_origins),
             publish_origins: list(self.publish_origins, file.publish_origins),
             cookie_name: self.cookie_name.or(file.cookie_name),
@@ -297,6 +303,8 @@ impl Settings {
                 Some(defaults.shutdown_timeout),
             )?
             .unwrap_or_default(),
+            ui: self.ui,
+            dev_mode: self.dev,
         })
     }
 }
@@ -492,5 +500,20 @@ mod tests {
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(merged.cookie_name.as_deref(), Some("c"));
         assert_eq!(merged.cors_origins, ["http://a"]);
+    }
+
+    #[test]
+    fn ui_is_a_flag_and_a_file_key() {
+        let file: Settings = toml::from_str("ui = true").unwrap();
+        let merged = Settings::default().or(file);
+        assert!(merged.ui);
+        let config = Settings {
+            jwt_key: Some("k".into()),
+            ..merged
+        }
+        .hub_config()
+        .unwrap();
+        assert!(config.ui);
+        assert!(!config.dev_mode);
     }
 }

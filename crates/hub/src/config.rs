@@ -64,6 +64,11 @@ pub struct HubConfig {
     pub history: HistoryLimits,
     /// How long a graceful shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
+    /// Serve the built-in web UI (debugger and playground) at `/.well-known/mercure/ui/`.
+    pub ui: bool,
+    /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
+    /// (`POST /.well-known/mercure/ui/token`, HS* keys only). Never on in production.
+    pub dev_mode: bool,
 }
 
 impl Default for HubConfig {
@@ -83,6 +88,8 @@ impl Default for HubConfig {
             storage: Storage::Memory,
             history: HistoryLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            ui: false,
+            dev_mode: false,
         }
     }
 }

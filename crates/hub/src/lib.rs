@@ -25,6 +25,7 @@ pub mod shutdown;
 mod stream;
 mod subscriptions;
 pub mod transport;
+mod ui;
 
 use std::sync::Arc;
 

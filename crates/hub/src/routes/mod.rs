@@ -31,6 +31,7 @@ pub fn router(hub: Hub) -> Router {
             get(subscriptions::subscriptions),
         )
         .route("/healthz", get(healthz))
+        .merge(crate::ui::router(hub.config()))
         .with_state(hub)
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -1,0 +1,376 @@
+//! The built-in web UI: a debugger and a playground, served at `/.well-known/mercure/ui/` when
+//! [`HubConfig::ui`] is on.
+//!
+//! The pages are plain HTML, CSS and JavaScript from `crates/hub/ui/`, embedded in the binary with
+//! `include_bytes!`: no build step, nothing loaded from anywhere else. Every UI response carries
+//! its own strict Content-Security-Policy ([`CSP`]): scripts, styles and connections from the
+//! hub's own origin only, no inline script or style, no framing. (The router's general policy,
+//! `default-src 'none'`, applies to everything else; it is set only if a response has none.)
+//!
+//! `config.json` tells the pages what this hub allows (anonymous subscribers, the cookie name,
+//! whether tokens can be minted). In development mode, and only when the publisher key is an
+//! HMAC secret, `POST /.well-known/mercure/ui/token` signs tokens with that key so that a
+//! newcomer can try publishing and private updates without minting a JWT by hand. It answers
+//! same-origin requests only: the dev hub allows any CORS origin, and no other site should be
+//! able to mint tokens from a developer's browser.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use jsonwebtoken::{EncodingKey, Header};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::Hub;
+use crate::config::{HubConfig, JwtKey};
+use crate::rejection::Rejection;
+
+/// Where the UI lives, under the hub's own namespace.
+const UI_PATH: &str = "/.well-known/mercure/ui";
+
+/// The policy of every UI response. `connect-src 'self'`: the pages talk to the hub that serves
+/// them, and to nothing else.
+pub const CSP: &str = "default-src 'self'; connect-src 'self'; script-src 'self'; \
+                       style-src 'self'; img-src 'self' data:; object-src 'none'; \
+                       base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Lifetime of a minted token when the request does not say.
+const DEFAULT_TTL_SECONDS: u64 = 3600;
+/// Longest lifetime a minted token may ask for: 30 days.
+const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
+
+/// One embedded file of the UI.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../ui/", $name)),
+        }
+    };
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+
+static ASSETS: &[Asset] = &[
+    asset!("index.html", HTML),
+    asset!("playground.html", HTML),
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("common.js", "text/javascript; charset=utf-8"),
+    asset!("debugger.js", "text/javascript; charset=utf-8"),
+    asset!("playground.js", "text/javascript; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
+];
+
+/// The UI's routes: none unless `config.ui`; the token minter only in dev mode with an HMAC
+/// publisher key.
+pub fn router(config: &HubConfig) -> Router<Hub> {
+    let mut router = Router::new();
+    if !config.ui {
+        return router;
+    }
+    router = router
+        .route(
+            UI_PATH,
+            get(|| async { Redirect::permanent(&format!("{UI_PATH}/")) }),
+        )
+        .route(
+            &format!("{UI_PATH}/"),
+            get(|headers: HeaderMap| async move { serve(&ASSETS[0], &headers) }),
+        )
+        .route(&format!("{UI_PATH}/config.json"), get(ui_config));
+    for asset in ASSETS {
+        router = router.route(
+            &format!("{UI_PATH}/{}", asset.name),
+            get(move |headers: HeaderMap| async move { serve(asset, &headers) }),
+        );
+    }
+    if minter_key(config).is_some() {
+        router = router.route(&format!("{UI_PATH}/token"), post(mint));
+    }
+    router
+}
+
+/// The headers every UI response carries.
+fn ui_headers(response: &mut Response, cache: &'static str) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+/// An embedded file, revalidated by the browser on each use (`no-cache` with an `ETag`), so that
+/// a new binary's UI is picked up at once.
+fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {
+    let etag = format!("\"{:016x}\"", fnv1a(asset.body));
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
+            asset.body,
+        )
+            .into_response()
+    };
+    ui_headers(&mut response, "no-cache");
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// 64-bit FNV-1a: a stable fingerprint of an asset for its `ETag`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What the pages need to know about this hub. Nothing secret: the same things a client learns
+/// by trying.
+async fn ui_config(State(hub): State<Hub>) -> Response {
+    let config = hub.config();
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "hub_path": herald_protocol::HUB_PATH,
+        "cookie_name": config.cookie_name,
+        "anonymous": config.anonymous,
+        "publishing": config.publisher_key.is_some(),
+        "subscriptions": config.subscriptions,
+        "dev_mode": config.dev_mode,
+        "minter": minter_key(config).is_some(),
+    });
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    ui_headers(&mut response, "no-store");
+    response
+}
+
+/// The key the minter signs with: the publisher key, in dev mode, when it is an HMAC secret.
+fn minter_key(config: &HubConfig) -> Option<&JwtKey> {
+    use jsonwebtoken::Algorithm::{HS256, HS384, HS512};
+    config
+        .publisher_key
+        .as_ref()
+        .filter(|_| config.ui && config.dev_mode)
+        .filter(|key| matches!(key.algorithm, HS256 | HS384 | HS512))
+}
+
+/// The body of `POST .../ui/token`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintRequest {
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    subscribe: Vec<String>,
+    #[serde(default)]
+    payload: Option<Value>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+/// Signs a token with the publisher key (dev mode only).
+async fn mint(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Rejection> {
+    let key = minter_key(hub.config())
+        .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "the token minter is not enabled"))?;
+    check_same_origin(&headers)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the token request as application/json",
+        ));
+    }
+    let request: MintRequest = serde_json::from_slice(&body).map_err(|e| {
+        Rejection::bad_request(format!(
+            "expected {{\"publish\": [..], \"subscribe\": [..], \"payload\": .., \
+             \"ttl_seconds\": N}}: {e}"
+        ))
+    })?;
+    let ttl = request.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+    if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
+        return Err(Rejection::bad_request(format!(
+            "ttl_seconds must be between 1 and {MAX_TTL_SECONDS} (30 days)"
+        )));
+    }
+    let mut mercure = Map::new();
+    if !request.publish.is_empty() {
+        mercure.insert("publish".into(), json!(request.publish));
+    }
+    if !request.subscribe.is_empty() {
+        mercure.insert("subscribe".into(), json!(request.subscribe));
+    }
+    if let Some(payload) = request.payload.filter(|p| !p.is_null()) {
+        mercure.insert("payload".into(), payload);
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({"mercure": mercure, "iat": now, "exp": now + ttl});
+    let token = jsonwebtoken::encode(
+        &Header::new(key.algorithm),
+        &claims,
+        &EncodingKey::from_secret(&key.key),
+    )
+    .map_err(|e| {
+        Rejection::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not sign the token",
+        )
+        .with_detail(e.to_string())
+    })?;
+    tracing::debug!(%claims, "dev mode: minted a token for the UI");
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json!({"token": token, "claims": claims, "expires_at": now + ttl}).to_string(),
+    )
+        .into_response();
+    ui_headers(&mut response, "no-store");
+    Ok(response)
+}
+
+/// Only the UI's own pages may mint: browsers say where a request comes from in
+/// `Sec-Fetch-Site` and `Origin`. A request with neither (curl) comes from someone who can read
+/// the dev banner's tokens anyway.
+fn check_same_origin(headers: &HeaderMap) -> Result<(), Rejection> {
+    let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(HeaderName::from_static("sec-fetch-site"))
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(Rejection::forbidden(
+            "tokens are minted for the hub's own UI only (cross-site request)",
+        )
+        .with_detail(format!("Sec-Fetch-Site: {site}")));
+    }
+    if let (Some(origin), Some(host)) = (text(header::ORIGIN), text(header::HOST)) {
+        let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if !authority.eq_ignore_ascii_case(host) {
+            return Err(Rejection::forbidden(
+                "tokens are minted for the hub's own UI only (cross-origin request)",
+            )
+            .with_detail(format!("Origin {origin}, Host {host}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ui_lives_in_the_hub_namespace() {
+        assert!(UI_PATH.starts_with(herald_protocol::HUB_PATH));
+        assert_eq!(ASSETS[0].name, "index.html");
+    }
+
+    #[test]
+    fn content_types_follow_extensions() {
+        for asset in ASSETS {
+            let expected = match asset.name.rsplit_once('.').map(|(_, ext)| ext) {
+                Some("html") => HTML,
+                Some("css") => "text/css; charset=utf-8",
+                Some("js") => "text/javascript; charset=utf-8",
+                Some("svg") => "image/svg+xml",
+                other => panic!("no content type for {other:?}"),
+            };
+            assert_eq!(asset.content_type, expected, "{}", asset.name);
+        }
+    }
+
+    #[test]
+    fn no_inline_script_or_style_in_pages() {
+        for asset in ASSETS.iter().filter(|a| a.name.ends_with(".html")) {
+            let text = std::str::from_utf8(asset.body).unwrap();
+            assert!(!text.contains("<style"), "{}: inline <style>", asset.name);
+            assert!(
+                !text.contains("style=\""),
+                "{}: style attribute",
+                asset.name
+            );
+            for script in text.split("<script").skip(1) {
+                let tag = script.split('>').next().unwrap();
+                assert!(tag.contains("src="), "{}: inline <script>", asset.name);
+            }
+            let handler = text.match_indices(" on").any(|(at, _)| {
+                let rest = &text[at + 3..];
+                let name = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+                name > 0 && rest[name..].starts_with('=')
+            });
+            assert!(!handler, "{}: inline event handler", asset.name);
+            for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+                assert!(!text.contains(attr), "{}: external URL", asset.name);
+            }
+        }
+    }
+
+    #[test]
+    fn same_origin_check() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(check_same_origin(&headers(&[])).is_ok());
+        assert!(
+            check_same_origin(&headers(&[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://127.0.0.1:3000"),
+                ("host", "127.0.0.1:3000"),
+            ]))
+            .is_ok()
+        );
+        assert!(check_same_origin(&headers(&[("sec-fetch-site", "cross-site")])).is_err());
+        assert!(
+            check_same_origin(&headers(&[
+                ("origin", "http://evil.example"),
+                ("host", "127.0.0.1:3000"),
+            ]))
+            .is_err()
+        );
+    }
+}
