@@ -40,7 +40,8 @@ pub enum Pushed {
 
 /// What the stream gets when it drains.
 pub enum Drained {
-    Frames(VecDeque<(Position, Bytes)>),
+    /// The queued frames were moved into the caller's buffer.
+    Frames,
     Closed(CloseReason),
 }
 
@@ -112,18 +113,29 @@ impl Outbox {
         }
     }
 
-    /// Takes everything queued, or registers the task to be woken by the next push.
+    /// Moves everything queued into `into`, or registers the task to be woken by the next push.
+    ///
+    /// `into` must be empty: the two buffers are swapped, so the outbox keeps `into`'s
+    /// allocation for the next frames and a stream that recycles its buffer allocates nothing
+    /// per event (a fresh queue per drain cost a malloc, a chain of reallocs while a burst
+    /// queued, and a free).
     ///
     /// Frames queued before a close are dropped with it: the subscriber will replay them from
     /// history, and a slow subscriber is exactly the one we should not keep writing to.
-    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Drained> {
+    pub fn poll_drain(
+        &self,
+        cx: &mut Context<'_>,
+        into: &mut VecDeque<(Position, Bytes)>,
+    ) -> Poll<Drained> {
+        debug_assert!(into.is_empty(), "drain into an empty buffer");
         let mut state = self.state.lock().unwrap();
         if let Some(reason) = state.closed {
             return Poll::Ready(Drained::Closed(reason));
         }
         if !state.frames.is_empty() {
             state.bytes = 0;
-            return Poll::Ready(Drained::Frames(std::mem::take(&mut state.frames)));
+            std::mem::swap(&mut state.frames, into);
+            return Poll::Ready(Drained::Frames);
         }
         match &state.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -139,7 +151,11 @@ mod tests {
     use std::task::Waker;
 
     fn drain(outbox: &Outbox) -> Poll<Drained> {
-        outbox.poll_drain(&mut Context::from_waker(Waker::noop()))
+        drain_into(outbox, &mut VecDeque::new())
+    }
+
+    fn drain_into(outbox: &Outbox, into: &mut VecDeque<(Position, Bytes)>) -> Poll<Drained> {
+        outbox.poll_drain(&mut Context::from_waker(Waker::noop()), into)
     }
 
     #[test]
@@ -154,11 +170,30 @@ mod tests {
             outbox.push(Position(2), Bytes::from_static(b"b")),
             Pushed::Queued
         );
-        match drain(&outbox) {
-            Poll::Ready(Drained::Frames(frames)) => assert_eq!(frames.len(), 2),
-            _ => panic!("expected frames"),
-        }
+        let mut frames = VecDeque::new();
+        assert!(matches!(
+            drain_into(&outbox, &mut frames),
+            Poll::Ready(Drained::Frames)
+        ));
+        assert_eq!(frames.len(), 2);
         assert!(drain(&outbox).is_pending());
+    }
+
+    #[test]
+    fn drained_buffers_are_recycled() {
+        let outbox = Outbox::new(100);
+        let mut frames = VecDeque::with_capacity(8);
+        let given = frames.capacity();
+        outbox.push(Position(1), Bytes::from_static(b"a"));
+        let _ = drain_into(&outbox, &mut frames);
+        assert_eq!(frames.len(), 1);
+        frames.clear();
+        // The outbox now holds the buffer handed in: the next push needs no allocation.
+        outbox.push(Position(2), Bytes::from_static(b"b"));
+        let mut again = VecDeque::new();
+        let _ = drain_into(&outbox, &mut again);
+        assert_eq!(again.capacity(), given);
+        assert_eq!(again.len(), 1);
     }
 
     #[test]

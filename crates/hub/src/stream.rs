@@ -8,6 +8,7 @@
 //! The stream owns the subscriber's [`Registration`]: when hyper drops the body (the client went
 //! away, the connection was cut, the hub shut down), the subscriber leaves the index.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,8 +73,15 @@ pub struct EventStream {
     timer: Option<Pin<Box<Sleep>>>,
     /// When something was last written, to decide lazily whether a heartbeat is due.
     last_write: Instant,
+    /// The buffer the outbox drains into, empty between polls and swapped with the outbox's
+    /// queue on every drain, so that a subscriber that keeps up allocates no queue per event.
+    drained: VecDeque<(Position, Bytes)>,
     done: bool,
 }
+
+/// A drained buffer larger than this (in frames) is freed rather than recycled, so that one
+/// burst does not leave every subscriber holding a large queue.
+const RECYCLE_MAX_FRAMES: usize = 32;
 
 impl EventStream {
     pub fn new(
@@ -92,6 +100,7 @@ impl EventStream {
             timing,
             timer: None,
             last_write: now,
+            drained: VecDeque::new(),
             done: false,
         };
         stream.timer = stream
@@ -108,25 +117,40 @@ impl EventStream {
         }
     }
 
-    /// Joins the drained frames into one chunk, skipping what the replay already covered.
-    fn coalesce(&self, frames: std::collections::VecDeque<(Position, Bytes)>) -> Option<Bytes> {
-        let fresh = |(position, _): &(Position, Bytes)| {
-            self.replayed_through
-                .is_none_or(|through| *position > through)
-        };
-        let mut frames = frames.into_iter().filter(fresh);
-        let first = frames.next()?.1;
-        let Some((_, second)) = frames.next() else {
+    /// Joins the drained frames into one chunk, skipping what the replay already covered, and
+    /// leaves the drained buffer empty.
+    fn coalesce(&mut self) -> Option<Bytes> {
+        let through = self.replayed_through;
+        let fresh = |position: &Position| through.is_none_or(|through| *position > through);
+        let (count, total) = self
+            .drained
+            .iter()
+            .filter(|(position, _)| fresh(position))
+            .fold((0, 0), |(count, total), (_, frame)| {
+                (count + 1, total + frame.len())
+            });
+        let chunk = match count {
+            0 => None,
             // The common case when the subscriber keeps up: no copy at all.
-            return Some(first);
+            1 => self
+                .drained
+                .drain(..)
+                .find(|(position, _)| fresh(position))
+                .map(|(_, frame)| frame),
+            // One allocation of the exact size, one copy per frame.
+            _ => {
+                let mut chunk = BytesMut::with_capacity(total);
+                for (_, frame) in self.drained.iter().filter(|(p, _)| fresh(p)) {
+                    chunk.extend_from_slice(frame);
+                }
+                Some(chunk.freeze())
+            }
         };
-        let mut chunk = BytesMut::with_capacity(first.len() + second.len());
-        chunk.extend_from_slice(&first);
-        chunk.extend_from_slice(&second);
-        for (_, frame) in frames {
-            chunk.extend_from_slice(&frame);
+        self.drained.clear();
+        if self.drained.capacity() > RECYCLE_MAX_FRAMES {
+            self.drained = VecDeque::new();
         }
-        Some(chunk.freeze())
+        chunk
     }
 
     /// The next page of history, as one chunk of the frames this subscriber wants; `None` when
@@ -228,9 +252,10 @@ impl Body for EventStream {
             Poll::Ready(None) => {}
         }
         loop {
-            match this.registration.subscriber().outbox().poll_drain(cx) {
-                Poll::Ready(Drained::Frames(frames)) => {
-                    if let Some(chunk) = this.coalesce(frames) {
+            let outbox = this.registration.subscriber().outbox();
+            match outbox.poll_drain(cx, &mut this.drained) {
+                Poll::Ready(Drained::Frames) => {
+                    if let Some(chunk) = this.coalesce() {
                         this.last_write = Instant::now();
                         return Poll::Ready(Some(Ok(Frame::data(chunk))));
                     }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Herald and nchan side by side: scenarios a (fan-out burst), b (fan-out paced) and c (idle
+# memory), RUNS times each (default 3), alternating the two servers within each round, then a
+# table of medians with Herald/nchan ratios, and the latency plots.
+#
+#   bash bench/compare.sh
+#
+# Environment: RUNS (default 3), RESULTS (default target/bench-results/compare-<time>),
+# PLOTS (default docs/images), HERALD_ARGS (extra `herald serve` flags).
+# Needs: apt-get install -y nginx libnginx-mod-nchan
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-3}
+export RESULTS=${RESULTS:-$ROOT/target/bench-results/compare-$(date +%Y%m%d-%H%M%S)}
+PLOTS=${PLOTS:-$ROOT/docs/images}
+mkdir -p "$RESULTS" "$PLOTS"
+(cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
+export BUILD=0
+for run in $(seq "$RUNS"); do
+  for scenario in a b c; do
+    for target in herald nchan; do
+      bash "$ROOT/bench/run.sh" "$scenario" "$target" "$run" >/dev/null
+    done
+  done
+done
+BENCH=$ROOT/target/release/herald-bench
+echo
+echo "Results in $RESULTS (medians of $RUNS runs):"
+echo
+"$BENCH" table "$RESULTS"/*.json | tee "$RESULTS/table.md"
+"$BENCH" plot --title "Fan-out paced: 10,000 subscribers, 10 updates/s for 10 s" \
+  --out "$PLOTS/paced-latency.svg" "$RESULTS"/b-paced-*.json
+"$BENCH" plot --title "Fan-out burst: 10,000 subscribers, 100 updates at once" \
+  --out "$PLOTS/burst-latency.svg" "$RESULTS"/a-burst-*.json

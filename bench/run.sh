@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# One benchmark scenario against a freshly started server, on loopback only.
+#
+#   bash bench/run.sh SCENARIO [TARGET] [RUN]
+#
+# SCENARIO: a (fan-out burst), b (fan-out paced), c (idle memory), d (many topics + templates),
+#           e (durable publish throughput; also e-periodic, e-memory), f (replay in large
+#           histories), all (a to f against Herald)
+# TARGET:   herald (default) or nchan (a, b and c only)
+# RUN:      a number naming the report: $RESULTS/<scenario>-<target>-<run>.json
+#
+# Environment: RESULTS (default target/bench-results), HERALD_ARGS (extra `herald serve` flags,
+# e.g. "--transport memory"), BUILD=0 to skip `cargo build --release`.
+# Every request goes to 127.0.0.1; every load loop is bounded in count and time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
+BENCH=$ROOT/target/release/herald-bench
+RESULTS=${RESULTS:-$ROOT/target/bench-results}
+PORT=${PORT:-39001}
+KEY=herald-bench-key-not-a-secret
+HERALD_ARGS=${HERALD_ARGS:-}
+THREADS=${THREADS:-2}
+
+scenario=${1:?usage: bench/run.sh SCENARIO [herald|nchan] [RUN]}
+target=${2:-herald}
+run=${3:-1}
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d /tmp/herald-bench.XXXXXX)
+SERVER_PID=
+
+if [[ ${BUILD:-1} != 0 ]]; then
+  (cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
+fi
+
+stop_server() {
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=
+}
+cleanup() { stop_server; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 100); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "server did not listen on $PORT" >&2; exit 1
+}
+
+start_herald() {
+  # shellcheck disable=SC2086
+  "$HERALD" serve --listen 127.0.0.1:$PORT --jwt-key "$KEY" --anonymous \
+    --data-dir "$WORK/data" --log warn $HERALD_ARGS "$@" >"$WORK/herald.log" 2>&1 &
+  SERVER_PID=$!
+  wait_port
+}
+
+start_nchan() {
+  command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] || {
+    echo "nchan needs: apt-get install -y nginx libnginx-mod-nchan" >&2; exit 1; }
+  mkdir -p "$WORK/nginx/logs"
+  # Two workers (Herald uses the machine's two cores), connections up to the open-file limit,
+  # a small message buffer, no access log: nchan at its best for fan-out.
+  cat >"$WORK/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+user root;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx.log warn;
+events { worker_connections 19990; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 600s;
+  nchan_message_buffer_length 10;
+  nchan_message_timeout 60s;
+  server {
+    listen 127.0.0.1:$PORT backlog=4096;
+    location = /sub {
+      nchan_subscriber eventsource;
+      nchan_channel_id \$arg_id;
+      nchan_subscriber_first_message newest;
+    }
+    location = /pub { nchan_publisher; nchan_channel_id \$arg_id; }
+  }
+}
+EOF
+  nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
+  SERVER_PID=$!
+  wait_port
+}
+
+start() {
+  case $target in
+    herald) start_herald "$@" ;;
+    nchan) start_nchan ;;
+    *) echo "unknown target $target" >&2; exit 2 ;;
+  esac
+}
+
+bench() {
+  local name=$1; shift
+  local sub=$1; shift
+  echo "== $name against $target (run $run)" >&2
+  local file=$name${SUFFIX:-}
+  "$BENCH" "$sub" --target "$target" --addr 127.0.0.1:$PORT --jwt-key "$KEY" \
+    --server-pid "$SERVER_PID" --scenario "$file" --threads "$THREADS" \
+    --out "$RESULTS/$file-$target-$run.json" "$@"
+}
+
+herald_only() {
+  [[ $target == herald ]] || { echo "scenario $scenario runs against herald only" >&2; exit 2; }
+}
+
+case $scenario in
+  a)
+    start
+    bench a-burst run --subscribers 10000 --updates 100 --rate 0 --publishers ${BURST_PUBLISHERS:-100}
+    ;;
+  b)
+    start
+    bench b-paced run --subscribers 10000 --updates 100 --rate 10 --publishers 4
+    ;;
+  c)
+    # 19,000 idle subscribers held by two generator processes (each under the 20,000 open-file
+    # limit); the server's RSS growth per connection.
+    start
+    bench c-idle run --subscribers 19000 --processes 2 --updates 0 --idle-secs 3
+    ;;
+  d)
+    herald_only; start
+    bench d-many-topics run --subscribers 10000 --topics many --templates 100 \
+      --updates 10000 --rate 0 --publishers 4
+    ;;
+  e | e-periodic | e-memory)
+    herald_only
+    case $scenario in
+      e) start --durability sync ;;
+      e-periodic) start --durability periodic ;;
+      e-memory) start --transport memory ;;
+    esac
+    bench "$scenario-publish" run --subscribers 0 --updates 20000 --rate 0 --publishers 16
+    ;;
+  f)
+    herald_only
+    for size in 1000 100000 1000000; do
+      start --history-size 2000000 --history-max-age 0s
+      bench "f-replay-$size" replay --history "$size" --publishers 16 --back 10 --probes 50
+      stop_server
+      rm -rf "$WORK/data"
+    done
+    ;;
+  all)
+    for s in a b c d e e-memory f; do BUILD=0 bash "$0" "$s" herald "$run"; done
+    ;;
+  *)
+    echo "unknown scenario $scenario (a b c d e e-periodic e-memory f all)" >&2; exit 2 ;;
+esac

@@ -1,0 +1,138 @@
+//! `herald-bench`: a load generator for Herald, and for nchan side by side.
+//!
+//! - `run`: N SSE subscribers (one topic, one topic each, or URI templates), M updates from P
+//!   publishers at a rate or as fast as possible; reports deliveries/s, delivery latency, the
+//!   server's CPU seconds and memory (from /proc), errors; `--connections-only` just holds idle
+//!   subscribers (a helper process, so that one test can pass one process's open-file limit).
+//! - `replay`: fills a history, then measures reconnections with `Last-Event-ID` near its end.
+//! - `table`: a table of medians (and Herald/nchan ratios) over the JSON reports of several runs.
+//! - `plot`: an SVG latency-percentile plot from JSON reports.
+//!
+//! Raw tokio TCP and hand-written HTTP/1.1: per connection the generator holds a socket, a read
+//! buffer and a few counters, nothing more. It depends on no Herald crate: it drives any
+//! Mercure hub, and nchan with `--target nchan`.
+
+mod http;
+mod plot;
+mod procfs;
+mod replay;
+mod report;
+mod run;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(name = "herald-bench", about = "Load generator for Herald (and nchan)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Subscribers and publishers: fan-out, many topics, idle memory, publish throughput.
+    Run(run::RunArgs),
+    /// Replay from Last-Event-ID in a large history.
+    Replay(replay::ReplayArgs),
+    /// Medians over several JSON reports, with Herald/nchan ratios.
+    Table(report::TableArgs),
+    /// An SVG plot of delivery latency percentiles from JSON reports.
+    Plot(plot::PlotArgs),
+}
+
+/// Which server's URLs and body formats to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// A Mercure hub: `GET /.well-known/mercure?topic=...`, form `POST` with a bearer token.
+    Herald,
+    /// nchan: `GET /sub?id=CHANNEL` (EventSource), `POST /pub?id=CHANNEL` with the data as body.
+    Nchan,
+}
+
+/// Where and how to talk to the server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// What the server is.
+    #[arg(long, value_enum, default_value = "herald")]
+    pub target: Target,
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// The Mercure hub path (Herald).
+    #[arg(long, default_value = "/.well-known/mercure")]
+    pub hub_path: String,
+    /// nchan's subscriber location.
+    #[arg(long, default_value = "/sub")]
+    pub nchan_sub: String,
+    /// nchan's publisher location.
+    #[arg(long, default_value = "/pub")]
+    pub nchan_pub: String,
+    /// HS256 key: publishers send a token minted with it (`mercure.publish: ["*"]`).
+    #[arg(long, env = "HERALD_JWT_KEY")]
+    pub jwt_key: Option<String>,
+    /// The server's PID (its children are counted too); default: whoever listens on --addr.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Name of the scenario, recorded in the report.
+    #[arg(long, default_value = "custom")]
+    pub scenario: String,
+    /// Prints the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also writes the JSON report to this file.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Tokio worker threads of the generator.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// Nanoseconds since the Unix epoch: the clock every process of a run shares.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos() as u64
+}
+
+/// A publisher token for `key`: `{"mercure": {"publish": ["*"]}}`, HS256.
+pub fn publisher_token(key: &str) -> Result<String, String> {
+    let claims = serde_json::json!({"mercure": {"publish": ["*"], "subscribe": ["*"]}});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .map_err(|e| format!("cannot mint a token: {e}"))
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => runtime(args.server.threads).block_on(run::main(args)),
+        Command::Replay(args) => runtime(args.server.threads).block_on(replay::main(args)),
+        Command::Table(args) => report::table(args),
+        Command::Plot(args) => plot::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The server's resource use, read from /proc: CPU seconds (utime + stime), RSS and PSS.
+//!
+//! A server may be several processes (nginx: a master and its workers), so every figure is a sum
+//! over the server's processes: the PID given (or every process holding the listening socket)
+//! and their children. PSS (proportional set size) is reported next to RSS because summing RSS
+//! over processes counts shared pages (nginx's shared memory zone) once per process.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+/// A snapshot of the server's processes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Sample {
+    pub cpu_secs: f64,
+    pub rss_bytes: u64,
+    pub pss_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub pids: Vec<u32>,
+    ticks_per_sec: f64,
+}
+
+impl Server {
+    /// The server: `pid` and its children, or the processes listening on `addr` and theirs.
+    pub fn find(pid: Option<u32>, addr: SocketAddr) -> Result<Server, String> {
+        let roots: BTreeSet<u32> = match pid {
+            Some(pid) => [pid].into(),
+            None => listeners(addr)?,
+        };
+        if roots.is_empty() {
+            return Err(format!(
+                "no process listens on {addr} (give --server-pid, or start the server first)"
+            ));
+        }
+        let mut pids = roots.clone();
+        for (child, parent) in all_parents() {
+            if roots.contains(&parent) {
+                pids.insert(child);
+            }
+        }
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Ok(Server {
+            pids: pids.into_iter().collect(),
+            ticks_per_sec: if ticks > 0 { ticks as f64 } else { 100.0 },
+        })
+    }
+
+    pub fn sample(&self) -> Sample {
+        let mut sample = Sample::default();
+        for pid in &self.pids {
+            if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+                // Fields after the command name, which is in parentheses and may hold spaces.
+                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ticks: u64 = [11, 12]
+                    .iter()
+                    .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+                    .sum();
+                sample.cpu_secs += ticks as f64 / self.ticks_per_sec;
+            }
+            sample.rss_bytes += kib_field(&format!("/proc/{pid}/status"), "VmRSS:");
+            sample.pss_bytes += kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:");
+        }
+        sample
+    }
+}
+
+fn kib_field(path: &str, name: &str) -> u64 {
+    let Ok(text) = fs::read_to_string(path) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Every (pid, parent pid) on the machine.
+fn all_parents() -> Vec<(u32, u32)> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+        Some((pid, ppid))
+    })
+    .collect()
+}
+
+/// The processes holding a socket that listens on `addr` (IPv4 or IPv6 wildcard included).
+fn listeners(addr: SocketAddr) -> Result<BTreeSet<u32>, String> {
+    let port = addr.port();
+    let mut inodes = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 10 || fields[3] != "0A" {
+                continue;
+            }
+            let local_port = fields[1]
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                inodes.insert(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    let mut pids = BTreeSet::new();
+    if inodes.is_empty() {
+        return Ok(pids);
+    }
+    let dir = fs::read_dir("/proc").map_err(|e| e.to_string())?;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = fs::read_link(fd.path())
+                && inodes.contains(target.to_string_lossy().as_ref())
+            {
+                pids.insert(pid);
+                break;
+            }
+        }
+    }
+    Ok(pids)
+}

@@ -1,0 +1,759 @@
+//! `herald-bench run`: subscribers, publishers, and what the server spent on them.
+//!
+//! Phases: sample the server (baseline) → open the subscribers at a bounded connect rate (some
+//! in helper processes with `--processes`) → wait `--idle-secs` and sample again (memory per
+//! idle connection) → publish → wait until every expected delivery arrived (or nothing arrived
+//! for `--settle-secs`) → sample again (CPU spent on the deliveries) → report.
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Semaphore;
+
+use crate::http::{self, Chunked, Conn, SseScanner};
+use crate::procfs::Server;
+use crate::report::{Percentiles, Report, ServerReport};
+use crate::{ServerArgs, Target, now_ns};
+
+/// What the subscribers subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Topics {
+    /// Every subscriber on one topic; every update to it.
+    One,
+    /// Subscriber i on its own topic i; update j to topic j mod N. With `--templates K`, K more
+    /// subscribers each hold one of K distinct URI templates, each matching 1/K of the topics.
+    Many,
+    /// Every subscriber holds the same URI template, which matches every update's topic.
+    Template,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Subscriber connections in all (split over --processes).
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Topic layout.
+    #[arg(long, value_enum, default_value = "one")]
+    pub topics: Topics,
+    /// With `--topics many`: template subscribers added (Herald only).
+    #[arg(long, default_value_t = 0)]
+    pub templates: usize,
+    /// Updates to publish in all (0: none, e.g. to measure idle memory).
+    #[arg(long, default_value_t = 100)]
+    pub updates: usize,
+    /// Updates per second in all; 0 publishes as fast as the publishers can.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Publisher connections (keep-alive).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Bytes of data per update (at least the send time and sequence number).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Most connection attempts in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Loopback source addresses for subscribers (127.0.0.2, 127.0.0.3, ...); 0 lets the
+    /// kernel choose.
+    #[arg(long, default_value_t = 8)]
+    pub sources: usize,
+    /// Processes holding the subscribers (this one plus helpers in --connections-only mode):
+    /// each process can open at most its open-file limit.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Only open the subscribers and hold them, idle, until standard input closes (or
+    /// --hold-secs): a helper of --processes.
+    #[arg(long)]
+    pub connections_only: bool,
+    /// Longest a --connections-only process holds its connections.
+    #[arg(long, default_value_t = 600.0)]
+    pub hold_secs: f64,
+    /// Index of this process's first subscriber (set for helpers).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub index_offset: usize,
+    /// Total subscribers across processes, for topic numbering (set for helpers).
+    #[arg(long, hide = true)]
+    pub total_subscribers: Option<usize>,
+    /// Seconds to wait after connecting before the memory sample.
+    #[arg(long, default_value_t = 2.0)]
+    pub idle_secs: f64,
+    /// After publishing: how long to wait without a new delivery before giving up on missing
+    /// ones.
+    #[arg(long, default_value_t = 5.0)]
+    pub settle_secs: f64,
+    /// Names the topics of this run (default: from the clock), so runs never see each other.
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+/// The server's URLs and formats.
+pub struct Endpoint {
+    pub target: Target,
+    pub addr: std::net::SocketAddr,
+    host: String,
+    hub_path: String,
+    nchan_sub: String,
+    nchan_pub: String,
+    authorization: Option<String>,
+}
+
+impl Endpoint {
+    pub fn new(args: &ServerArgs) -> Result<Endpoint, String> {
+        let authorization = match (&args.jwt_key, args.target) {
+            (Some(key), Target::Herald) => Some(format!("Bearer {}", crate::publisher_token(key)?)),
+            _ => None,
+        };
+        Ok(Endpoint {
+            target: args.target,
+            addr: args.addr,
+            host: args.addr.to_string(),
+            hub_path: args.hub_path.clone(),
+            nchan_sub: args.nchan_sub.clone(),
+            nchan_pub: args.nchan_pub.clone(),
+            authorization,
+        })
+    }
+
+    pub fn subscribe_request(&self, selectors: &[String], last_event_id: Option<&str>) -> Vec<u8> {
+        let path = match self.target {
+            Target::Herald => {
+                let query: Vec<String> = selectors
+                    .iter()
+                    .map(|s| format!("topic={}", http::encode(s)))
+                    .collect();
+                format!("{}?{}", self.hub_path, query.join("&"))
+            }
+            Target::Nchan => format!("{}?id={}", self.nchan_sub, http::encode(&selectors[0])),
+        };
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
+            self.host
+        );
+        if let Some(id) = last_event_id {
+            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.into_bytes()
+    }
+
+    pub fn publish_request(&self, topic: &str, data: &str, id: Option<&str>) -> Vec<u8> {
+        let (path, content_type, body) = match self.target {
+            Target::Herald => {
+                let mut body = format!("topic={}&data={}", http::encode(topic), http::encode(data));
+                if let Some(id) = id {
+                    body.push_str(&format!("&id={}", http::encode(id)));
+                }
+                (
+                    self.hub_path.clone(),
+                    "application/x-www-form-urlencoded",
+                    body,
+                )
+            }
+            Target::Nchan => (
+                format!("{}?id={}", self.nchan_pub, http::encode(topic)),
+                "text/plain",
+                data.to_owned(),
+            ),
+        };
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
+        if let Some(auth) = &self.authorization {
+            request.push_str(&format!("Authorization: {auth}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        request.into_bytes()
+    }
+}
+
+/// Topic names of one run.
+pub struct Layout {
+    pub target: Target,
+    pub mode: Topics,
+    /// Subscribers across all processes (topic numbering).
+    pub total: usize,
+    pub templates: usize,
+    pub run_id: String,
+}
+
+impl Layout {
+    fn prefix(&self) -> String {
+        format!("https://example.com/bench/{}", self.run_id)
+    }
+
+    /// The topic of subscriber (or update) number `i`.
+    pub fn topic(&self, i: usize) -> String {
+        match (self.target, self.mode) {
+            (Target::Nchan, Topics::One) => format!("b{}_all", self.run_id),
+            (Target::Nchan, _) => format!("b{}_{}", self.run_id, i % self.total.max(1)),
+            (Target::Herald, Topics::One) => format!("{}/all", self.prefix()),
+            (Target::Herald, Topics::Many) if self.templates > 0 => {
+                let i = i % self.total.max(1);
+                format!("{}/g{}/rooms/{i}", self.prefix(), i % self.templates)
+            }
+            (Target::Herald, Topics::Many) => {
+                format!("{}/rooms/{}", self.prefix(), i % self.total.max(1))
+            }
+            (Target::Herald, Topics::Template) => format!("{}/rooms/{i}", self.prefix()),
+        }
+    }
+
+    pub fn subscriber(&self, i: usize) -> Vec<String> {
+        match self.mode {
+            Topics::Template => vec![format!("{}/rooms/{{id}}", self.prefix())],
+            _ => vec![self.topic(i)],
+        }
+    }
+
+    pub fn template_subscriber(&self, k: usize) -> Vec<String> {
+        vec![format!("{}/g{k}/rooms/{{id}}", self.prefix())]
+    }
+
+    /// Deliveries expected for `updates` updates, with `local` subscribers (and all template
+    /// subscribers) in this process.
+    fn expected(&self, updates: usize, local: usize) -> u64 {
+        let updates = updates as u64;
+        match self.mode {
+            Topics::One | Topics::Template => updates * local as u64,
+            Topics::Many => updates * (1 + u64::from(self.templates > 0)),
+        }
+    }
+}
+
+/// Counters shared by every task of the run.
+#[derive(Default)]
+pub struct Shared {
+    pub connected: AtomicUsize,
+    pub connect_failed: AtomicUsize,
+    pub stream_errors: AtomicU64,
+    pub delivered: AtomicU64,
+    pub last_delivery_ns: AtomicU64,
+    pub latencies: Mutex<Vec<u64>>,
+    pub published: AtomicU64,
+    pub publish_errors: AtomicU64,
+    pub publish_latencies: Mutex<Vec<u64>>,
+}
+
+/// The send time carried at the start of an update's data: `<ns>.<seq>.<padding>`.
+pub fn sent_ns(data: &[u8]) -> Option<u64> {
+    let end = data.iter().position(|&b| b == b'.').unwrap_or(data.len());
+    std::str::from_utf8(&data[..end]).ok()?.parse().ok()
+}
+
+/// The data of update `seq`, sent now, padded to `payload` bytes.
+pub fn update_data(seq: usize, payload: usize) -> String {
+    let mut data = format!("{}.{seq}.", now_ns());
+    while data.len() < payload {
+        data.push('x');
+    }
+    data
+}
+
+/// The `i`-th source address: 127.0.0.2, 127.0.0.3, ...
+pub fn source(i: usize, sources: usize) -> Option<IpAddr> {
+    (sources > 0).then(|| {
+        let n = 2 + (i % sources) as u32;
+        IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | n))
+    })
+}
+
+/// One subscriber: connect (holding a connect permit), check the response, then count the
+/// deliveries and their latencies until the task is aborted.
+pub async fn subscriber(
+    endpoint: Arc<Endpoint>,
+    request: Vec<u8>,
+    from: Option<IpAddr>,
+    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+) {
+    let permit = permits.acquire_owned().await.expect("semaphore open");
+    let opened = async {
+        let stream = http::connect(endpoint.addr, from).await?;
+        let mut conn = Conn::new(stream, 4096);
+        let head = conn.request_head(&request).await?;
+        if head.status != 200 {
+            return Err(std::io::Error::other(format!("status {}", head.status)));
+        }
+        Ok::<_, std::io::Error>((conn, head))
+    }
+    .await;
+    drop(permit);
+    let (mut conn, head) = match opened {
+        Ok(opened) => opened,
+        Err(_) => {
+            shared.connect_failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    shared.connected.fetch_add(1, Ordering::Relaxed);
+    let mut chunked = head.chunked.then(Chunked::default);
+    let mut sse = SseScanner::default();
+    let mut latencies = Vec::new();
+    let mut start = 0;
+    let mut end = conn.filled;
+    loop {
+        if end > start {
+            let now = now_ns();
+            let mut on_data = |data: &[u8]| {
+                if let Some(sent) = sent_ns(data) {
+                    latencies.push(now.saturating_sub(sent));
+                }
+            };
+            let bytes = &conn.buf[start..end];
+            match &mut chunked {
+                Some(decoder) => {
+                    decoder.feed(bytes, &mut |piece| sse.feed(piece, &mut on_data));
+                }
+                None => sse.feed(bytes, &mut on_data),
+            }
+            if !latencies.is_empty() {
+                shared
+                    .delivered
+                    .fetch_add(latencies.len() as u64, Ordering::Relaxed);
+                shared.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
+                shared.latencies.lock().unwrap().append(&mut latencies);
+            }
+            if chunked
+                .as_ref()
+                .is_some_and(|d| d.is_done() || d.is_error())
+            {
+                shared.stream_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        start = 0;
+        end = match tokio::io::AsyncReadExt::read(&mut conn.stream, &mut conn.buf).await {
+            Ok(0) | Err(_) => {
+                shared.stream_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(n) => n,
+        };
+    }
+}
+
+/// One publisher: takes update numbers from `next` until `total`, paced by `rate`.
+#[allow(clippy::too_many_arguments)]
+async fn publisher(
+    endpoint: Arc<Endpoint>,
+    layout: Arc<Layout>,
+    shared: Arc<Shared>,
+    next: Arc<AtomicUsize>,
+    total: usize,
+    rate: f64,
+    start: Instant,
+    payload: usize,
+) {
+    let mut conn: Option<Conn> = None;
+    loop {
+        let seq = next.fetch_add(1, Ordering::Relaxed);
+        if seq >= total {
+            return;
+        }
+        if rate > 0.0 {
+            tokio::time::sleep_until((start + Duration::from_secs_f64(seq as f64 / rate)).into())
+                .await;
+        }
+        let data = update_data(seq, payload);
+        let sent = sent_ns(data.as_bytes()).unwrap_or_default();
+        let request = endpoint.publish_request(&layout.topic(seq), &data, None);
+        let outcome = async {
+            if conn.is_none() {
+                conn = Some(Conn::new(http::connect(endpoint.addr, None).await?, 4096));
+            }
+            let c = conn.as_mut().expect("connected");
+            let head = c.request_head(&request).await?;
+            c.read_body(&head).await?;
+            if head.close {
+                conn = None;
+            }
+            Ok::<_, std::io::Error>(head.status)
+        }
+        .await;
+        match outcome {
+            Ok(status) if (200..300).contains(&status) => {
+                shared.published.fetch_add(1, Ordering::Relaxed);
+                let latency = now_ns().saturating_sub(sent);
+                shared.publish_latencies.lock().unwrap().push(latency);
+            }
+            Ok(_) => {
+                shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+                conn = None;
+            }
+        }
+    }
+}
+
+/// A line on stderr every second while the run goes on.
+pub fn progress(
+    shared: Arc<Shared>,
+    subscribers: usize,
+    updates: usize,
+    label: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let line = format!(
+                "[{label} {:>5.1}s] subscribers {}/{} (failed {}), published {}/{} (errors {}), delivered {}, stream errors {}",
+                started.elapsed().as_secs_f64(),
+                shared.connected.load(Ordering::Relaxed),
+                subscribers,
+                shared.connect_failed.load(Ordering::Relaxed),
+                shared.published.load(Ordering::Relaxed),
+                updates,
+                shared.publish_errors.load(Ordering::Relaxed),
+                shared.delivered.load(Ordering::Relaxed),
+                shared.stream_errors.load(Ordering::Relaxed),
+            );
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    })
+}
+
+/// A helper process holding subscribers.
+struct Helper {
+    child: tokio::process::Child,
+    connected: usize,
+    failed: usize,
+}
+
+async fn spawn_helper(
+    args: &RunArgs,
+    run_id: &str,
+    offset: usize,
+    count: usize,
+) -> Result<Helper, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let s = &args.server;
+    let target = match s.target {
+        Target::Herald => "herald",
+        Target::Nchan => "nchan",
+    };
+    let topics = match args.topics {
+        Topics::One => "one",
+        Topics::Many => "many",
+        Topics::Template => "template",
+    };
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .arg("run")
+        .args(["--connections-only", "--target", target])
+        .args(["--addr", &s.addr.to_string(), "--hub-path", &s.hub_path])
+        .args(["--nchan-sub", &s.nchan_sub, "--nchan-pub", &s.nchan_pub])
+        .args(["--topics", topics, "--run-id", run_id])
+        .args(["--subscribers", &count.to_string()])
+        .args(["--index-offset", &offset.to_string()])
+        .args(["--total-subscribers", &args.subscribers.to_string()])
+        .args([
+            "--connect-concurrency",
+            &args.connect_concurrency.to_string(),
+        ])
+        .args(["--sources", &args.sources.to_string()])
+        .args(["--hold-secs", &args.hold_secs.to_string(), "--threads", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start a helper: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(300), lines.next_line())
+        .await
+        .map_err(|_| "a helper did not connect in 300 s".to_owned())?
+        .map_err(|e| e.to_string())?
+        .ok_or("a helper exited before it was ready")?;
+    let mut words = line.split_whitespace().skip(1);
+    let mut number = || words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    Ok(Helper {
+        connected: number(),
+        failed: number(),
+        child,
+    })
+}
+
+/// Starts `count` subscribers numbered from `offset`, plus `templates` template subscribers.
+fn open_subscribers(
+    args: &RunArgs,
+    endpoint: &Arc<Endpoint>,
+    layout: &Layout,
+    shared: &Arc<Shared>,
+    offset: usize,
+    count: usize,
+    templates: usize,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let permits = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let selectors = (offset..offset + count)
+        .map(|i| layout.subscriber(i))
+        .chain((0..templates).map(|k| layout.template_subscriber(k)));
+    selectors
+        .enumerate()
+        .map(|(n, selectors)| {
+            let request = endpoint.subscribe_request(&selectors, None);
+            tokio::spawn(subscriber(
+                endpoint.clone(),
+                request,
+                source(offset + n, args.sources),
+                permits.clone(),
+                shared.clone(),
+            ))
+        })
+        .collect()
+}
+
+async fn wait_connected(shared: &Shared, count: usize) {
+    while shared.connected.load(Ordering::Relaxed) + shared.connect_failed.load(Ordering::Relaxed)
+        < count
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `--connections-only`: hold the subscribers until stdin closes or --hold-secs pass.
+async fn hold(args: RunArgs) -> Result<(), String> {
+    let endpoint = Arc::new(Endpoint::new(&args.server)?);
+    let layout = layout(&args);
+    let shared = Arc::new(Shared::default());
+    let tasks = open_subscribers(
+        &args,
+        &endpoint,
+        &layout,
+        &shared,
+        args.index_offset,
+        args.subscribers,
+        0,
+    );
+    wait_connected(&shared, args.subscribers).await;
+    let mut stdout = tokio::io::stdout();
+    let ready = format!(
+        "ready {} {}\n",
+        shared.connected.load(Ordering::Relaxed),
+        shared.connect_failed.load(Ordering::Relaxed)
+    );
+    stdout
+        .write_all(ready.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    stdout.flush().await.map_err(|e| e.to_string())?;
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 64];
+    let closed = async {
+        while !matches!(
+            tokio::io::AsyncReadExt::read(&mut stdin, &mut sink).await,
+            Ok(0) | Err(_)
+        ) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs_f64(args.hold_secs), closed).await;
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}
+
+fn layout(args: &RunArgs) -> Layout {
+    Layout {
+        target: args.server.target,
+        mode: args.topics,
+        total: args.total_subscribers.unwrap_or(args.subscribers),
+        templates: args.templates,
+        run_id: args
+            .run_id
+            .clone()
+            .unwrap_or_else(|| format!("{:x}", now_ns() / 1000 % 0xffff_ffff)),
+    }
+}
+
+pub async fn main(mut args: RunArgs) -> Result<(), String> {
+    if args.connections_only {
+        return hold(args).await;
+    }
+    if args.server.target == Target::Nchan
+        && (args.templates > 0 || args.topics == Topics::Template)
+    {
+        return Err("nchan has no URI templates: use --topics one|many without --templates".into());
+    }
+    let endpoint = Arc::new(Endpoint::new(&args.server)?);
+    let layout = Arc::new(layout(&args));
+    args.run_id = Some(layout.run_id.clone());
+    let server = Server::find(args.server.server_pid, args.server.addr)?;
+    let shared = Arc::new(Shared::default());
+    let total_subs = args.subscribers + args.templates;
+    let progress = progress(
+        shared.clone(),
+        total_subs,
+        args.updates,
+        args.server.scenario.clone(),
+    );
+    let baseline = server.sample();
+
+    // Connect: helpers first (each holds its share), then this process's share.
+    let processes = args.processes.max(1);
+    let share = args.subscribers / processes;
+    let connect_start = Instant::now();
+    let mut helpers = Vec::new();
+    for h in 0..processes - 1 {
+        let helper = spawn_helper(&args, &layout.run_id, h * share, share).await?;
+        shared
+            .connected
+            .fetch_add(helper.connected, Ordering::Relaxed);
+        shared
+            .connect_failed
+            .fetch_add(helper.failed, Ordering::Relaxed);
+        helpers.push(helper);
+    }
+    let local_offset = share * (processes - 1);
+    let local = args.subscribers - local_offset;
+    let tasks = open_subscribers(
+        &args,
+        &endpoint,
+        &layout,
+        &shared,
+        local_offset,
+        local,
+        args.templates,
+    );
+    wait_connected(&shared, total_subs).await;
+    let connect_secs = connect_start.elapsed().as_secs_f64();
+    let after_connect = server.sample();
+    tokio::time::sleep(Duration::from_secs_f64(args.idle_secs)).await;
+    let idle = server.sample();
+    let connected = shared.connected.load(Ordering::Relaxed);
+
+    // Publish.
+    let publish_start_ns = now_ns();
+    let publish_start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let publishers: Vec<_> = (0..args.publishers.max(1))
+        .map(|_| {
+            tokio::spawn(publisher(
+                endpoint.clone(),
+                layout.clone(),
+                shared.clone(),
+                next.clone(),
+                args.updates,
+                args.rate,
+                publish_start,
+                args.payload,
+            ))
+        })
+        .collect();
+    if args.updates > 0 {
+        for publisher in publishers {
+            let _ = publisher.await;
+        }
+    }
+    let publish_secs = publish_start.elapsed().as_secs_f64();
+    let expected = layout.expected(args.updates, local);
+    let settle = Duration::from_secs_f64(args.settle_secs);
+    let mut seen = shared.delivered.load(Ordering::Relaxed);
+    let mut last_progress = Instant::now();
+    while args.updates > 0 && seen < expected && last_progress.elapsed() < settle {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = shared.delivered.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            last_progress = Instant::now();
+        }
+    }
+    let end = server.sample();
+    progress.abort();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    for task in &tasks {
+        task.abort();
+    }
+    for mut helper in helpers {
+        drop(helper.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(10), helper.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = helper.child.start_kill();
+        }
+    }
+
+    let deliveries = shared.delivered.load(Ordering::Relaxed);
+    let last_delivery = shared.last_delivery_ns.load(Ordering::Relaxed);
+    let delivery_secs = if deliveries > 0 {
+        last_delivery.saturating_sub(publish_start_ns) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let latencies = std::mem::take(&mut *shared.latencies.lock().unwrap());
+    let publish_latencies = std::mem::take(&mut *shared.publish_latencies.lock().unwrap());
+    let published = shared.published.load(Ordering::Relaxed);
+    let cpu_secs = end.cpu_secs - idle.cpu_secs;
+    let per_connection = |after: u64, before: u64| {
+        (connected > 0).then(|| (after as f64 - before as f64) / connected as f64)
+    };
+    let report = Report {
+        scenario: args.server.scenario.clone(),
+        target: args.server.target,
+        run_id: layout.run_id.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        subscribers: total_subs,
+        connected,
+        connect_failures: shared.connect_failed.load(Ordering::Relaxed),
+        connect_secs,
+        updates: args.updates,
+        rate: args.rate,
+        publishers: args.publishers,
+        published,
+        publish_errors: shared.publish_errors.load(Ordering::Relaxed),
+        publish_secs,
+        publishes_per_sec: rate_of(published, publish_secs),
+        publish_latency_ms: Percentiles::of(&publish_latencies),
+        expected_deliveries: expected,
+        deliveries,
+        delivery_secs,
+        deliveries_per_sec: rate_of(deliveries, delivery_secs),
+        latency_ms: Percentiles::of(&latencies),
+        latency_cdf: crate::report::cdf(&latencies),
+        stream_errors: shared.stream_errors.load(Ordering::Relaxed),
+        errors: shared.connect_failed.load(Ordering::Relaxed) as u64
+            + shared.publish_errors.load(Ordering::Relaxed)
+            + shared.stream_errors.load(Ordering::Relaxed)
+            + expected.saturating_sub(deliveries),
+        server: ServerReport {
+            pids: server.pids.clone(),
+            baseline,
+            after_connect,
+            idle,
+            end,
+            connect_cpu_secs: after_connect.cpu_secs - baseline.cpu_secs,
+            cpu_secs,
+            deliveries_per_cpu_sec: (cpu_secs > 0.0 && deliveries > 0)
+                .then(|| deliveries as f64 / cpu_secs),
+            rss_per_connection: per_connection(idle.rss_bytes, baseline.rss_bytes),
+            pss_per_connection: per_connection(idle.pss_bytes, baseline.pss_bytes),
+        },
+    };
+    report.emit(&args.server)
+}
+
+pub fn rate_of(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}
