@@ -10,7 +10,8 @@
 # RUN:      a number naming the report: $RESULTS/<scenario>-<target>-<run>.json
 #
 # Environment: RESULTS (default target/bench-results), HERALD_ARGS (extra `herald serve` flags,
-# e.g. "--transport memory"), BUILD=0 to skip `cargo build --release`.
+# e.g. "--transport memory"), BUILD=0 to skip `cargo build --release`, PUBLISHERS (scenario e,
+# default 16 concurrent publishers).
 # Every request goes to 127.0.0.1; every load loop is bounded in count and time.
 set -euo pipefail
 
@@ -153,7 +154,7 @@ case $scenario in
       e-periodic) start --durability periodic ;;
       e-memory) start --transport memory ;;
     esac
-    bench "$scenario-publish" run --subscribers 0 --updates 20000 --rate 0 --publishers 16
+    bench "$scenario-publish" run --subscribers 0 --updates 20000 --rate 0 --publishers "${PUBLISHERS:-16}"
     ;;
   f)
     herald_only
