@@ -137,6 +137,12 @@ pub struct Settings {
     #[arg(long, env = "HERALD_DURABILITY", value_name = "POLICY")]
     pub durability: Option<String>,
 
+    /// Most distinct URI templates subscriptions and tokens may use at once; beyond it a
+    /// subscription is refused with 503 (every publish checks each distinct template once)
+    /// [default: 10000].
+    #[arg(long, env = "HERALD_MAX_TEMPLATES", value_name = "COUNT")]
+    pub max_templates: Option<String>,
+
     /// Most updates kept in history for reconnecting subscribers; 0 keeps none
     /// [default: 100000].
     #[arg(long, env = "HERALD_HISTORY_SIZE", value_name = "COUNT")]
@@ -211,6 +217,7 @@ impl Settings {
             transport: self.transport.or(file.transport),
             data_dir: self.data_dir.or(file.data_dir),
             durability: self.durability.or(file.durability),
+            max_templates: self.max_templates.or(file.max_templates),
             history_size: self.history_size.or(file.history_size),
             history_max_age: self.history_max_age.or(file.history_max_age),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
@@ -284,6 +291,7 @@ impl Settings {
                 &self.subscriber_queue_size,
                 defaults.queue_bytes,
             )?,
+            max_templates: count("max-templates", &self.max_templates, defaults.max_templates)?,
             storage: self.storage()?,
             history: HistoryLimits {
                 max_events: count(

@@ -56,6 +56,10 @@ pub struct HubConfig {
     pub max_body_bytes: usize,
     /// Most bytes of frames waiting for one subscriber before it is disconnected.
     pub queue_bytes: usize,
+    /// Most distinct URI templates (in subscriptions and tokens) the hub tracks at once; a
+    /// publish checks each distinct template once, so this bounds what subscribers can make a
+    /// publish cost. A subscription that would pass it is refused with 503.
+    pub max_templates: usize,
     /// Publish subscription events and serve the subscriptions API [R30][R31].
     pub subscriptions: bool,
     /// Where history is kept.
@@ -84,6 +88,7 @@ impl Default for HubConfig {
             write_timeout: Some(Duration::from_secs(600)),
             max_body_bytes: 1024 * 1024,
             queue_bytes: 4 * 1024 * 1024,
+            max_templates: 10_000,
             subscriptions: false,
             storage: Storage::Memory,
             history: HistoryLimits::default(),

@@ -68,7 +68,7 @@ impl Hub {
     /// Builds a hub, opening its history, or says which setting is wrong.
     pub fn new(config: HubConfig) -> Result<Hub, HubError> {
         let verifiers = config.validate()?;
-        let registry = Registry::new(config.queue_bytes);
+        let registry = Registry::new(config.queue_bytes, config.max_templates);
         let transport: Arc<dyn Transport> = match &config.storage {
             Storage::Memory => Arc::new(MemoryTransport::new(registry.clone(), config.history)),
             Storage::Embedded { path, durability } => Arc::new(EmbeddedTransport::open(

@@ -123,12 +123,13 @@ struct Shared {
 }
 
 impl Registry {
-    /// A registry whose subscribers may each have `queue_bytes` of frames waiting.
-    pub fn new(queue_bytes: usize) -> Registry {
+    /// A registry whose subscribers may each have `queue_bytes` of frames waiting, tracking at
+    /// most `max_patterns` distinct topic templates.
+    pub fn new(queue_bytes: usize, max_patterns: usize) -> Registry {
         Registry {
             shared: Arc::new(Shared {
                 index: RwLock::new(Index::default()),
-                patterns: PatternTable::default(),
+                patterns: PatternTable::new(max_patterns),
                 next_id: AtomicU64::new(1),
                 dispatch_seq: AtomicU64::new(0),
                 subscribers: AtomicU64::new(0),
@@ -268,7 +269,15 @@ impl Registry {
 
     /// The connected subscribers, in arrival order.
     pub fn subscribers(&self) -> Vec<Arc<Subscriber>> {
-        let mut all: Vec<_> = self.shared.index.read().unwrap().all.values().cloned().collect();
+        let mut all: Vec<_> = self
+            .shared
+            .index
+            .read()
+            .unwrap()
+            .all
+            .values()
+            .cloned()
+            .collect();
         all.sort_by_key(|s| s.id);
         all
     }

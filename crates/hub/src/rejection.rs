@@ -53,6 +53,12 @@ impl Rejection {
     }
 }
 
+impl From<crate::selector::TooManyPatterns> for Rejection {
+    fn from(e: crate::selector::TooManyPatterns) -> Rejection {
+        Rejection::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         tracing::debug!(

@@ -758,3 +758,35 @@ async fn subscribing_is_disabled_without_subscriber_key_or_anonymous_access() {
     let reason = expect_rejection(response, 405).await;
     assert!(reason.contains("disabled"), "{reason:?}");
 }
+
+#[tokio::test]
+async fn r4_distinct_templates_are_bounded_with_a_clear_503() {
+    let mut config = config();
+    config.anonymous = true;
+    config.max_templates = 2;
+    let hub = TestHub::start(config).await;
+    let _first = hub.subscribe(&topics_query(&["/a/{x}", "/b/{x}"])).await;
+    // The same templates again, and exact topics, are always fine.
+    let _again = hub.subscribe(&topics_query(&["/a/{x}", "/exact"])).await;
+    let response = hub.get(&topics_query(&["/c/{x}"])).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let reason = response.text().await.unwrap();
+    assert!(reason.contains("distinct topic templates"), "{reason}");
+    // When nobody uses a template any more, its place is free again.
+    drop(_first);
+    drop(_again);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = hub
+            .get(&topics_query(&["/c/{x}"]))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

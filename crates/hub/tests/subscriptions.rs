@@ -121,10 +121,7 @@ async fn r31_api_lists_exactly_the_live_subscriptions() {
 
     let response = api(&hub, "/.well-known/mercure/subscriptions", Some(&token)).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/ld+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/ld+json");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["@context"], "https://mercure.rocks/");
     assert_eq!(body["type"], "Subscriptions");
@@ -151,7 +148,10 @@ async fn r31_api_lists_exactly_the_live_subscriptions() {
         if live == 2 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still {live} listed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {live} listed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -182,7 +182,11 @@ async fn r31_encoded_topics_round_trip_through_the_api() {
         assert_eq!(document["id"], path);
 
         let per_topic = format!("/.well-known/mercure/subscriptions/{}", enc(topic));
-        let collection: Value = api(&hub, &per_topic, Some(&token)).await.json().await.unwrap();
+        let collection: Value = api(&hub, &per_topic, Some(&token))
+            .await
+            .json()
+            .await
+            .unwrap();
         let listed: Vec<&str> = collection["subscriptions"]
             .as_array()
             .unwrap()
@@ -241,7 +245,12 @@ async fn r31_api_needs_a_token_whose_subscribe_claim_matches_the_url() {
 #[tokio::test]
 async fn r31_api_is_absent_unless_enabled() {
     let hub = TestHub::default().await;
-    let response = api(&hub, "/.well-known/mercure/subscriptions", Some(&watcher_token())).await;
+    let response = api(
+        &hub,
+        "/.well-known/mercure/subscriptions",
+        Some(&watcher_token()),
+    )
+    .await;
     assert_eq!(response.status(), 404);
     assert!(response.text().await.unwrap().contains("--subscriptions"));
 }

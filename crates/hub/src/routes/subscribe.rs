@@ -66,7 +66,7 @@ pub async fn subscribe(
     let patterns = hub.registry().patterns();
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
-            patterns.intern_all(claims.mercure.subscribe.as_deref().unwrap_or_default()),
+            patterns.intern_all(claims.mercure.subscribe.as_deref().unwrap_or_default())?,
             claims.mercure.payload,
             claims.expires_at,
         ),
@@ -77,7 +77,7 @@ pub async fn subscribe(
             .selectors
             .into_iter()
             .map(|s| patterns.intern(s))
-            .collect(),
+            .collect::<Result<_, _>>()?,
         rights,
         payload,
     };

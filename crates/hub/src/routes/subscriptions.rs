@@ -149,7 +149,7 @@ fn authorize(
             )
         })?;
     let allowed = claims.mercure.subscribe.unwrap_or_default();
-    let selectors = hub.registry().patterns().intern_all(&allowed);
+    let selectors = hub.registry().patterns().intern_all(&allowed)?;
     if selectors.iter().any(|s| s.matches(path)) {
         Ok(())
     } else {

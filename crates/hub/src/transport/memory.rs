@@ -165,7 +165,7 @@ mod tests {
 
     fn transport(max_events: usize) -> MemoryTransport {
         MemoryTransport::new(
-            Registry::new(1 << 20),
+            Registry::new(1 << 20, 100),
             HistoryLimits {
                 max_events,
                 max_age: None,
