@@ -12,6 +12,7 @@
 //! buffer and a few counters, nothing more. It depends on no Herald crate: it drives any
 //! Mercure hub, and nchan with `--target nchan`.
 
+mod endpoint;
 mod http;
 mod plot;
 mod procfs;

@@ -15,6 +15,8 @@ use clap::ValueEnum;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 
+pub use crate::endpoint::Endpoint;
+use crate::endpoint::Layout;
 use crate::http::{self, Chunked, Conn, SseScanner};
 use crate::procfs::Server;
 use crate::report::{Percentiles, Report, ServerReport};
@@ -91,143 +93,6 @@ pub struct RunArgs {
     /// Names the topics of this run (default: from the clock), so runs never see each other.
     #[arg(long)]
     pub run_id: Option<String>,
-}
-
-/// The server's URLs and formats.
-pub struct Endpoint {
-    pub target: Target,
-    pub addr: std::net::SocketAddr,
-    host: String,
-    hub_path: String,
-    nchan_sub: String,
-    nchan_pub: String,
-    authorization: Option<String>,
-}
-
-impl Endpoint {
-    pub fn new(args: &ServerArgs) -> Result<Endpoint, String> {
-        let authorization = match (&args.jwt_key, args.target) {
-            (Some(key), Target::Herald) => Some(format!("Bearer {}", crate::publisher_token(key)?)),
-            _ => None,
-        };
-        Ok(Endpoint {
-            target: args.target,
-            addr: args.addr,
-            host: args.addr.to_string(),
-            hub_path: args.hub_path.clone(),
-            nchan_sub: args.nchan_sub.clone(),
-            nchan_pub: args.nchan_pub.clone(),
-            authorization,
-        })
-    }
-
-    pub fn subscribe_request(&self, selectors: &[String], last_event_id: Option<&str>) -> Vec<u8> {
-        let path = match self.target {
-            Target::Herald => {
-                let query: Vec<String> = selectors
-                    .iter()
-                    .map(|s| format!("topic={}", http::encode(s)))
-                    .collect();
-                format!("{}?{}", self.hub_path, query.join("&"))
-            }
-            Target::Nchan => format!("{}?id={}", self.nchan_sub, http::encode(&selectors[0])),
-        };
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
-            self.host
-        );
-        if let Some(id) = last_event_id {
-            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.into_bytes()
-    }
-
-    pub fn publish_request(&self, topic: &str, data: &str, id: Option<&str>) -> Vec<u8> {
-        let (path, content_type, body) = match self.target {
-            Target::Herald => {
-                let mut body = format!("topic={}&data={}", http::encode(topic), http::encode(data));
-                if let Some(id) = id {
-                    body.push_str(&format!("&id={}", http::encode(id)));
-                }
-                (
-                    self.hub_path.clone(),
-                    "application/x-www-form-urlencoded",
-                    body,
-                )
-            }
-            Target::Nchan => (
-                format!("{}?id={}", self.nchan_pub, http::encode(topic)),
-                "text/plain",
-                data.to_owned(),
-            ),
-        };
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        if let Some(auth) = &self.authorization {
-            request.push_str(&format!("Authorization: {auth}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(&body);
-        request.into_bytes()
-    }
-}
-
-/// Topic names of one run.
-pub struct Layout {
-    pub target: Target,
-    pub mode: Topics,
-    /// Subscribers across all processes (topic numbering).
-    pub total: usize,
-    pub templates: usize,
-    pub run_id: String,
-}
-
-impl Layout {
-    fn prefix(&self) -> String {
-        format!("https://example.com/bench/{}", self.run_id)
-    }
-
-    /// The topic of subscriber (or update) number `i`.
-    pub fn topic(&self, i: usize) -> String {
-        match (self.target, self.mode) {
-            (Target::Nchan, Topics::One) => format!("b{}_all", self.run_id),
-            (Target::Nchan, _) => format!("b{}_{}", self.run_id, i % self.total.max(1)),
-            (Target::Herald, Topics::One) => format!("{}/all", self.prefix()),
-            (Target::Herald, Topics::Many) if self.templates > 0 => {
-                let i = i % self.total.max(1);
-                format!("{}/g{}/rooms/{i}", self.prefix(), i % self.templates)
-            }
-            (Target::Herald, Topics::Many) => {
-                format!("{}/rooms/{}", self.prefix(), i % self.total.max(1))
-            }
-            (Target::Herald, Topics::Template) => format!("{}/rooms/{i}", self.prefix()),
-        }
-    }
-
-    pub fn subscriber(&self, i: usize) -> Vec<String> {
-        match self.mode {
-            Topics::Template => vec![format!("{}/rooms/{{id}}", self.prefix())],
-            _ => vec![self.topic(i)],
-        }
-    }
-
-    pub fn template_subscriber(&self, k: usize) -> Vec<String> {
-        vec![format!("{}/g{k}/rooms/{{id}}", self.prefix())]
-    }
-
-    /// Deliveries expected for `updates` updates, with `local` subscribers (and all template
-    /// subscribers) in this process.
-    fn expected(&self, updates: usize, local: usize) -> u64 {
-        let updates = updates as u64;
-        match self.mode {
-            Topics::One | Topics::Template => updates * local as u64,
-            Topics::Many => updates * (1 + u64::from(self.templates > 0)),
-        }
-    }
 }
 
 /// Counters shared by every task of the run.
