@@ -29,7 +29,10 @@ pub fn prepare(settings: &mut Settings) -> DevSession {
     }
     let given = settings.jwt_key.is_some()
         || settings.publisher_jwt_key.is_some()
-        || settings.subscriber_jwt_key.is_some();
+        || settings.subscriber_jwt_key.is_some()
+        || settings.jwks.is_some()
+        || settings.publisher_jwks.is_some()
+        || settings.subscriber_jwks.is_some();
     if !given {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);

@@ -39,14 +39,20 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     init_logging(settings.log.as_deref())?;
     let dev = settings.dev.then(|| dev::prepare(&mut settings));
     let addr = settings.listen_addr()?;
-    let hub = Hub::new(settings.hub_config()?).map_err(|e| match e {
-        HubError::Config(e) => ServeError::Setting(e),
-        HubError::Storage(e) => ServeError::History(e),
-    })?;
+    let config = settings.hub_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
+    // In the runtime's context, so that a JWK Set from a URL starts its periodic refresh now.
+    let hub = {
+        let _context = runtime.enter();
+        Hub::new(config)
+    }
+    .map_err(|e| match e {
+        HubError::Config(e) => ServeError::Setting(settings.name_jwks_setting(e)),
+        HubError::Storage(e) => ServeError::History(e),
+    })?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use herald_hub::{ConfigError, Durability, HistoryLimits, HubConfig, JwtKey, Storage};
+use herald_hub::{ConfigError, Durability, HistoryLimits, HubConfig, JwksSource, JwtKey, Storage};
 use herald_protocol::Algorithm;
 use serde::Deserialize;
 
@@ -63,6 +63,21 @@ pub struct Settings {
     /// Algorithm of the subscriber key [default: HS256].
     #[arg(long, env = "MERCURE_SUBSCRIBER_JWT_ALG", value_name = "ALG")]
     pub subscriber_jwt_alg: Option<String>,
+
+    /// JSON Web Key Set verifying both publishers' and subscribers' tokens, instead of a key: a
+    /// file path or an http(s):// URL. The key is chosen by the token's `kid`; the set is
+    /// reloaded when a token names an unknown `kid` (at most every 30s), and a URL every 5
+    /// minutes.
+    #[arg(long, env = "HERALD_JWKS", value_name = "SOURCE")]
+    pub jwks: Option<String>,
+
+    /// JSON Web Key Set verifying publishers' tokens (overrides --jwks and --jwt-key for them).
+    #[arg(long, env = "HERALD_PUBLISHER_JWKS", value_name = "SOURCE")]
+    pub publisher_jwks: Option<String>,
+
+    /// JSON Web Key Set verifying subscribers' tokens (overrides --jwks and --jwt-key for them).
+    #[arg(long, env = "HERALD_SUBSCRIBER_JWKS", value_name = "SOURCE")]
+    pub subscriber_jwks: Option<String>,
 
     /// Allow subscribers without a token (they receive public updates only).
     #[arg(long, env = "HERALD_ANONYMOUS")]
@@ -204,6 +219,9 @@ impl Settings {
             publisher_jwt_alg: self.publisher_jwt_alg.or(file.publisher_jwt_alg),
             subscriber_jwt_key: self.subscriber_jwt_key.or(file.subscriber_jwt_key),
             subscriber_jwt_alg: self.subscriber_jwt_alg.or(file.subscriber_jwt_alg),
+            jwks: self.jwks.or(file.jwks),
+            publisher_jwks: self.publisher_jwks.or(file.publisher_jwks),
+            subscriber_jwks: self.subscriber_jwks.or(file.subscriber_jwks),
             anonymous: self.anonymous || file.anonymous,
             subscriptions: self.subscriptions || file.subscriptions,
             ui: self.ui || file.ui,
@@ -243,14 +261,13 @@ impl Settings {
     pub fn hub_config(&self) -> Result<HubConfig, SettingError> {
         let defaults = HubConfig::default();
         let shared_alg = algorithm("jwt-alg", self.jwt_alg.as_deref())?;
-        // A key falls back to --jwt-key; an error names the setting the user actually wrote.
-        let key = |setting: &'static str, own: &Option<String>| -> Result<_, SettingError> {
-            match (own, &self.jwt_key) {
-                (Some(own), _) => read_key(setting, own).map(Some),
-                (None, Some(shared)) => read_key("jwt-key", shared).map(Some),
-                (None, None) => Ok(None),
-            }
-        };
+        let (publisher_key, publisher_jwks) =
+            self.role("publisher", &self.publisher_jwt_key, &self.publisher_jwks)?;
+        let (subscriber_key, subscriber_jwks) = self.role(
+            "subscriber",
+            &self.subscriber_jwt_key,
+            &self.subscriber_jwks,
+        )?;
         let publisher_alg = match &self.publisher_jwt_alg {
             Some(alg) => algorithm("publisher-jwt-alg", Some(alg))?,
             None => shared_alg,
@@ -260,16 +277,17 @@ impl Settings {
             None => shared_alg,
         };
         Ok(HubConfig {
-            publisher_key: key("publisher-jwt-key", &self.publisher_jwt_key)?.map(|key| JwtKey {
+            publisher_key: publisher_key.map(|key| JwtKey {
                 algorithm: publisher_alg,
                 key,
             }),
-            subscriber_key: key("subscriber-jwt-key", &self.subscriber_jwt_key)?.map(|key| {
-                JwtKey {
-                    algorithm: subscriber_alg,
-                    key,
-                }
+            subscriber_key: subscriber_key.map(|key| JwtKey {
+                algorithm: subscriber_alg,
+                key,
             }),
+            publisher_jwks,
+            subscriber_jwks,
+            jwks_refresh: defaults.jwks_refresh,
             anonymous: self.anonymous,
             subscriptions: self.subscriptions,
             cors_origins: self.cors_origins.clone(),
@@ -318,6 +336,55 @@ impl Settings {
 }
 
 impl Settings {
+    /// A hub's error about a role's JWK Set, renamed to `jwks` when that is the setting the user
+    /// actually wrote.
+    pub fn name_jwks_setting(&self, mut e: ConfigError) -> ConfigError {
+        let own = match e.setting {
+            "publisher-jwks" => &self.publisher_jwks,
+            "subscriber-jwks" => &self.subscriber_jwks,
+            _ => return e,
+        };
+        if own.is_none() && self.jwks.is_some() {
+            e.setting = "jwks";
+        }
+        e
+    }
+
+    /// What verifies the tokens of `role`: its own key or JWK Set, else the shared ones; never
+    /// both a key and a set. An error names the setting the user actually wrote.
+    #[allow(clippy::type_complexity)]
+    fn role(
+        &self,
+        role: &'static str,
+        own_key: &Option<String>,
+        own_jwks: &Option<String>,
+    ) -> Result<(Option<Vec<u8>>, Option<JwksSource>), SettingError> {
+        let (key_setting, jwks_setting) = match role {
+            "publisher" => ("publisher-jwt-key", "publisher-jwks"),
+            _ => ("subscriber-jwt-key", "subscriber-jwks"),
+        };
+        match (own_key, own_jwks) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                jwks_setting,
+                format!("both {key_setting} and {jwks_setting} are set"),
+                format!("give the {role}s' tokens a key or a JWK Set, not both: remove one"),
+            )),
+            (Some(key), None) => Ok((Some(read_key(key_setting, key)?), None)),
+            (None, Some(jwks)) => Ok((None, Some(JwksSource::parse(jwks)))),
+            (None, None) => match (&self.jwt_key, &self.jwks) {
+                (Some(_), Some(_)) => Err(ConfigError::new(
+                    "jwks",
+                    "both jwt-key and jwks are set",
+                    "verify tokens with a key or a JWK Set, not both: remove one (or give each \
+                     role its own with --publisher-jwt-key / --subscriber-jwks...)",
+                )),
+                (Some(key), None) => Ok((Some(read_key("jwt-key", key)?), None)),
+                (None, Some(jwks)) => Ok((None, Some(JwksSource::parse(jwks)))),
+                (None, None) => Ok((None, None)),
+            },
+        }
+    }
+
     fn storage(&self) -> Result<Storage, SettingError> {
         let durability = match self.durability.as_deref() {
             None | Some("sync") => Durability::Sync,
@@ -508,6 +575,53 @@ mod tests {
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(merged.cookie_name.as_deref(), Some("c"));
         assert_eq!(merged.cors_origins, ["http://a"]);
+    }
+
+    #[test]
+    fn jwks_is_a_flag_and_a_file_key() {
+        let file: Settings = toml::from_str(
+            "jwks = \"https://idp.example.com/jwks.json\"\npublisher-jwt-key = \"k\"",
+        )
+        .unwrap();
+        let config = Settings::default().or(file).hub_config().unwrap();
+        assert_eq!(
+            config.subscriber_jwks,
+            Some(JwksSource::Url("https://idp.example.com/jwks.json".into()))
+        );
+        assert_eq!(config.publisher_jwks, None);
+        assert!(config.publisher_key.is_some());
+    }
+
+    #[test]
+    fn a_bad_shared_jwks_is_reported_as_jwks() {
+        let settings = Settings {
+            jwks: Some("/nonexistent".into()),
+            ..Settings::default()
+        };
+        let e = ConfigError::new("subscriber-jwks", "cannot read", "fix it");
+        assert_eq!(settings.name_jwks_setting(e).setting, "jwks");
+        let settings = Settings {
+            subscriber_jwks: Some("/nonexistent".into()),
+            ..settings
+        };
+        let e = ConfigError::new("subscriber-jwks", "cannot read", "fix it");
+        assert_eq!(settings.name_jwks_setting(e).setting, "subscriber-jwks");
+    }
+
+    #[test]
+    fn a_key_and_a_jwks_for_one_role_are_refused() {
+        let shared = Settings {
+            jwt_key: Some("k".into()),
+            jwks: Some("/etc/jwks.json".into()),
+            ..Settings::default()
+        };
+        assert_eq!(shared.hub_config().unwrap_err().setting, "jwks");
+        let own = Settings {
+            subscriber_jwt_key: Some("k".into()),
+            subscriber_jwks: Some("/etc/jwks.json".into()),
+            ..Settings::default()
+        };
+        assert_eq!(own.hub_config().unwrap_err().setting, "subscriber-jwks");
     }
 
     #[test]

@@ -374,6 +374,41 @@ fn missing_jwt_key_file_names_jwt_key_itself() {
 }
 
 #[test]
+fn missing_jwks_file_exits_2_naming_jwks_and_the_path() {
+    let line = refused(&["--jwks", "/nonexistent", "--listen", "127.0.0.1:0"], &[]);
+    assert_names(&line, "jwks");
+    assert!(line.contains("/nonexistent"), "{line}");
+}
+
+#[test]
+fn jwks_with_jwt_key_exits_2_naming_jwks() {
+    let line = refused(
+        &[
+            "--jwt-key",
+            KEY,
+            "--jwks",
+            "/nonexistent",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_names(&line, "jwks");
+    let line = refused(
+        &[
+            "--subscriber-jwt-key",
+            KEY,
+            "--subscriber-jwks",
+            "https://idp.example.com/jwks.json",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_names(&line, "subscriber-jwks");
+}
+
+#[test]
 fn no_key_at_all_exits_2_naming_jwt_key() {
     let line = refused(&["--listen", "127.0.0.1:0"], &[]);
     assert_names(&line, "jwt-key");

@@ -7,10 +7,11 @@
 //! publish in the name of a logged-in user. Subscribing is a safe `GET` (and reading the
 //! response cross-site is what CORS guards), so it has no such check, as in the reference hub.
 
-use herald_protocol::{Claims, TokenVerifier};
+use herald_protocol::Claims;
 use http::{HeaderMap, header};
 
 use crate::config::Verifiers;
+use crate::jwks::KeySource;
 use crate::rejection::Rejection;
 
 /// Where a token was found.
@@ -49,7 +50,7 @@ impl Authorizer {
     }
 
     /// The claims of the publisher, or why it may not publish [R15][R22].
-    pub fn publisher(
+    pub async fn publisher(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
@@ -70,12 +71,12 @@ impl Authorizer {
         if source == TokenSource::Cookie {
             self.check_publish_origin(headers)?;
         }
-        verify(verifier, &token, source)
+        verify(verifier, &token, source).await
     }
 
     /// The claims of the subscriber (`None` for an anonymous one), or why it may not subscribe
     /// [R18][R21].
-    pub fn subscriber(
+    pub async fn subscriber(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
@@ -96,7 +97,7 @@ impl Authorizer {
                     )
                     .with_detail(format!("token from {source:?} but no subscriber key"))
                 })?;
-                verify(verifier, &token, source).map(Some)
+                verify(verifier, &token, source).await.map(Some)
             }
         }
     }
@@ -133,8 +134,12 @@ impl Authorizer {
     }
 }
 
-fn verify(verifier: &TokenVerifier, token: &str, source: TokenSource) -> Result<Claims, Rejection> {
-    verifier.verify(token).map_err(|e| {
+async fn verify(
+    verifier: &KeySource,
+    token: &str,
+    source: TokenSource,
+) -> Result<Claims, Rejection> {
+    verifier.verify(token).await.map_err(|e| {
         Rejection::unauthorized(format!("invalid token: {e}"))
             .with_detail(format!("token from {source:?}: {e:?}"))
     })

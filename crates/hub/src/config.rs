@@ -7,10 +7,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::{Algorithm, TokenVerifier};
 
+use crate::jwks::{JwksRefresh, JwksSource, JwksVerifier, KeySource};
 use crate::transport::{Durability, HistoryLimits};
 
 /// A key that verifies tokens.
@@ -31,13 +33,19 @@ impl fmt::Debug for JwtKey {
 }
 
 /// Everything the hub needs to know. `Default` is a hub with no keys, which does not validate:
-/// set at least one key.
+/// set at least one key (or JWK Set).
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Verifies publishers' tokens. Without it, publishing is disabled.
     pub publisher_key: Option<JwtKey>,
     /// Verifies subscribers' tokens. Without it, only anonymous subscribers are possible.
     pub subscriber_key: Option<JwtKey>,
+    /// A JSON Web Key Set verifying publishers' tokens, instead of `publisher_key` [R18].
+    pub publisher_jwks: Option<JwksSource>,
+    /// A JSON Web Key Set verifying subscribers' tokens, instead of `subscriber_key` [R18].
+    pub subscriber_jwks: Option<JwksSource>,
+    /// How JWK Sets are kept fresh.
+    pub jwks_refresh: JwksRefresh,
     /// Allow subscribers without a token [R21].
     pub anonymous: bool,
     /// Origins allowed to call the hub from a browser (CORS) [R23]. `*` allows any origin, but
@@ -80,6 +88,9 @@ impl Default for HubConfig {
         HubConfig {
             publisher_key: None,
             subscriber_key: None,
+            publisher_jwks: None,
+            subscriber_jwks: None,
+            jwks_refresh: JwksRefresh::default(),
             anonymous: false,
             cors_origins: Vec::new(),
             publish_origins: Vec::new(),
@@ -134,15 +145,42 @@ impl ConfigError {
 }
 
 impl HubConfig {
-    /// Checks the settings together, and builds the token verifiers.
+    /// Checks the settings together, and builds the token verifiers. A JWK Set is loaded here:
+    /// this reads its file or fetches its URL (waiting at most `jwks_refresh.timeout`).
     pub fn validate(&self) -> Result<Verifiers, ConfigError> {
-        if self.publisher_key.is_none() && self.subscriber_key.is_none() {
+        if self.publisher_key.is_none()
+            && self.subscriber_key.is_none()
+            && self.publisher_jwks.is_none()
+            && self.subscriber_jwks.is_none()
+        {
             return Err(ConfigError::new(
                 "jwt-key",
                 "no publisher key and no subscriber key",
-                "set --jwt-key (or MERCURE_PUBLISHER_JWT_KEY / MERCURE_SUBSCRIBER_JWT_KEY), \
-                 or run with --dev for a generated one",
+                "set --jwt-key (or MERCURE_PUBLISHER_JWT_KEY / MERCURE_SUBSCRIBER_JWT_KEY) or \
+                 --jwks, or run with --dev for a generated key",
             ));
+        }
+        for (role, key, jwks, setting) in [
+            (
+                "publishers'",
+                &self.publisher_key,
+                &self.publisher_jwks,
+                "publisher-jwks",
+            ),
+            (
+                "subscribers'",
+                &self.subscriber_key,
+                &self.subscriber_jwks,
+                "subscriber-jwks",
+            ),
+        ] {
+            if key.is_some() && jwks.is_some() {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("the {role} tokens have both a key and a JWK Set"),
+                    "give them one or the other: remove the key or the JWK Set",
+                ));
+            }
         }
         let publisher = verifier("publisher-jwt-key", &self.publisher_key)?;
         let subscriber = verifier("subscriber-jwt-key", &self.subscriber_key)?;
@@ -181,9 +219,31 @@ impl HubConfig {
                 "raise it to at least twice --max-body-size",
             ));
         }
+        // Last, as loading a set may take a network round trip.
+        let publisher_jwks = self
+            .publisher_jwks
+            .clone()
+            .map(|source| JwksVerifier::load("publisher-jwks", source, self.jwks_refresh))
+            .transpose()?;
+        let subscriber_jwks = match (&self.subscriber_jwks, &publisher_jwks) {
+            // One set for both roles is loaded and refreshed once.
+            (Some(source), Some(shared)) if self.publisher_jwks.as_ref() == Some(source) => {
+                Some(Arc::clone(shared))
+            }
+            (Some(source), _) => Some(JwksVerifier::load(
+                "subscriber-jwks",
+                source.clone(),
+                self.jwks_refresh,
+            )?),
+            (None, _) => None,
+        };
         Ok(Verifiers {
-            publisher,
-            subscriber,
+            publisher: publisher
+                .map(|v| KeySource::Static(Box::new(v)))
+                .or(publisher_jwks.map(KeySource::Jwks)),
+            subscriber: subscriber
+                .map(|v| KeySource::Static(Box::new(v)))
+                .or(subscriber_jwks.map(KeySource::Jwks)),
         })
     }
 }
@@ -191,8 +251,8 @@ impl HubConfig {
 /// The token verifiers a valid configuration yields.
 #[derive(Debug, Clone)]
 pub struct Verifiers {
-    pub publisher: Option<TokenVerifier>,
-    pub subscriber: Option<TokenVerifier>,
+    pub publisher: Option<KeySource>,
+    pub subscriber: Option<KeySource>,
 }
 
 fn verifier(
@@ -278,5 +338,23 @@ mod tests {
             key: b"nope".to_vec(),
         });
         assert_eq!(c.validate().unwrap_err().setting, "subscriber-jwt-key");
+    }
+
+    #[test]
+    fn a_key_and_a_jwks_for_one_role_are_refused() {
+        let mut c = keyed();
+        c.publisher_jwks = Some(JwksSource::parse("/nonexistent/jwks.json"));
+        assert_eq!(c.validate().unwrap_err().setting, "publisher-jwks");
+    }
+
+    #[test]
+    fn a_missing_jwks_file_names_the_setting() {
+        let c = HubConfig {
+            subscriber_jwks: Some(JwksSource::parse("/nonexistent/jwks.json")),
+            ..HubConfig::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.setting, "subscriber-jwks");
+        assert!(e.problem.contains("/nonexistent/jwks.json"), "{e}");
     }
 }

@@ -15,6 +15,7 @@
 
 mod auth;
 pub mod config;
+pub mod jwks;
 mod outbox;
 pub mod registry;
 mod rejection;
@@ -33,6 +34,7 @@ use axum::Router;
 use herald_protocol::Update;
 
 pub use config::{ConfigError, HubConfig, JwtKey, Storage};
+pub use jwks::{JwksRefresh, JwksSource};
 pub use registry::Registry;
 pub use server::serve;
 pub use transport::HistoryLimits;

@@ -161,7 +161,7 @@ async fn ui_config(State(hub): State<Hub>) -> Response {
         "hub_path": herald_protocol::HUB_PATH,
         "cookie_name": config.cookie_name,
         "anonymous": config.anonymous,
-        "publishing": config.publisher_key.is_some(),
+        "publishing": config.publisher_key.is_some() || config.publisher_jwks.is_some(),
         "subscriptions": config.subscriptions,
         "dev_mode": config.dev_mode,
         "minter": minter_key(config).is_some(),

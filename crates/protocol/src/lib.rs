@@ -3,14 +3,15 @@
 //! This crate owns everything about Mercure that can be decided without a socket, a clock-driven
 //! task or a runtime: what an [`Update`] is and how it is framed as a Server-Sent Event
 //! ([`sse`]), how a topic selector matches a topic ([`TopicSelector`], [`template`]), how a
-//! publish request body or a subscribe query is read ([`publish`], [`subscribe`]), and what a
-//! JSON Web Token grants ([`token`]).
+//! publish request body or a subscribe query is read ([`publish`], [`subscribe`]), what a
+//! JSON Web Token grants ([`token`]) and which key of a JSON Web Key Set verifies it ([`jwks`]).
 //!
 //! It must not depend on tokio, hyper or axum: the hub (`herald-hub`), the client and the fuzz
 //! targets all build on it, and keeping it pure keeps it easy to test exhaustively. Requirement
 //! ids such as `[R9]` refer to the project's protocol checklist (docs/protocol.md).
 
 pub mod form;
+pub mod jwks;
 pub mod publish;
 pub mod selector;
 pub mod sse;
@@ -19,6 +20,7 @@ pub mod template;
 pub mod token;
 pub mod update;
 
+pub use jwks::{JwksError, KeySet};
 pub use publish::{PublishError, PublishRequest};
 pub use selector::TopicSelector;
 pub use subscribe::{LastEventId, SubscribeError, SubscribeRequest};

@@ -29,6 +29,19 @@ pub enum TokenError {
     NotYetValid,
     #[error("invalid claims: {0}")]
     InvalidClaims(String),
+    /// The token's `kid` names no key of the hub's JWK Set (after a refresh of the set).
+    #[error("unknown key id {0:?}: no key of the hub's JWK Set has this kid")]
+    UnknownKeyId(String),
+    /// The token has no `kid` and the hub's JWK Set has several keys to choose from.
+    #[error("token has no \"kid\" header, and the hub's JWK Set has several keys")]
+    MissingKeyId,
+    /// The token's `alg` is not one the chosen key of the JWK Set may verify.
+    #[error("token signed with {found}, but key {kid:?} only verifies {allowed}")]
+    WrongAlgorithmForKey {
+        kid: String,
+        found: String,
+        allowed: String,
+    },
 }
 
 /// Why a key could not be loaded.
@@ -107,16 +120,10 @@ impl TokenVerifier {
             Algorithm::EdDSA => DecodingKey::from_ed_pem(key).map_err(pem_error)?,
             other => return Err(KeyError::Unsupported(other)),
         };
-        let mut validation = Validation::new(algorithm);
-        validation.required_spec_claims.clear();
-        validation.leeway = 0;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
         Ok(TokenVerifier {
             algorithm,
             key,
-            validation,
+            validation: strict_validation(algorithm),
         })
     }
 
@@ -127,41 +134,65 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| {
-            TokenError::Malformed(match e.kind() {
-                ErrorKind::InvalidToken | ErrorKind::Base64(_) => {
-                    "not a JWT (expected three base64url parts separated by dots)".to_owned()
-                }
-                _ => format!(
-                    "unreadable header: {e} (it must name a supported algorithm; \"none\" is \
-                     never accepted)"
-                ),
-            })
-        })?;
+        let header = read_header(token)?;
         if header.alg != self.algorithm {
             return Err(TokenError::WrongAlgorithm {
                 expected: format!("{:?}", self.algorithm),
                 found: format!("{:?}", header.alg),
             });
         }
-        let data =
-            jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::InvalidSignature => TokenError::BadSignature,
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                    ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm {
-                        expected: format!("{:?}", self.algorithm),
-                        found: format!("{:?}", header.alg),
-                    },
-                    ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
-                        TokenError::InvalidClaims(e.to_string())
-                    }
-                    _ => TokenError::Malformed(e.to_string()),
-                }
-            })?;
-        data.claims.into_claims()
+        decode_claims(token, &self.key, &self.validation)
     }
+}
+
+/// The token's header, or why it is not a JWT with a supported algorithm.
+pub(crate) fn read_header(token: &str) -> Result<jsonwebtoken::Header, TokenError> {
+    jsonwebtoken::decode_header(token).map_err(|e| {
+        TokenError::Malformed(match e.kind() {
+            ErrorKind::InvalidToken | ErrorKind::Base64(_) => {
+                "not a JWT (expected three base64url parts separated by dots)".to_owned()
+            }
+            _ => format!(
+                "unreadable header: {e} (it must name a supported algorithm; \"none\" is \
+                 never accepted)"
+            ),
+        })
+    })
+}
+
+/// The strict validation for `algorithm`: `exp`/`nbf` checked when present, no leeway.
+pub(crate) fn strict_validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.required_spec_claims.clear();
+    validation.leeway = 0;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation
+}
+
+/// Checks the signature and the time claims of `token`, whose header algorithm the caller has
+/// already matched against `validation`, and reads its claims.
+pub(crate) fn decode_claims(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<Claims, TokenError> {
+    let data =
+        jsonwebtoken::decode::<RawClaims>(token, key, validation).map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm {
+                expected: format!("{:?}", validation.algorithms),
+                found: "another algorithm".to_owned(),
+            },
+            ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
+                TokenError::InvalidClaims(e.to_string())
+            }
+            _ => TokenError::Malformed(e.to_string()),
+        })?;
+    data.claims.into_claims()
 }
 
 /// The payload as it comes off the wire; `mercure` and its namespaced twin are both accepted

@@ -26,7 +26,8 @@ pub async fn publish(
     let query_token = query_token(query.as_deref());
     let claims = hub
         .authorizer()
-        .publisher(&headers, query_token.as_deref())?;
+        .publisher(&headers, query_token.as_deref())
+        .await?;
     let format = body_format(&headers)?;
     let body = read_limited(body, hub.config().max_body_bytes).await?;
     let request = match format {

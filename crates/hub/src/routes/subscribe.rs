@@ -25,7 +25,11 @@ struct Subscribe {
     last_event_id: Option<LastEventId>,
 }
 
-fn accept(hub: &Hub, headers: &HeaderMap, query: Option<&str>) -> Result<Subscribe, Rejection> {
+async fn accept(
+    hub: &Hub,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Subscribe, Rejection> {
     if !hub.authorizer().can_subscribe() {
         return Err(Rejection::method_not_allowed(
             "subscribing is disabled on this hub (no subscriber key and no anonymous access)",
@@ -36,7 +40,8 @@ fn accept(hub: &Hub, headers: &HeaderMap, query: Option<&str>) -> Result<Subscri
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
     let claims = hub
         .authorizer()
-        .subscriber(headers, request.authorization.as_deref())?;
+        .subscriber(headers, request.authorization.as_deref())
+        .await?;
     // The header wins over the query parameter [R25]. An empty one is no reconnection (as in
     // the reference hub): it falls back to the parameter.
     let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
@@ -62,7 +67,7 @@ pub async fn subscribe(
         request,
         claims,
         last_event_id,
-    } = accept(&hub, &headers, query.as_deref())?;
+    } = accept(&hub, &headers, query.as_deref()).await?;
     let patterns = hub.registry().patterns();
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
@@ -126,7 +131,7 @@ pub async fn subscribe_head(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Rejection> {
-    accept(&hub, &headers, query.as_deref())?;
+    accept(&hub, &headers, query.as_deref()).await?;
     let mut response = Response::new(Body::from(Bytes::new()));
     set_stream_headers(response.headers_mut(), version);
     Ok(response)

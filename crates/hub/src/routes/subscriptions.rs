@@ -39,7 +39,7 @@ pub async fn subscriptions(
     }
     let path = uri.path();
     let resource = parse(path)?;
-    authorize(&hub, &headers, query.as_deref(), path)?;
+    authorize(&hub, &headers, query.as_deref(), path).await?;
 
     let last_event_id = hub
         .registry()
@@ -133,7 +133,7 @@ fn parse(path: &str) -> Result<Resource, Rejection> {
 }
 
 /// The token's `mercure.subscribe` must match the requested path [R31].
-fn authorize(
+async fn authorize(
     hub: &Hub,
     headers: &HeaderMap,
     query: Option<&str>,
@@ -142,7 +142,8 @@ fn authorize(
     let query_token = query_token(query);
     let claims = hub
         .authorizer()
-        .subscriber(headers, query_token.as_deref())?
+        .subscriber(headers, query_token.as_deref())
+        .await?
         .ok_or_else(|| {
             Rejection::unauthorized(
                 "the subscriptions API needs a token whose mercure.subscribe matches this URL",
