@@ -320,6 +320,25 @@ pub fn encode(text: &str) -> String {
     out
 }
 
+/// Sends one request on a keep-alive connection (opened, or reopened after the server closed
+/// it, as needed), reads the whole response, and returns its status.
+pub async fn exchange(
+    conn: &mut Option<Conn>,
+    addr: SocketAddr,
+    request: &[u8],
+) -> io::Result<u16> {
+    if conn.is_none() {
+        *conn = Some(Conn::new(connect(addr, None).await?, 4096));
+    }
+    let c = conn.as_mut().expect("connected");
+    let head = c.request_head(request).await?;
+    c.read_body(&head).await?;
+    if head.close {
+        *conn = None;
+    }
+    Ok(head.status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,19 +85,7 @@ async fn fill(
         let data = update_data(seq, args.payload);
         let id = format!("{run_id}-{seq}");
         let request = endpoint.publish_request(&topic, &data, Some(&id));
-        let outcome = async {
-            if conn.is_none() {
-                conn = Some(Conn::new(http::connect(endpoint.addr, None).await?, 4096));
-            }
-            let c = conn.as_mut().expect("connected");
-            let head = c.request_head(&request).await?;
-            c.read_body(&head).await?;
-            if head.close {
-                conn = None;
-            }
-            Ok::<_, std::io::Error>(head.status)
-        }
-        .await;
+        let outcome = http::exchange(&mut conn, endpoint.addr, &request).await;
         match outcome {
             Ok(status) if (200..300).contains(&status) => {
                 shared.published.fetch_add(1, Ordering::Relaxed);

@@ -232,19 +232,7 @@ async fn publisher(
         let data = update_data(seq, payload);
         let sent = sent_ns(data.as_bytes()).unwrap_or_default();
         let request = endpoint.publish_request(&layout.topic(seq), &data, None);
-        let outcome = async {
-            if conn.is_none() {
-                conn = Some(Conn::new(http::connect(endpoint.addr, None).await?, 4096));
-            }
-            let c = conn.as_mut().expect("connected");
-            let head = c.request_head(&request).await?;
-            c.read_body(&head).await?;
-            if head.close {
-                conn = None;
-            }
-            Ok::<_, std::io::Error>(head.status)
-        }
-        .await;
+        let outcome = http::exchange(&mut conn, endpoint.addr, &request).await;
         match outcome {
             Ok(status) if (200..300).contains(&status) => {
                 shared.published.fetch_add(1, Ordering::Relaxed);
