@@ -24,6 +24,7 @@ mod selector;
 mod server;
 pub mod shutdown;
 mod stream;
+mod subscription_conn;
 mod subscriptions;
 pub mod transport;
 mod ui;

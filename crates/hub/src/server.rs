@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::Hub;
+use crate::subscription_conn;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,7 +48,8 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let service = TowerToHyperService::new(hub.router());
+    let router = hub.router();
+    let service = TowerToHyperService::new(router.clone());
     // The HTTP/1 settings, applied alike to the connections recognized by peeking and to the
     // ones left to `auto::Builder`.
     let mut h1 = http1::Builder::new();
@@ -86,7 +88,7 @@ pub async fn serve(
         // Every connection holds a watcher, so that the graceful shutdown waits for it.
         let watcher = graceful.watcher();
         let stopping = stopping.clone();
-        let (builders, service) = (builders.clone(), service.clone());
+        let (builders, service, router) = (builders.clone(), service.clone(), router.clone());
         let task = async move {
             // A client that connects and sends nothing is dropped after the header read
             // timeout, as one that sends its head too slowly is by hyper.
@@ -97,6 +99,14 @@ pub async fn serve(
                 },
                 () = stopping.cancelled() => return,
             };
+            // Subscriptions over HTTP/1 are served without hyper's per-connection buffers.
+            if matches!(version, Some(Version::Http1))
+                && subscription_conn::is_subscription(&stream).await
+            {
+                subscription_conn::serve(stream, router, HEADER_READ_TIMEOUT).await;
+                drop(watcher);
+                return;
+            }
             let io = TokioIo::new(stream);
             // The common case, HTTP/1, is polled in place; the others are boxed so that they do
             // not size every connection's task.
