@@ -28,10 +28,7 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 /// The first bytes of a request this module serves.
-const PREFIXES: [&[u8]; 2] = [
-    b"GET /.well-known/mercure?",
-    b"GET /.well-known/mercure ",
-];
+const PREFIXES: [&[u8]; 2] = [b"GET /.well-known/mercure?", b"GET /.well-known/mercure "];
 
 /// The largest request head accepted (hyper's default limit is about 400 KiB; a subscription
 /// with the maximum of 1000 long topic selectors fits).
@@ -89,10 +86,16 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request<Body>, BadReques
             .await
             .map_err(|_| BadRequest(StatusCode::BAD_REQUEST, "could not read the request"))?;
         if read == 0 {
-            return Err(BadRequest(StatusCode::BAD_REQUEST, "incomplete request head"));
+            return Err(BadRequest(
+                StatusCode::BAD_REQUEST,
+                "incomplete request head",
+            ));
         }
         // Only the new bytes (and the three before them) can complete the blank line.
-        if head[start.saturating_sub(3)..].windows(4).any(|w| w == b"\r\n\r\n") {
+        if head[start.saturating_sub(3)..]
+            .windows(4)
+            .any(|w| w == b"\r\n\r\n")
+        {
             return parse(&head);
         }
     }
@@ -109,7 +112,12 @@ fn parse(head: &[u8]) -> Result<Request<Body>, BadRequest> {
                 "too many header lines",
             ));
         }
-        _ => return Err(BadRequest(StatusCode::BAD_REQUEST, "malformed request head")),
+        _ => {
+            return Err(BadRequest(
+                StatusCode::BAD_REQUEST,
+                "malformed request head",
+            ));
+        }
     }
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
@@ -201,8 +209,10 @@ fn head(
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
-        let value = if name == header::CONNECTION && content_length.is_some() {
-            // A whole response ends the connection here.
+        // A whole response ends the connection here, and so does an HTTP/1.0 stream, whose
+        // end is the connection's end.
+        let closes = content_length.is_some() || version == Version::HTTP_10;
+        let value = if name == header::CONNECTION && closes {
             &HeaderValue::from_static("close")
         } else {
             value
@@ -237,7 +247,11 @@ async fn write_chunk(stream: &mut TcpStream, data: &Bytes, chunked: bool) -> io:
     let size = chunk_size_line(data.len(), &mut size);
     write_all(
         stream,
-        &mut [IoSlice::new(size), IoSlice::new(data), IoSlice::new(b"\r\n")],
+        &mut [
+            IoSlice::new(size),
+            IoSlice::new(data),
+            IoSlice::new(b"\r\n"),
+        ],
     )
     .await
 }
