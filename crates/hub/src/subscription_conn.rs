@@ -166,12 +166,16 @@ async fn write_response(
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            read = stream.read(&mut probe) => match read {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Err(e) => return Err(e),
-                // Bytes after the request (a pipelined request): not served, ignored.
-                Ok(_) => continue,
-            },
+            // A subscriber has nothing more to send: its end closing (0), an error, or bytes
+            // after the request (a pipelined request, which this path does not serve) all end
+            // the connection.
+            read = stream.read(&mut probe) => {
+                return match read {
+                    Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(_) => Err(io::Error::other("bytes after a subscription request")),
+                    Err(e) => Err(e),
+                };
+            }
         };
         let Some(frame) = frame else { break };
         let data = frame
