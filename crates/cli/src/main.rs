@@ -12,6 +12,7 @@ mod serve;
 mod settings;
 mod subscribe;
 mod token;
+mod values;
 
 use std::process::ExitCode;
 

@@ -8,12 +8,12 @@
 //! line naming the setting and the fix.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Args;
 use herald_hub::{ConfigError, Durability, HistoryLimits, HubConfig, JwksSource, JwtKey, Storage};
-use herald_protocol::Algorithm;
 use serde::Deserialize;
+
+use crate::values::{algorithm, count, optional_duration, read_key, size};
 
 /// The settings of `herald serve`. All optional: absent ones fall through to the next source.
 #[derive(Args, Debug, Default, Deserialize)]
@@ -426,120 +426,9 @@ pub struct ConfigFile {
     pub config: Option<PathBuf>,
 }
 
-fn algorithm(setting: &'static str, text: Option<&str>) -> Result<Algorithm, SettingError> {
-    let Some(text) = text else {
-        return Ok(Algorithm::HS256);
-    };
-    text.parse::<Algorithm>().map_err(|_| {
-        ConfigError::new(
-            setting,
-            format!("{text:?} is not a supported algorithm"),
-            "use one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, \
-             ES384, EdDSA",
-        )
-    })
-}
-
-/// A key given inline, or `@path` for a file.
-fn read_key(setting: &'static str, value: &str) -> Result<Vec<u8>, SettingError> {
-    match value.strip_prefix('@') {
-        Some(path) => std::fs::read(path).map_err(|e| {
-            ConfigError::new(
-                setting,
-                format!("cannot read key file {path}: {e}"),
-                "check the path after @, or give the key itself",
-            )
-        }),
-        None => Ok(value.as_bytes().to_vec()),
-    }
-}
-
-/// A duration where `0s` means "off".
-fn optional_duration(
-    setting: &'static str,
-    text: &Option<String>,
-    default: Option<Duration>,
-) -> Result<Option<Duration>, SettingError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
-        ConfigError::new(
-            setting,
-            format!("{text:?} is not a duration ({e})"),
-            "write it like 40s, 2m, 1h30m, or 0s to disable",
-        )
-    })?;
-    Ok((!duration.is_zero()).then_some(duration))
-}
-
-fn count(
-    setting: &'static str,
-    text: &Option<String>,
-    default: usize,
-) -> Result<usize, SettingError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    text.trim().replace('_', "").parse().map_err(|_| {
-        ConfigError::new(
-            setting,
-            format!("{text:?} is not a whole number"),
-            "write a number such as 10000",
-        )
-    })
-}
-
-/// A byte size: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
-fn size(
-    setting: &'static str,
-    text: &Option<String>,
-    default: usize,
-) -> Result<usize, SettingError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    parse_size(text).ok_or_else(|| {
-        ConfigError::new(
-            setting,
-            format!("{text:?} is not a size"),
-            "write a number of bytes with an optional unit, e.g. 65536, 512KiB or 1MiB",
-        )
-    })
-}
-
-fn parse_size(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number.parse().ok()?;
-    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1000,
-        "kib" => 1024,
-        "mb" | "m" => 1000 * 1000,
-        "mib" => 1024 * 1024,
-        "gb" | "g" => 1000 * 1000 * 1000,
-        "gib" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("65536"), Some(65536));
-        assert_eq!(parse_size("1MiB"), Some(1 << 20));
-        assert_eq!(parse_size("2 kb"), Some(2000));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_size("1 parsec"), None);
-    }
 
     #[test]
     fn bad_duration_names_the_setting() {
