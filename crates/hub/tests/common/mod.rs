@@ -396,3 +396,12 @@ impl EventReader {
         self.ended
     }
 }
+
+// Test keys, generated once with openssl for these tests only; the protocol crate's tests use
+// the same files.
+pub const RSA_PRIVATE: &str = include_str!("../../../protocol/tests/keys/rsa_private.pem");
+pub const RSA_PUBLIC: &str = include_str!("../../../protocol/tests/keys/rsa_public.pem");
+pub const EC_PRIVATE: &str = include_str!("../../../protocol/tests/keys/ec_private.pem");
+pub const EC_PUBLIC: &str = include_str!("../../../protocol/tests/keys/ec_public.pem");
+pub const ED_PRIVATE: &str = include_str!("../../../protocol/tests/keys/ed_private.pem");
+pub const ED_PUBLIC: &str = include_str!("../../../protocol/tests/keys/ed_public.pem");
