@@ -68,22 +68,8 @@ pub struct TestHub {
 
 impl TestHub {
     pub async fn start(config: HubConfig) -> TestHub {
-        let hub = Hub::new(config).expect("valid test config");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(herald_hub::serve(listener, hub.clone(), async {
-            let _ = stopped.await;
-        }));
-        let base = format!("http://{addr}");
-        TestHub {
-            hub,
-            url: format!("{base}/.well-known/mercure"),
-            base,
-            client: reqwest::Client::builder().build().unwrap(),
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestHub::start_on(listener, config).await
     }
 
     /// A hub with [`config`].
