@@ -76,6 +76,8 @@ pub struct HubConfig {
     pub history: HistoryLimits,
     /// How long a graceful shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
+    /// Connection deadlines (slowloris and idle sockets); see [`Timeouts`].
+    pub timeouts: Timeouts,
     /// Serve the built-in web UI (debugger and playground) at `/.well-known/mercure/ui/`.
     pub ui: bool,
     /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
@@ -104,9 +106,64 @@ impl Default for HubConfig {
             storage: Storage::Memory,
             history: HistoryLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            timeouts: Timeouts::default(),
             ui: false,
             dev_mode: false,
         }
+    }
+}
+
+/// How long each phase of a connection may last, so that no client can hold a socket (and its
+/// memory) by sending slowly or not at all. Every one is required: zero is refused.
+///
+/// A subscription's own lifetime is [`HubConfig::write_timeout`]; a subscriber that stopped
+/// reading is found out by the TCP user timeout (server.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the connection's start to its first request head being complete: the first bytes,
+    /// the HTTP/1 head, or for HTTP/2 the preface, the SETTINGS exchange and the first
+    /// request's HEADERS. On HTTP/1, also from the end of a response to the end of the next
+    /// request head, which bounds idle keep-alive connections.
+    pub header: Duration,
+    /// From the start of a publish to the last byte of its body (408 past it), which bounds a
+    /// body sent a byte at a time.
+    pub body: Duration,
+    /// An HTTP/2 connection with no open stream is closed (GOAWAY) after this.
+    pub http2_idle: Duration,
+    /// Interval of the HTTP/2 PINGs the hub sends on a quiet connection; a peer that does not
+    /// answer one within the same time is disconnected.
+    pub http2_keep_alive: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(30),
+            body: Duration::from_secs(30),
+            http2_idle: Duration::from_secs(120),
+            http2_keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Refuses a zero deadline, naming the setting.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, value) in [
+            ("header-timeout", self.header),
+            ("body-timeout", self.body),
+            ("http2-idle-timeout", self.http2_idle),
+            ("http2-keep-alive", self.http2_keep_alive),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(
+                    setting,
+                    "must be more than 0: every phase of a connection needs a deadline",
+                    "set a duration such as 30s",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -219,6 +276,7 @@ impl HubConfig {
                 "raise it to at least twice --max-body-size",
             ));
         }
+        self.timeouts.validate()?;
         // Last, as loading a set may take a network round trip.
         let publisher_jwks = self
             .publisher_jwks
@@ -345,6 +403,13 @@ mod tests {
         let mut c = keyed();
         c.publisher_jwks = Some(JwksSource::parse("/nonexistent/jwks.json"));
         assert_eq!(c.validate().unwrap_err().setting, "publisher-jwks");
+    }
+
+    #[test]
+    fn a_zero_timeout_names_the_setting() {
+        let mut c = keyed();
+        c.timeouts.body = Duration::ZERO;
+        assert_eq!(c.validate().unwrap_err().setting, "body-timeout");
     }
 
     #[test]

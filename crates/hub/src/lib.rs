@@ -15,6 +15,7 @@
 
 mod auth;
 pub mod config;
+mod deadline;
 pub mod jwks;
 mod outbox;
 pub mod registry;
