@@ -488,3 +488,102 @@ async fn read_frames(stream: &mut TcpStream) -> Vec<Frame> {
     }
     frames
 }
+
+// ---- The accept loop when the process is out of file descriptors [issue 13]. ----
+
+/// Set in the child process [`accept_errors_back_off_and_are_logged_once_a_second`] starts.
+const EMFILE_CHILD: &str = "HERALD_TEST_EMFILE_CHILD";
+
+/// Runs a hub in a child process limited to 64 open files (`ulimit -n`, so that this process
+/// keeps its own limit), opens more connections to it than it can accept, and reads its log:
+/// accept errors must back off and be logged at most once a second, not every 100 ms; once
+/// connections close, the hub serves again.
+#[tokio::test]
+async fn accept_errors_back_off_and_are_logged_once_a_second() {
+    if std::env::var_os(EMFILE_CHILD).is_some() {
+        return emfile_child().await;
+    }
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().unwrap();
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+        .arg(exe)
+        .args([
+            "--exact",
+            "accept_errors_back_off_and_are_logged_once_a_second",
+            "--nocapture",
+        ])
+        .env(EMFILE_CHILD, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("ADDR ") {
+                return addr.to_owned();
+            }
+        }
+        panic!("the child hub did not start");
+    })
+    .await
+    .unwrap();
+    // More connections than the child can hold: the rest wait in the backlog while it
+    // retries accepting.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    held.truncate(20);
+    let mut healthz = raw_to(&addr, b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n").await;
+    let text = read_until_close_or_head(&mut healthz).await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    drop(child.stdin.take());
+    let output = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let reports = log.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(reports >= 1, "the child never ran out of files: {log}");
+    assert!(reports <= 3, "{reports} reports in about 1.5 s: {log}");
+}
+
+async fn emfile_child() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter("herald_hub=warn")
+        .init();
+    let hub = TestHub::start(config()).await;
+    println!("ADDR {}", hub.addr());
+    // Until the parent closes stdin.
+    tokio::task::spawn_blocking(|| std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]))
+        .await
+        .unwrap()
+        .ok();
+}
+
+async fn raw_to(addr: &str, request: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    stream
+}
+
+async fn read_until_close_or_head(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
