@@ -120,10 +120,11 @@ impl Default for HubConfig {
 /// reading is found out by the TCP user timeout (server.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// From the connection's start to its first request head being complete: the first bytes,
-    /// the HTTP/1 head, or for HTTP/2 the preface, the SETTINGS exchange and the first
-    /// request's HEADERS. On HTTP/1, also from the end of a response to the end of the next
-    /// request head, which bounds idle keep-alive connections.
+    /// The time a client has to send its first bytes after connecting, then its request head:
+    /// an HTTP/1 head (from connecting for a subscription, from the first byte otherwise), or
+    /// for HTTP/2 the preface, the SETTINGS exchange and the first request's HEADERS (from
+    /// connecting). On HTTP/1, also from the end of a response to the end of the next request
+    /// head, which bounds idle keep-alive connections.
     pub header: Duration,
     /// From the start of a publish to the last byte of its body (408 past it), which bounds a
     /// body sent a byte at a time.

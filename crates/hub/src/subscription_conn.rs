@@ -70,8 +70,13 @@ pub(crate) async fn serve(
     head_deadline: Instant,
 ) -> Option<Rewound> {
     let mut head = HeadBuffer::default();
-    let request = match tokio::time::timeout_at(head_deadline, head.read(&mut stream)).await {
-        Ok(Some(Verdict::Serve(request))) => request,
+    let verdict = tokio::time::timeout_at(head_deadline, head.read(&mut stream)).await;
+    let request = match verdict {
+        Ok(Some(Verdict::Serve(request))) => {
+            // Not kept for the subscription's life: that is the point of this path.
+            drop(head);
+            request
+        }
         Ok(Some(Verdict::Reject(rejection))) => {
             tracing::debug!(
                 status = rejection.0.as_u16(),
@@ -122,7 +127,6 @@ struct HeadBuffer {
 impl HeadBuffer {
     /// Reads until a verdict; `None` if the connection closed or failed first.
     async fn read(&mut self, stream: &mut TcpStream) -> Option<Verdict> {
-        self.bytes.reserve(1024);
         loop {
             if self.bytes.len() >= MAX_HEAD_BYTES {
                 return Some(Verdict::Reject(BadRequest(
@@ -134,11 +138,10 @@ impl HeadBuffer {
             self.bytes.reserve(4096.min(MAX_HEAD_BYTES - start));
             // Never past the limit, so that a verdict depends on the first MAX_HEAD_BYTES only.
             let room = MAX_HEAD_BYTES - start;
-            let read = match stream.read_buf(&mut (&mut self.bytes).limit(room)).await {
+            match stream.read_buf(&mut (&mut self.bytes).limit(room)).await {
                 Ok(0) | Err(_) => return None,
-                Ok(read) => read,
-            };
-            debug_assert!(read > 0);
+                Ok(_) => {}
+            }
             if let Some(verdict) = self.verdict_after(start) {
                 return Some(verdict);
             }
@@ -395,14 +398,18 @@ async fn write_plain(stream: &mut TcpStream, status: StatusCode, reason: &str) -
 
 /// A connection handed back to hyper: the bytes this module already read, then the socket.
 pub(crate) struct Rewound {
-    prefix: Bytes,
+    /// The bytes read, freed once hyper has taken them all.
+    prefix: Vec<u8>,
+    /// How many of them hyper has taken.
+    taken: usize,
     stream: TcpStream,
 }
 
 impl Rewound {
     fn new(prefix: Vec<u8>, stream: TcpStream) -> Rewound {
         Rewound {
-            prefix: Bytes::from(prefix),
+            prefix,
+            taken: 0,
             stream,
         }
     }
@@ -414,12 +421,19 @@ impl AsyncRead for Rewound {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(n));
+        let this = &mut *self;
+        if this.taken < this.prefix.len() {
+            let rest = &this.prefix[this.taken..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.taken += n;
+            if this.taken == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.taken = 0;
+            }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        Pin::new(&mut this.stream).poll_read(cx, buf)
     }
 }
 
