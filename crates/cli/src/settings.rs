@@ -192,6 +192,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_HTTP2_KEEP_ALIVE", value_name = "DURATION")]
     pub http2_keep_alive: Option<String>,
 
+    /// Most connections served at once; past it a new connection gets 503 and is closed;
+    /// 0 for no limit but the open-files limit [default: 0].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<String>,
+
     /// Log filter, e.g. info, debug, herald_hub=debug [default: info; RUST_LOG also works].
     #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -263,6 +268,7 @@ impl Settings {
             body_timeout: self.body_timeout.or(file.body_timeout),
             http2_idle_timeout: self.http2_idle_timeout.or(file.http2_idle_timeout),
             http2_keep_alive: self.http2_keep_alive.or(file.http2_keep_alive),
+            max_connections: self.max_connections.or(file.max_connections),
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
         }
@@ -354,6 +360,8 @@ impl Settings {
             )?
             .unwrap_or_default(),
             timeouts: self.timeouts(&defaults.timeouts)?,
+            max_connections: Some(count("max-connections", &self.max_connections, 0)?)
+                .filter(|&n| n > 0),
             ui: self.ui,
             dev_mode: self.dev,
         })

@@ -78,6 +78,9 @@ pub struct HubConfig {
     pub shutdown_timeout: Duration,
     /// Connection deadlines (slowloris and idle sockets); see [`Timeouts`].
     pub timeouts: Timeouts,
+    /// Most connections served at once; past it, a new connection gets 503 to its request and
+    /// is closed. `None`: as many as the process's open-files limit allows.
+    pub max_connections: Option<usize>,
     /// Serve the built-in web UI (debugger and playground) at `/.well-known/mercure/ui/`.
     pub ui: bool,
     /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
@@ -107,6 +110,7 @@ impl Default for HubConfig {
             history: HistoryLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
             timeouts: Timeouts::default(),
+            max_connections: None,
             ui: false,
             dev_mode: false,
         }
@@ -278,6 +282,13 @@ impl HubConfig {
             ));
         }
         self.timeouts.validate()?;
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::new(
+                "max-connections",
+                "must be more than 0",
+                "leave it unset for no limit, or set the most connections to serve at once",
+            ));
+        }
         // Last, as loading a set may take a network round trip.
         let publisher_jwks = self
             .publisher_jwks

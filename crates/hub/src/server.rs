@@ -4,7 +4,8 @@
 //! connections and must bound what a client controls, so the accept loop is our own (built on
 //! hyper-util): a deadline on every phase of a connection (see [`Timeouts`]), `TCP_NODELAY` so
 //! small events leave at once, accept errors (such as running out of file descriptors) that
-//! back off instead of spinning or killing the server, and a shutdown that stops accepting,
+//! back off instead of spinning or killing the server, an optional cap on connections
+//! (`max_connections`: past it, a new connection's request gets 503), and a shutdown that stops accepting,
 //! ends every stream cleanly so that clients reconnect elsewhere, and waits a bounded time for
 //! connections to finish.
 //!
@@ -39,6 +40,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -73,11 +75,19 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(DEAD_PEER_TIMEOUT));
-        // Every connection holds a watcher, so that the graceful shutdown waits for it.
+        // Every connection holds a watcher, so that the graceful shutdown waits for it, and a
+        // permit when connections are capped.
         let watcher = graceful.watcher();
-        let task = Arc::clone(&connections).serve(stream, stopping.clone());
+        let connections = Arc::clone(&connections);
+        let stopping = stopping.clone();
         tokio::spawn(async move {
-            task.await;
+            match connections.admit() {
+                Ok(permit) => {
+                    connections.serve(stream, stopping).await;
+                    drop(permit);
+                }
+                Err(Full) => connections.refuse(stream).await,
+            }
             drop(watcher);
         });
     }
@@ -166,6 +176,8 @@ impl Listener {
 
 /// What every connection is served with, shared by the connection tasks.
 struct Connections {
+    /// One permit per connection served, when `max_connections` caps them.
+    limit: Option<Arc<Semaphore>>,
     router: axum::Router,
     service: TowerToHyperService<axum::Router>,
     /// HTTP/1, recognized by peeking.
@@ -198,6 +210,10 @@ impl Connections {
             .keep_alive_interval(timeouts.http2_keep_alive)
             .keep_alive_timeout(timeouts.http2_keep_alive);
         Connections {
+            limit: hub
+                .config()
+                .max_connections
+                .map(|max| Arc::new(Semaphore::new(max))),
             service: TowerToHyperService::new(router.clone()),
             router,
             h1,
@@ -207,8 +223,43 @@ impl Connections {
         }
     }
 
+    /// A permit to serve one more connection, if connections are capped and there is room.
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, Full> {
+        match &self.limit {
+            None => Ok(None),
+            Some(limit) => Arc::clone(limit)
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| Full),
+        }
+    }
+
+    /// Answers every request of a connection past the cap with 503, within the header timeout.
+    /// hyper reads the request first, so that the client sees the answer rather than a reset.
+    async fn refuse(&self, stream: TcpStream) {
+        tracing::debug!("connection refused: max-connections reached");
+        let service = hyper::service::service_fn(|_request| async {
+            let mut response = http::Response::new(axum::body::Body::from(
+                "too many connections: retry later\n",
+            ));
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let connection = self.auto.serve_connection(TokioIo::new(stream), service);
+        let _ = tokio::time::timeout(self.timeouts.header, connection).await;
+    }
+
     /// Serves one connection until it ends, or until `stopping` and its current request ends.
-    async fn serve(self: Arc<Self>, stream: TcpStream, stopping: CancellationToken) {
+    async fn serve(&self, stream: TcpStream, stopping: CancellationToken) {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
         // A client that connects and sends nothing is dropped after the header timeout.
@@ -305,6 +356,9 @@ where
     };
     result.map_err(Into::into)
 }
+
+/// No room for one more connection under `max_connections`.
+struct Full;
 
 /// The protocol a connection speaks, as its first bytes tell.
 enum Version {
