@@ -584,6 +584,23 @@ mod tests {
             timeouts.http2_keep_alive,
             Timeouts::default().http2_keep_alive
         );
+        // 0s does not disable a deadline: the hub refuses it, naming the setting.
+        let zero = Settings {
+            jwt_key: Some("k".into()),
+            header_timeout: Some("0s".into()),
+            ..Settings::default()
+        };
+        let e = zero.hub_config().unwrap().validate().unwrap_err();
+        assert_eq!(e.setting, "header-timeout");
+        let connections = Settings {
+            jwt_key: Some("k".into()),
+            max_connections: Some("20000".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            connections.hub_config().unwrap().max_connections,
+            Some(20000)
+        );
     }
 
     #[test]
