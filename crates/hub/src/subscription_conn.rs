@@ -675,8 +675,7 @@ mod tests {
     }
 
     proptest! {
-        // Bounded, so that CI runs it on every change in a few seconds; raise with
-        // PROPTEST_CASES to search longer.
+        // Bounded, so that CI runs it on every change in a few seconds.
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
