@@ -355,7 +355,8 @@ async fn connections_past_max_connections_get_503() {
 enum Path {
     /// In one write: the first peek sees a subscription, `subscription_conn.rs` serves it.
     Fast,
-    /// One byte, a pause, then the rest: the first peek cannot tell, hyper serves it.
+    /// One byte, a pause, then the rest: the first peek sees too little to tell a
+    /// subscription, so hyper serves it.
     Hyper,
 }
 
@@ -367,7 +368,7 @@ async fn answer(hub: &TestHub, request: &[u8], path: Path) -> String {
         Path::Fast => request,
         Path::Hyper => {
             stream.write_all(&request[..1]).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
             &request[1..]
         }
     };
@@ -572,12 +573,14 @@ async fn accept_errors_back_off_and_are_logged_once_a_second() {
     .unwrap();
     // More connections than the child can hold: the rest wait in the backlog while it
     // retries accepting.
+    let flooded = tokio::time::Instant::now();
     let mut held = Vec::new();
     for _ in 0..100 {
         held.push(TcpStream::connect(&addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     held.truncate(20);
+    let out_of_files = flooded.elapsed();
     let mut healthz = raw_to(&addr, b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n").await;
     let text = read_until_close_or_head(&mut healthz).await;
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
@@ -589,7 +592,12 @@ async fn accept_errors_back_off_and_are_logged_once_a_second() {
     let log = String::from_utf8_lossy(&output.stderr);
     let reports = log.lines().filter(|l| l.contains("accept failed")).count();
     assert!(reports >= 1, "the child never ran out of files: {log}");
-    assert!(reports <= 3, "{reports} reports in about 1.5 s: {log}");
+    // One report a second at most (and one at the start).
+    let allowed = out_of_files.as_secs_f64().ceil() as usize + 1;
+    assert!(
+        reports <= allowed,
+        "{reports} reports in {out_of_files:?}: {log}"
+    );
 }
 
 async fn emfile_child() {
