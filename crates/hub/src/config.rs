@@ -152,7 +152,11 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    /// Refuses a zero deadline, naming the setting.
+    /// The longest deadline accepted: longer is no deadline at all, and timers (hyper's too)
+    /// add these to the current instant, which must not overflow.
+    const MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    /// Refuses a zero or endless deadline, naming the setting.
     fn validate(&self) -> Result<(), ConfigError> {
         for (setting, value) in [
             ("header-timeout", self.header),
@@ -164,6 +168,13 @@ impl Timeouts {
                 return Err(ConfigError::new(
                     setting,
                     "must be more than 0: every phase of a connection needs a deadline",
+                    "set a duration such as 30s",
+                ));
+            }
+            if value > Self::MAX {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("{value:?} is longer than the 7 days allowed"),
                     "set a duration such as 30s",
                 ));
             }
@@ -422,6 +433,9 @@ mod tests {
         let mut c = keyed();
         c.timeouts.body = Duration::ZERO;
         assert_eq!(c.validate().unwrap_err().setting, "body-timeout");
+        c.timeouts.body = Duration::from_secs(30);
+        c.timeouts.http2_idle = Duration::MAX;
+        assert_eq!(c.validate().unwrap_err().setting, "http2-idle-timeout");
     }
 
     #[test]
