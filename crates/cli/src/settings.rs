@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use herald_hub::config::Timeouts;
 use herald_hub::{ConfigError, Durability, HistoryLimits, HubConfig, JwksSource, JwtKey, Storage};
 use serde::Deserialize;
 
@@ -172,6 +173,30 @@ pub struct Settings {
     #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
 
+    /// Time a client has to send a request head: from connecting (for HTTP/2: the preface,
+    /// settings and first request), and on HTTP/1 from the end of a response, which also
+    /// closes idle keep-alive connections [default: 30s].
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+
+    /// Time a publisher has to send a whole request body; 408 after it [default: 30s].
+    #[arg(long, env = "HERALD_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<String>,
+
+    /// An HTTP/2 connection with no open stream is closed after this [default: 120s].
+    #[arg(long, env = "HERALD_HTTP2_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub http2_idle_timeout: Option<String>,
+
+    /// Interval of HTTP/2 PINGs on a quiet connection; a peer that does not answer within the
+    /// same time is disconnected [default: 30s].
+    #[arg(long, env = "HERALD_HTTP2_KEEP_ALIVE", value_name = "DURATION")]
+    pub http2_keep_alive: Option<String>,
+
+    /// Most connections served at once; past it a new connection gets 503 and is closed;
+    /// 0 for no limit but the open-files limit [default: 0].
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<String>,
+
     /// Log filter, e.g. info, debug, herald_hub=debug [default: info; RUST_LOG also works].
     #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -239,6 +264,11 @@ impl Settings {
             history_size: self.history_size.or(file.history_size),
             history_max_age: self.history_max_age.or(file.history_max_age),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
+            header_timeout: self.header_timeout.or(file.header_timeout),
+            body_timeout: self.body_timeout.or(file.body_timeout),
+            http2_idle_timeout: self.http2_idle_timeout.or(file.http2_idle_timeout),
+            http2_keep_alive: self.http2_keep_alive.or(file.http2_keep_alive),
+            max_connections: self.max_connections.or(file.max_connections),
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
         }
@@ -329,6 +359,9 @@ impl Settings {
                 Some(defaults.shutdown_timeout),
             )?
             .unwrap_or_default(),
+            timeouts: self.timeouts(&defaults.timeouts)?,
+            max_connections: Some(count("max-connections", &self.max_connections, 0)?)
+                .filter(|&n| n > 0),
             ui: self.ui,
             dev_mode: self.dev,
         })
@@ -383,6 +416,27 @@ impl Settings {
                 (None, None) => Ok((None, None)),
             },
         }
+    }
+
+    /// The connection deadlines; `0s` is passed on as zero, which the hub refuses by name.
+    fn timeouts(&self, defaults: &Timeouts) -> Result<Timeouts, SettingError> {
+        let required = |setting, text: &Option<String>, default| {
+            optional_duration(setting, text, Some(default)).map(Option::unwrap_or_default)
+        };
+        Ok(Timeouts {
+            header: required("header-timeout", &self.header_timeout, defaults.header)?,
+            body: required("body-timeout", &self.body_timeout, defaults.body)?,
+            http2_idle: required(
+                "http2-idle-timeout",
+                &self.http2_idle_timeout,
+                defaults.http2_idle,
+            )?,
+            http2_keep_alive: required(
+                "http2-keep-alive",
+                &self.http2_keep_alive,
+                defaults.http2_keep_alive,
+            )?,
+        })
     }
 
     fn storage(&self) -> Result<Storage, SettingError> {
@@ -511,6 +565,42 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(own.hub_config().unwrap_err().setting, "subscriber-jwks");
+    }
+
+    #[test]
+    fn timeouts_are_flags_and_file_keys() {
+        let file: Settings =
+            toml::from_str("header-timeout = \"5s\"\nhttp2-idle-timeout = \"1m\"").unwrap();
+        let flags = Settings {
+            jwt_key: Some("k".into()),
+            body_timeout: Some("2s".into()),
+            ..Settings::default()
+        };
+        let timeouts = flags.or(file).hub_config().unwrap().timeouts;
+        assert_eq!(timeouts.header, std::time::Duration::from_secs(5));
+        assert_eq!(timeouts.body, std::time::Duration::from_secs(2));
+        assert_eq!(timeouts.http2_idle, std::time::Duration::from_secs(60));
+        assert_eq!(
+            timeouts.http2_keep_alive,
+            Timeouts::default().http2_keep_alive
+        );
+        // 0s does not disable a deadline: the hub refuses it, naming the setting.
+        let zero = Settings {
+            jwt_key: Some("k".into()),
+            header_timeout: Some("0s".into()),
+            ..Settings::default()
+        };
+        let e = zero.hub_config().unwrap().validate().unwrap_err();
+        assert_eq!(e.setting, "header-timeout");
+        let connections = Settings {
+            jwt_key: Some("k".into()),
+            max_connections: Some("20000".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            connections.hub_config().unwrap().max_connections,
+            Some(20000)
+        );
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub struct HubConfig {
     pub history: HistoryLimits,
     /// How long a graceful shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
+    /// Connection deadlines (slowloris and idle sockets); see [`Timeouts`].
+    pub timeouts: Timeouts,
+    /// Most connections served at once; past it, a new connection gets 503 to its request and
+    /// is closed. `None`: as many as the process's open-files limit allows.
+    pub max_connections: Option<usize>,
     /// Serve the built-in web UI (debugger and playground) at `/.well-known/mercure/ui/`.
     pub ui: bool,
     /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
@@ -104,9 +109,77 @@ impl Default for HubConfig {
             storage: Storage::Memory,
             history: HistoryLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            timeouts: Timeouts::default(),
+            max_connections: None,
             ui: false,
             dev_mode: false,
         }
+    }
+}
+
+/// How long each phase of a connection may last, so that no client can hold a socket (and its
+/// memory) by sending slowly or not at all. Every one is required: zero is refused.
+///
+/// A subscription's own lifetime is [`HubConfig::write_timeout`]; a subscriber that stopped
+/// reading is found out by the TCP user timeout (server.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The time a client has to send its first bytes after connecting, then its request head:
+    /// an HTTP/1 head (from connecting for a subscription, from the first byte otherwise), or
+    /// for HTTP/2 the preface, the SETTINGS exchange and the first request's HEADERS (from
+    /// connecting). On HTTP/1, also from the end of a response to the end of the next request
+    /// head, which bounds idle keep-alive connections.
+    pub header: Duration,
+    /// From the start of a publish to the last byte of its body (408 past it), which bounds a
+    /// body sent a byte at a time.
+    pub body: Duration,
+    /// An HTTP/2 connection with no open stream is closed (GOAWAY) after this.
+    pub http2_idle: Duration,
+    /// Interval of the HTTP/2 PINGs the hub sends on a quiet connection; a peer that does not
+    /// answer one within the same time is disconnected.
+    pub http2_keep_alive: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(30),
+            body: Duration::from_secs(30),
+            http2_idle: Duration::from_secs(120),
+            http2_keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The longest deadline accepted: longer is no deadline at all, and timers (hyper's too)
+    /// add these to the current instant, which must not overflow.
+    const MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    /// Refuses a zero or endless deadline, naming the setting.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, value) in [
+            ("header-timeout", self.header),
+            ("body-timeout", self.body),
+            ("http2-idle-timeout", self.http2_idle),
+            ("http2-keep-alive", self.http2_keep_alive),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::new(
+                    setting,
+                    "must be more than 0: every phase of a connection needs a deadline",
+                    "set a duration such as 30s",
+                ));
+            }
+            if value > Self::MAX {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("{value:?} is longer than the 7 days allowed"),
+                    "set a duration such as 30s",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -217,6 +290,14 @@ impl HubConfig {
                     self.queue_bytes, self.max_body_bytes
                 ),
                 "raise it to at least twice --max-body-size",
+            ));
+        }
+        self.timeouts.validate()?;
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::new(
+                "max-connections",
+                "must be more than 0",
+                "leave it unset for no limit, or set the most connections to serve at once",
             ));
         }
         // Last, as loading a set may take a network round trip.
@@ -345,6 +426,16 @@ mod tests {
         let mut c = keyed();
         c.publisher_jwks = Some(JwksSource::parse("/nonexistent/jwks.json"));
         assert_eq!(c.validate().unwrap_err().setting, "publisher-jwks");
+    }
+
+    #[test]
+    fn a_zero_timeout_names_the_setting() {
+        let mut c = keyed();
+        c.timeouts.body = Duration::ZERO;
+        assert_eq!(c.validate().unwrap_err().setting, "body-timeout");
+        c.timeouts.body = Duration::from_secs(30);
+        c.timeouts.http2_idle = Duration::MAX;
+        assert_eq!(c.validate().unwrap_err().setting, "http2-idle-timeout");
     }
 
     #[test]

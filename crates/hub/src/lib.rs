@@ -15,6 +15,7 @@
 
 mod auth;
 pub mod config;
+mod deadline;
 pub mod delivery;
 pub mod jwks;
 mod rejection;

@@ -2,10 +2,12 @@
 //!
 //! `axum::serve` would do for the happy path, but a hub holds tens of thousands of long-lived
 //! connections and must bound what a client controls, so the accept loop is our own (built on
-//! hyper-util): a header read timeout against slowloris, `TCP_NODELAY` so small events leave at
-//! once, accept errors (such as running out of file descriptors) that pause instead of killing
-//! the server, and a shutdown that stops accepting, ends every stream cleanly so that clients
-//! reconnect elsewhere, and waits a bounded time for connections to finish.
+//! hyper-util): a deadline on every phase of a connection (see [`Timeouts`]), `TCP_NODELAY` so
+//! small events leave at once, accept errors (such as running out of file descriptors) that
+//! back off instead of spinning or killing the server, an optional cap on connections
+//! (`max_connections`: past it, a new connection's request gets 503), and a shutdown that stops accepting,
+//! ends every stream cleanly so that clients reconnect elsewhere, and waits a bounded time for
+//! connections to finish.
 //!
 //! HTTP/1 and HTTP/2 (prior knowledge) are both served. Which one a connection speaks is decided
 //! by peeking at its first bytes (`MSG_PEEK`, nothing consumed) rather than by hyper-util's
@@ -16,6 +18,16 @@
 //! 8 KiB; see docs/benchmarks.md, "Idle memory". A connection whose first bytes do not settle
 //! the question (a partial HTTP/2 preface, an error, an immediate close) goes through
 //! `auto::Builder` as before.
+//!
+//! Who bounds which phase:
+//! - the first bytes: [`Timeouts::header`] from the accept, here;
+//! - an HTTP/1 head: `subscription_conn.rs` for subscriptions (from the accept), hyper's
+//!   `header_read_timeout` otherwise (which also bounds the wait for the next request on a
+//!   keep-alive connection);
+//! - an HTTP/2 connection or an undecided one: `deadline.rs` (the preface, the settings
+//!   exchange and the first request within the header timeout, then no longer than
+//!   [`Timeouts::http2_idle`] without an open stream), plus hyper's keep-alive PINGs;
+//! - a request body: the publish route (`routes/publish.rs`), [`Timeouts::body`].
 
 use std::future::Future;
 use std::io;
@@ -28,13 +40,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::Hub;
-use crate::subscription_conn;
-
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::config::Timeouts;
+use crate::deadline::{self, Activity, Tracked};
+use crate::subscription_conn::{self, MAX_HEAD_BYTES};
+use crate::{Hub, HubConfig};
 
 /// How long written data may stay unacknowledged before the kernel declares the peer dead
 /// (TCP_USER_TIMEOUT). Without it, a subscriber whose network vanished without a reset is only
@@ -48,99 +61,35 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let router = hub.router();
-    let service = TowerToHyperService::new(router.clone());
-    // The HTTP/1 settings, applied alike to the connections recognized by peeking and to the
-    // ones left to `auto::Builder`.
-    let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut auto = auto::Builder::new(TokioExecutor::new());
-    auto.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    // Shared by the connection tasks: a pointer in each task rather than three builders.
-    let builders = Arc::new(Builders {
-        h1,
-        h2: auto.clone().http2_only(),
-        auto,
-    });
+    let connections = Arc::new(Connections::new(&hub));
+    let mut listener = Listener::new(listener);
     let graceful = GracefulShutdown::new();
-    // Ends connections that hyper-util's graceful shutdown does not watch: those still being
-    // peeked at, and the HTTP/1 connections served by hyper directly.
+    // Ends the connections, each at its next safe point; the graceful shutdown's watchers
+    // count them.
     let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: wait for connections to close rather than spin or die.
-                    tracing::warn!("accept failed: {e}; pausing 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            stream = listener.accept() => stream,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(DEAD_PEER_TIMEOUT));
-        // Every connection holds a watcher, so that the graceful shutdown waits for it.
+        // Every connection holds a watcher, so that the graceful shutdown waits for it, and a
+        // permit when connections are capped.
         let watcher = graceful.watcher();
+        let connections = Arc::clone(&connections);
         let stopping = stopping.clone();
-        let (builders, service, router) = (builders.clone(), service.clone(), router.clone());
-        let task = async move {
-            // A client that connects and sends nothing is dropped after the header read
-            // timeout, as one that sends its head too slowly is by hyper.
-            let version = tokio::select! {
-                version = tokio::time::timeout(HEADER_READ_TIMEOUT, sniff(&stream)) => match version {
-                    Ok(version) => version,
-                    Err(_) => return,
-                },
-                () = stopping.cancelled() => return,
-            };
-            // Subscriptions over HTTP/1 are served without hyper's per-connection buffers.
-            if matches!(version, Some(Version::Http1))
-                && subscription_conn::is_subscription(&stream).await
-            {
-                subscription_conn::serve(stream, router, HEADER_READ_TIMEOUT).await;
-                drop(watcher);
-                return;
+        tokio::spawn(async move {
+            match connections.admit() {
+                Ok(permit) => {
+                    connections.serve(stream, stopping).await;
+                    drop(permit);
+                }
+                Err(Full) => connections.refuse(stream).await,
             }
-            let io = TokioIo::new(stream);
-            // The common case, HTTP/1, is polled in place; the others are boxed so that they do
-            // not size every connection's task.
-            let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = match version {
-                Some(Version::Http1) => {
-                    let connection = builders.h1.serve_connection(io, service).with_upgrades();
-                    tokio::pin!(connection);
-                    let result = tokio::select! {
-                        result = connection.as_mut() => result,
-                        () = stopping.cancelled() => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    };
-                    drop(watcher);
-                    result.map_err(Into::into)
-                }
-                Some(Version::Http2) => {
-                    let connection = builders.h2.serve_connection(io, service).into_owned();
-                    Box::pin(watcher.watch(connection)).await
-                }
-                None => {
-                    let connection = builders
-                        .auto
-                        .serve_connection_with_upgrades(io, service)
-                        .into_owned();
-                    Box::pin(watcher.watch(connection)).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!("connection ended with an error: {e}");
-            }
-        };
-        tokio::spawn(task);
+            drop(watcher);
+        });
     }
     drop(listener);
     tracing::info!(
@@ -149,7 +98,6 @@ pub async fn serve(
     );
     hub.close_streams();
     let timeout = hub.config().shutdown_timeout;
-    // The same signal as the graceful shutdown's, for the connections it does not watch.
     stopping.cancel();
     if tokio::time::timeout(timeout, graceful.shutdown())
         .await
@@ -160,15 +108,257 @@ pub async fn serve(
     Ok(())
 }
 
-/// How connections are served, by protocol.
-struct Builders {
+/// The listening socket and how its accept loop behaves when accepting fails.
+struct Listener {
+    /// Where connections arrive.
+    listener: TcpListener,
+    /// The pause after the last failed accept; zero after a success. Doubles on each failure
+    /// in a row, from [`Listener::MIN_BACKOFF`] up to [`Listener::MAX_BACKOFF`], so that a
+    /// hub out of file descriptors neither spins nor waits long once one is free.
+    backoff: Duration,
+    /// When a failure was last logged: at most one line per [`Listener::LOG_EVERY`].
+    logged_at: Option<Instant>,
+    /// Failures not logged since then, reported with the next line.
+    unlogged: u64,
+}
+
+impl Listener {
+    const MIN_BACKOFF: Duration = Duration::from_millis(5);
+    const MAX_BACKOFF: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(1);
+
+    fn new(listener: TcpListener) -> Listener {
+        Listener {
+            listener,
+            backoff: Duration::ZERO,
+            logged_at: None,
+            unlogged: 0,
+        }
+    }
+
+    /// The next connection. Errors (EMFILE, ENFILE, ENOBUFS, a connection reset before it was
+    /// accepted) are per connection or pass as connections close, so they are retried after a
+    /// pause, never returned.
+    async fn accept(&mut self) -> TcpStream {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _peer)) => {
+                    self.backoff = Duration::ZERO;
+                    return stream;
+                }
+                Err(e) => {
+                    self.backoff = (self.backoff * 2).clamp(Self::MIN_BACKOFF, Self::MAX_BACKOFF);
+                    self.log(&e);
+                    tokio::time::sleep(self.backoff).await;
+                }
+            }
+        }
+    }
+
+    fn log(&mut self, e: &io::Error) {
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < Self::LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            "accept failed: {e} ({} more since the last report); retrying in {:?}",
+            self.unlogged,
+            self.backoff
+        );
+        self.logged_at = Some(now);
+        self.unlogged = 0;
+    }
+}
+
+/// What every connection is served with, shared by the connection tasks.
+struct Connections {
+    /// One permit per connection served, when `max_connections` caps them.
+    limit: Option<Arc<Semaphore>>,
+    router: axum::Router,
+    service: TowerToHyperService<axum::Router>,
     /// HTTP/1, recognized by peeking.
     h1: http1::Builder,
     /// HTTP/2 (prior knowledge), recognized by peeking.
     h2: auto::Builder<TokioExecutor>,
     /// Connections whose first bytes did not tell: `auto::Builder` reads them and decides.
     auto: auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
 }
+
+impl Connections {
+    fn new(hub: &Hub) -> Connections {
+        let router = hub.router();
+        let HubConfig { timeouts, .. } = *hub.config();
+        // The HTTP/1 settings, applied alike to the connections recognized by peeking and to
+        // the ones left to `auto::Builder`: the same head limit as the subscription path's, so
+        // that both answer a head alike.
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(timeouts.header)
+            .max_buf_size(MAX_HEAD_BYTES);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeouts.header)
+            .max_buf_size(MAX_HEAD_BYTES);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(timeouts.http2_keep_alive)
+            .keep_alive_timeout(timeouts.http2_keep_alive);
+        Connections {
+            limit: hub
+                .config()
+                .max_connections
+                .map(|max| Arc::new(Semaphore::new(max))),
+            service: TowerToHyperService::new(router.clone()),
+            router,
+            h1,
+            h2: auto.clone().http2_only(),
+            auto,
+            timeouts,
+        }
+    }
+
+    /// A permit to serve one more connection, if connections are capped and there is room.
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, Full> {
+        match &self.limit {
+            None => Ok(None),
+            Some(limit) => Arc::clone(limit)
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| Full),
+        }
+    }
+
+    /// Answers every request of a connection past the cap with 503, within the header timeout.
+    /// hyper reads the request first, so that the client sees the answer rather than a reset.
+    async fn refuse(&self, stream: TcpStream) {
+        tracing::debug!("connection refused: max-connections reached");
+        let service = hyper::service::service_fn(|_request| async {
+            let mut response = http::Response::new(axum::body::Body::from(
+                "too many connections: retry later\n",
+            ));
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let connection = self.auto.serve_connection(TokioIo::new(stream), service);
+        let _ = tokio::time::timeout(self.timeouts.header, connection).await;
+    }
+
+    /// Serves one connection until it ends, or until `stopping` and its current request ends.
+    async fn serve(&self, stream: TcpStream, stopping: CancellationToken) {
+        let accepted = Instant::now();
+        let head_deadline = accepted + self.timeouts.header;
+        // A client that connects and sends nothing is dropped after the header timeout.
+        let version = tokio::select! {
+            version = tokio::time::timeout_at(head_deadline, sniff(&stream)) => match version {
+                Ok(version) => version,
+                Err(_) => return,
+            },
+            () = stopping.cancelled() => return,
+        };
+        let result = match version {
+            Some(Version::Http1) => self.serve_http1(stream, head_deadline, &stopping).await,
+            Some(Version::Http2) => {
+                let activity = Activity::new();
+                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+                let connection = self.h2.serve_connection(TokioIo::new(stream), service);
+                Box::pin(deadline::serve(
+                    connection,
+                    &activity,
+                    self.timeouts,
+                    &stopping,
+                ))
+                .await
+            }
+            None => {
+                let activity = Activity::new();
+                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+                let connection = self
+                    .auto
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                Box::pin(deadline::serve(
+                    connection,
+                    &activity,
+                    self.timeouts,
+                    &stopping,
+                ))
+                .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!("connection ended with an error: {e}");
+        }
+    }
+
+    async fn serve_http1(
+        &self,
+        stream: TcpStream,
+        head_deadline: Instant,
+        stopping: &CancellationToken,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // Subscriptions over HTTP/1 are served without hyper's per-connection buffers, unless
+        // their head needs hyper's judgement.
+        if subscription_conn::is_subscription(&stream).await {
+            let router = self.router.clone();
+            let Some(rewound) = subscription_conn::serve(stream, router, head_deadline).await
+            else {
+                return Ok(());
+            };
+            let connection = self
+                .h1
+                .serve_connection(TokioIo::new(rewound), self.service.clone())
+                .with_upgrades();
+            return Box::pin(until_stopped(connection, stopping)).await;
+        }
+        // The common case is polled in place; the others are boxed so that they do not size
+        // every connection's task.
+        let connection = self
+            .h1
+            .serve_connection(TokioIo::new(stream), self.service.clone())
+            .with_upgrades();
+        until_stopped(connection, stopping).await
+    }
+}
+
+/// Serves an HTTP/1 connection, ending it gracefully (after its current request) on `stopping`.
+async fn until_stopped<I, S, B>(
+    connection: http1::UpgradeableConnection<I, S>,
+    stopping: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopping.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    result.map_err(Into::into)
+}
+
+/// No room for one more connection under `max_connections`.
+struct Full;
 
 /// The protocol a connection speaks, as its first bytes tell.
 enum Version {

@@ -14,32 +14,46 @@
 //! subscribers expect) but the hub closes the connection once the stream ends, which HTTP/1.1
 //! allows and every client handles; `EventSource` opens a new connection to reconnect anyway.
 //! Everything else (publishing, HEAD, CORS preflights, the UI, HTTP/2) goes to hyper.
+//!
+//! Whichever path a request takes, it gets the same answer: which one serves it depends on how
+//! its first bytes arrive, not on what they say. So the head is read and judged as hyper's
+//! server does: parsed on the first read and whenever new bytes may end it (a blank line after
+//! CRLF or bare LF line endings), the same head limit (512 KiB, 431), request-target limit
+//! (64 KiB, 414), header count (100, 431) and request-line checks (400). A head that httparse
+//! accepts but hyper would judge further (body framing headers, header values `http` refuses)
+//! is handed back, with the bytes already read, to be served by hyper. A property test below
+//! holds the verdicts to httparse's on arbitrary and mutated heads.
 
 use std::io::{self, IoSlice};
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use bytes::{BufMut, Bytes};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// The first bytes of a request this module serves.
 const PREFIXES: [&[u8]; 2] = [b"GET /.well-known/mercure?", b"GET /.well-known/mercure "];
 
-/// The largest request head accepted (hyper's default limit is about 400 KiB; a subscription
-/// with the maximum of 1000 long topic selectors fits).
-const MAX_HEAD_BYTES: usize = 512 * 1024;
+/// The largest request head accepted, here and by hyper (server.rs sets its buffer limit to
+/// this): a subscription with the maximum of 1000 long topic selectors fits. 431 above.
+pub(crate) const MAX_HEAD_BYTES: usize = 512 * 1024;
 
-/// The most header lines in a request head.
+/// The longest request target, as hyper and `http::Uri` allow; 414 above.
+const MAX_URI_BYTES: usize = (u16::MAX - 1) as usize;
+
+/// The most header lines in a request head (hyper's limit too); 431 above.
 const MAX_HEADERS: usize = 100;
 
 /// Whether the connection's first bytes are a subscription. Looks without consuming; `false`
 /// (leave it to hyper) when too few bytes have arrived to tell.
-pub async fn is_subscription(stream: &TcpStream) -> bool {
+pub(crate) async fn is_subscription(stream: &TcpStream) -> bool {
     let mut first = [0u8; 25];
     match stream.peek(&mut first).await {
         Ok(n) => PREFIXES.iter().any(|prefix| first[..n] == prefix[..]),
@@ -47,15 +61,34 @@ pub async fn is_subscription(stream: &TcpStream) -> bool {
     }
 }
 
-/// Serves one subscription request on `stream`, then closes it.
-pub async fn serve(mut stream: TcpStream, router: Router, header_timeout: Duration) {
-    let request = match tokio::time::timeout(header_timeout, read_request(&mut stream)).await {
-        Ok(Ok(request)) => request,
-        Ok(Err(rejection)) => {
-            let _ = write_plain(&mut stream, rejection.0, rejection.1).await;
-            return;
+/// Serves one subscription request on `stream`, then closes it; or, for a request this path
+/// does not handle as hyper would, gives the connection back with the bytes read so far, to be
+/// served by hyper. The request head must be complete by `head_deadline`.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    router: Router,
+    head_deadline: Instant,
+) -> Option<Rewound> {
+    let mut head = HeadBuffer::default();
+    let verdict = tokio::time::timeout_at(head_deadline, head.read(&mut stream)).await;
+    let request = match verdict {
+        Ok(Some(Verdict::Serve(request))) => {
+            // Not kept for the subscription's life: that is the point of this path.
+            drop(head);
+            request
         }
-        Err(_) => return,
+        Ok(Some(Verdict::Reject(rejection))) => {
+            tracing::debug!(
+                status = rejection.0.as_u16(),
+                "subscription request head refused: {}",
+                rejection.1
+            );
+            let _ = write_plain(&mut stream, rejection.0, rejection.1).await;
+            return None;
+        }
+        Ok(Some(Verdict::HandOff)) => return Some(Rewound::new(head.bytes, stream)),
+        // Closed, failed or too slow: hyper closes without an answer too.
+        Ok(None) | Err(_) => return None,
     };
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
@@ -63,76 +96,128 @@ pub async fn serve(mut stream: TcpStream, router: Router, header_timeout: Durati
         tracing::debug!("subscription connection ended: {e}");
     }
     let _ = stream.shutdown().await;
+    None
+}
+
+/// What becomes of a request head.
+// Short-lived, moved once: boxing the request would cost an allocation per subscription.
+#[allow(clippy::large_enum_variant)]
+enum Verdict {
+    /// A request this path serves.
+    Serve(Request<Body>),
+    /// Refused, with the status hyper gives the same bytes, and a reason.
+    Reject(BadRequest),
+    /// Valid for httparse, but hyper has more to say (body framing headers, header values
+    /// `http` refuses): hyper serves it, so that both paths answer alike.
+    HandOff,
 }
 
 /// A request that could not be read: the status and the reason to answer with.
 struct BadRequest(StatusCode, &'static str);
 
-/// Reads and parses the request head. A body is not expected on a subscription and is ignored
-/// (the connection is closed after the response).
-async fn read_request(stream: &mut TcpStream) -> Result<Request<Body>, BadRequest> {
-    let mut head = Vec::with_capacity(1024);
-    loop {
-        if head.len() >= MAX_HEAD_BYTES {
-            return Err(BadRequest(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "request head too large",
-            ));
+/// The bytes of a request head as they arrive, and when to parse them: as hyper does, on the
+/// first read and then whenever the new bytes may end the head. The same verdict as hyper's
+/// therefore comes at the same point, whatever the line endings (`\r\n` or a bare `\n`).
+#[derive(Default)]
+struct HeadBuffer {
+    bytes: Vec<u8>,
+    parsed: bool,
+}
+
+impl HeadBuffer {
+    /// Reads until a verdict; `None` if the connection closed or failed first.
+    async fn read(&mut self, stream: &mut TcpStream) -> Option<Verdict> {
+        loop {
+            if self.bytes.len() >= MAX_HEAD_BYTES {
+                return Some(Verdict::Reject(BadRequest(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request head too large",
+                )));
+            }
+            let start = self.bytes.len();
+            self.bytes.reserve(4096.min(MAX_HEAD_BYTES - start));
+            // Never past the limit, so that a verdict depends on the first MAX_HEAD_BYTES only.
+            let room = MAX_HEAD_BYTES - start;
+            match stream.read_buf(&mut (&mut self.bytes).limit(room)).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            if let Some(verdict) = self.verdict_after(start) {
+                return Some(verdict);
+            }
         }
-        let start = head.len();
-        head.reserve(4096.min(MAX_HEAD_BYTES - start));
-        let read = stream
-            .read_buf(&mut head)
-            .await
-            .map_err(|_| BadRequest(StatusCode::BAD_REQUEST, "could not read the request"))?;
-        if read == 0 {
-            return Err(BadRequest(
-                StatusCode::BAD_REQUEST,
-                "incomplete request head",
-            ));
+    }
+
+    /// The verdict once bytes from `start` on have arrived, `None` while more are needed.
+    fn verdict_after(&mut self, start: usize) -> Option<Verdict> {
+        if self.parsed && !may_end_head(&self.bytes, start) {
+            return None;
         }
-        // Only the new bytes (and the three before them) can complete the blank line.
-        if head[start.saturating_sub(3)..]
-            .windows(4)
-            .any(|w| w == b"\r\n\r\n")
-        {
-            return parse(&head);
-        }
+        self.parsed = true;
+        parse(&self.bytes)
     }
 }
 
-fn parse(head: &[u8]) -> Result<Request<Body>, BadRequest> {
+/// Whether the bytes from `start` on (with the three before) hold the blank line that ends a
+/// head: `\r\n\r\n`, `\n\n` or `\n\r\n`. hyper's `is_complete_fast`.
+fn may_end_head(bytes: &[u8], start: usize) -> bool {
+    let bytes = &bytes[start.saturating_sub(3)..];
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'\n' && (bytes[i + 1..].starts_with(b"\n") || bytes[i + 1..].starts_with(b"\r\n"))
+    })
+}
+
+/// Parses a head the way hyper's server does (httparse with the same header limit, then the
+/// request line's checks); `None` if it is not complete yet.
+fn parse(head: &[u8]) -> Option<Verdict> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
+    let reject = |status, reason| Some(Verdict::Reject(BadRequest(status, reason)));
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return None,
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(BadRequest(
+            return reject(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "too many header lines",
-            ));
+            );
         }
-        _ => {
-            return Err(BadRequest(
-                StatusCode::BAD_REQUEST,
-                "malformed request head",
-            ));
-        }
+        Err(_) => return reject(StatusCode::BAD_REQUEST, "malformed request head"),
     }
-    let version = match parsed.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
+    let (Some(method), Some(path), Some(version)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return reject(StatusCode::BAD_REQUEST, "malformed request head");
     };
-    let mut request = Request::builder()
-        .method(parsed.method.unwrap_or("GET"))
-        .uri(parsed.path.unwrap_or("/"))
-        .version(version);
-    for h in parsed.headers.iter() {
-        request = request.header(h.name, h.value);
+    if path.len() > MAX_URI_BYTES {
+        return reject(StatusCode::URI_TOO_LONG, "request target too long");
     }
-    request
-        .body(Body::empty())
-        .map_err(|_| BadRequest(StatusCode::BAD_REQUEST, "malformed request head"))
+    let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), path.parse::<Uri>()) else {
+        return reject(StatusCode::BAD_REQUEST, "malformed request target");
+    };
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = match version {
+        1 => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    let map = request.headers_mut();
+    map.reserve(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Some(Verdict::HandOff);
+        };
+        // A subscription has no body: framing headers (and the errors hyper finds in them)
+        // are hyper's business.
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            return Some(Verdict::HandOff);
+        }
+        let Ok(value) = HeaderValue::from_bytes(h.value) else {
+            return Some(Verdict::HandOff);
+        };
+        map.append(name, value);
+    }
+    Some(Verdict::Serve(request))
 }
 
 /// Writes the response: a stream chunk by chunk, anything else whole.
@@ -311,6 +396,77 @@ async fn write_plain(stream: &mut TcpStream, status: StatusCode, reason: &str) -
     .await
 }
 
+/// A connection handed back to hyper: the bytes this module already read, then the socket.
+pub(crate) struct Rewound {
+    /// The bytes read, freed once hyper has taken them all.
+    prefix: Vec<u8>,
+    /// How many of them hyper has taken.
+    taken: usize,
+    stream: TcpStream,
+}
+
+impl Rewound {
+    fn new(prefix: Vec<u8>, stream: TcpStream) -> Rewound {
+        Rewound {
+            prefix,
+            taken: 0,
+            stream,
+        }
+    }
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.taken < this.prefix.len() {
+            let rest = &this.prefix[this.taken..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.taken += n;
+            if this.taken == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.taken = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,14 +485,220 @@ mod tests {
 
     #[test]
     fn parses_a_subscription_head() {
-        let request = parse(
+        let Some(Verdict::Serve(request)) = parse(
             b"GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n",
-        )
-        .ok()
-        .unwrap();
+        ) else {
+            panic!("not served");
+        };
         assert_eq!(request.uri().query(), Some("topic=a"));
         assert_eq!(request.headers()["last-event-id"], "7");
         assert_eq!(request.version(), Version::HTTP_11);
-        assert!(parse(b"GET nonsense\r\n\r\n").is_err());
+        assert_eq!(describe(&parse(b"GET nonsense\r\n\r\n")), "reject 400");
+    }
+
+    #[test]
+    fn bare_lf_ends_a_head_as_crlf_does() {
+        let head = b"GET /.well-known/mercure?topic=a HTTP/1.1\nHost: x\n\n";
+        assert!(may_end_head(head, head.len() - 1));
+        assert!(matches!(parse(head), Some(Verdict::Serve(_))));
+        assert!(may_end_head(b"Host: x\n\r\n", 9));
+        assert!(!may_end_head(b"Host: x\r\nA", 0));
+    }
+
+    #[test]
+    fn a_long_target_is_414_and_body_framing_goes_to_hyper() {
+        let long = format!("GET /?{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_URI_BYTES));
+        assert_eq!(describe(&parse(long.as_bytes())), "reject 414");
+        let framed = b"GET /.well-known/mercure HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(describe(&parse(framed)), "hand off");
+    }
+
+    /// A verdict in words, to compare verdicts and show them when they differ.
+    fn describe(verdict: &Option<Verdict>) -> String {
+        match verdict {
+            None => "need more".into(),
+            Some(Verdict::Serve(r)) => format!(
+                "serve {} {} {:?} {:?}",
+                r.method(),
+                r.uri(),
+                r.version(),
+                r.headers()
+            ),
+            Some(Verdict::Reject(BadRequest(status, _))) => format!("reject {}", status.as_u16()),
+            Some(Verdict::HandOff) => "hand off".into(),
+        }
+    }
+
+    /// Checks the subscription path's verdict on a whole buffer against httparse's on the same
+    /// bytes, read the way hyper's server reads them (role.rs, `Server::parse`).
+    fn agrees_with_httparse(bytes: &[u8]) {
+        let ours = parse(bytes);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut theirs = httparse::Request::new(&mut headers);
+        let status = theirs.parse(bytes);
+        let verdict = describe(&ours);
+        match (status, ours) {
+            (Ok(httparse::Status::Partial), None) => {}
+            (Err(httparse::Error::TooManyHeaders), Some(Verdict::Reject(BadRequest(s, _)))) => {
+                assert_eq!(s, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            }
+            (Err(_), Some(Verdict::Reject(BadRequest(s, _)))) => {
+                assert_eq!(s, StatusCode::BAD_REQUEST)
+            }
+            (Ok(httparse::Status::Complete(_)), Some(ours)) => {
+                let method = theirs.method.unwrap();
+                let path = theirs.path.unwrap();
+                let valid =
+                    Method::from_bytes(method.as_bytes()).is_ok() && path.parse::<Uri>().is_ok();
+                match ours {
+                    Verdict::Reject(BadRequest(s, _)) if s == StatusCode::URI_TOO_LONG => {
+                        assert!(path.len() > MAX_URI_BYTES)
+                    }
+                    Verdict::Reject(BadRequest(s, _)) => {
+                        assert_eq!(s, StatusCode::BAD_REQUEST);
+                        assert!(path.len() <= MAX_URI_BYTES && !valid);
+                    }
+                    Verdict::HandOff => assert!(theirs.headers.iter().any(|h| {
+                        h.name.eq_ignore_ascii_case("content-length")
+                            || h.name.eq_ignore_ascii_case("transfer-encoding")
+                            || HeaderValue::from_bytes(h.value).is_err()
+                    })),
+                    Verdict::Serve(request) => {
+                        assert!(valid);
+                        assert!(!request.headers().contains_key(header::CONTENT_LENGTH));
+                        assert!(!request.headers().contains_key(header::TRANSFER_ENCODING));
+                        assert_eq!(request.method().as_str(), method);
+                        assert_eq!(request.uri().to_string(), path);
+                        let version = match theirs.version {
+                            Some(1) => Version::HTTP_11,
+                            _ => Version::HTTP_10,
+                        };
+                        assert_eq!(request.version(), version);
+                        let ours: Vec<_> = request
+                            .headers()
+                            .iter()
+                            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                            .collect();
+                        let mut expected: Vec<_> = theirs
+                            .headers
+                            .iter()
+                            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+                            .collect();
+                        // `HeaderMap` groups the values of one name, in their order.
+                        let mut ours_sorted = ours.clone();
+                        ours_sorted.sort();
+                        expected.sort();
+                        assert_eq!(ours_sorted, expected);
+                    }
+                }
+            }
+            (status, _) => panic!("httparse says {status:?}, this path {verdict}"),
+        }
+    }
+
+    /// Feeds `bytes` in pieces cut at `cuts` as reads would deliver them; the verdict, when one
+    /// comes, is the one the bytes read so far get when parsed whole.
+    fn incremental_agrees_with_whole(bytes: &[u8], cuts: &[usize]) {
+        let mut ends: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        ends.push(bytes.len());
+        ends.sort_unstable();
+        ends.dedup();
+        let mut buffer = HeadBuffer::default();
+        for end in ends.into_iter().filter(|&e| e > 0) {
+            let start = buffer.bytes.len();
+            buffer.bytes.extend_from_slice(&bytes[start..end]);
+            if let Some(verdict) = buffer.verdict_after(start) {
+                assert_eq!(describe(&Some(verdict)), describe(&parse(&bytes[..end])));
+                return;
+            }
+        }
+        // No verdict: hyper would still be waiting too, unless the head is complete.
+        assert!(!matches!(
+            httparse::Request::new(&mut [httparse::EMPTY_HEADER; MAX_HEADERS]).parse(bytes),
+            Ok(httparse::Status::Complete(_))
+        ));
+    }
+
+    use proptest::prelude::*;
+
+    /// Bytes that matter in a head, so that random heads reach the parser's every branch.
+    fn head_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            4 => prop::sample::select(b"\r\n :/?%GETHP1.0-aZ\t".to_vec()),
+            1 => any::<u8>(),
+        ]
+    }
+
+    /// A well-formed head: a request line and headers, with CRLF or bare LF line endings.
+    fn valid_head() -> impl Strategy<Value = Vec<u8>> {
+        let method = prop::sample::select(vec!["GET", "POST", "HEAD", "OPTIONS", "PATCH", "X-Y"]);
+        let target = "/[a-zA-Z0-9._~%/?=&{}*-]{0,40}";
+        let version = prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0"]);
+        let header = (
+            "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,12}",
+            "[ -~\t\u{80}-\u{ff}]{0,30}",
+        );
+        let headers = prop::collection::vec(header, 0..8);
+        let eol = prop::sample::select(vec!["\r\n", "\n"]);
+        (method, target, version, headers, eol).prop_map(|(m, t, v, headers, eol)| {
+            let mut head = format!("{m} {t} {v}{eol}").into_bytes();
+            for (name, value) in headers {
+                head.extend_from_slice(name.as_bytes());
+                head.extend_from_slice(b": ");
+                // Latin-1, one byte per char: obs-text as httparse accepts it.
+                head.extend(value.chars().map(|c| c as u32 as u8));
+                head.extend_from_slice(eol.as_bytes());
+            }
+            head.extend_from_slice(eol.as_bytes());
+            head
+        })
+    }
+
+    /// A valid head with a few bytes replaced, inserted or removed.
+    fn mutated_head() -> impl Strategy<Value = Vec<u8>> {
+        let edits =
+            prop::collection::vec((any::<prop::sample::Index>(), 0..3u8, head_byte()), 1..4);
+        (valid_head(), edits).prop_map(|(mut head, edits)| {
+            for (at, op, byte) in edits {
+                let i = at.index(head.len() + 1);
+                match op {
+                    0 if i < head.len() => head[i] = byte,
+                    1 => head.insert(i, byte),
+                    _ if i < head.len() => {
+                        head.remove(i);
+                    }
+                    _ => head.push(byte),
+                }
+            }
+            head
+        })
+    }
+
+    proptest! {
+        // Bounded, so that CI runs it on every change in a few seconds.
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_get_httparse_verdict(bytes in prop::collection::vec(head_byte(), 0..200)) {
+            agrees_with_httparse(&bytes);
+        }
+
+        #[test]
+        fn valid_heads_are_served_as_httparse_reads_them(head in valid_head()) {
+            agrees_with_httparse(&head);
+        }
+
+        #[test]
+        fn mutated_heads_get_httparse_verdict(head in mutated_head()) {
+            agrees_with_httparse(&head);
+        }
+
+        #[test]
+        fn a_head_read_in_pieces_gets_the_verdict_of_the_bytes_read(
+            head in prop_oneof![valid_head(), mutated_head()],
+            cuts in prop::collection::vec(any::<usize>(), 0..6),
+        ) {
+            incremental_agrees_with_whole(&head, &cuts);
+        }
     }
 }

@@ -7,9 +7,9 @@ use herald_protocol::{PublishRequest, Update, is_reserved_topic};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::Hub;
 use crate::auth::query_token;
 use crate::rejection::Rejection;
+use crate::{Hub, HubConfig};
 
 /// The body formats a publisher may send.
 enum BodyFormat {
@@ -29,7 +29,7 @@ pub async fn publish(
         .publisher(&headers, query_token.as_deref())
         .await?;
     let format = body_format(&headers)?;
-    let body = read_limited(body, hub.config().max_body_bytes).await?;
+    let body = read_body(body, &headers, hub.config()).await?;
     let request = match format {
         BodyFormat::Form => PublishRequest::from_form(&body),
         BodyFormat::Json => PublishRequest::from_json(&body),
@@ -83,20 +83,41 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Rejection> {
     }
 }
 
-async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, Rejection> {
+/// Reads the body, bounded in size [R17] and in time. A declared `Content-Length` over the limit
+/// is refused before reading anything; a body still incomplete after the body timeout (a
+/// client sending a byte at a time) is refused with 408, and hyper closes the connection, whose
+/// rest of body was not read.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    config: &HubConfig,
+) -> Result<bytes::Bytes, Rejection> {
+    let limit = config.max_body_bytes;
     let too_large = || {
         Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("update too large: the limit is {limit} bytes"),
         )
     };
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large().with_detail(format!("content-length {declared:?}")));
+    }
+    let timeout = config.timeouts.body;
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => {
             Err(Rejection::bad_request("could not read the request body")
                 .with_detail(e.to_string()))
         }
+        Err(_) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {timeout:?}"),
+        )),
     }
 }
 
