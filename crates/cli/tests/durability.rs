@@ -364,25 +364,133 @@ async fn cut_connection_resumes_with_every_update_exactly_once() {
     assert_eq!(all, published);
 }
 
-#[test]
-fn corrupt_history_file_stops_the_start_with_a_clear_error() {
-    let dir = data_dir();
-    std::fs::write(dir.path().join("history.redb"), b"this is not a database").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+/// Runs `herald serve` on `data_dir`, which must refuse to start: returns its stderr.
+fn refused_start(data_dir: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
         .arg("--data-dir")
-        .arg(dir.path())
-        .output()
+        .arg(data_dir)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald binary runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("herald started on a damaged history file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "refused with exit code 1: {stderr}");
+    stderr
+}
+
+/// A real history file of 60 updates, left as a stopped hub leaves it.
+async fn real_history(dir: &Path) -> Vec<u8> {
+    let hub = HubProcess::start(dir, &[]);
+    let client = reqwest::Client::new();
+    let padding = "h".repeat(2000);
+    for i in 0..60 {
+        let response = publish(&client, &hub.url(), &format!("real-{i}"), &padding).await;
+        assert_eq!(response.status(), 200);
+    }
+    hub.terminate();
+    std::fs::read(dir.join("history.redb")).unwrap()
+}
+
+/// A redb database written by another program: a valid file without Herald's tables.
+fn foreign_redb_file(path: &Path) {
+    const TABLE: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("settings");
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(TABLE)
+        .unwrap()
+        .insert("theme", "dark")
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("history.redb"), "names the file: {stderr}");
-    assert!(stderr.contains("move it away"), "says what to do: {stderr}");
-    // Never silently reset.
-    assert_eq!(
-        std::fs::read(dir.path().join("history.redb")).unwrap(),
-        b"this is not a database"
-    );
+    txn.commit().unwrap();
+}
+
+/// Each kind of damage stops the start with its own one-line message naming the file and what
+/// to do, and the file is never written to: not even the header bytes redb's repair rewrites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_history_files_stop_the_start_each_with_its_own_message_and_are_not_modified() {
+    let source = data_dir();
+    let real = real_history(source.path()).await;
+    let half = real[..real.len() / 2].to_vec();
+    let mut random = vec![0u8; 64 * 1024];
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for byte in &mut random {
+        // xorshift: random-looking bytes, the same on every run.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *byte = seed as u8;
+    }
+    let mut sqlite = b"SQLite format 3\0".to_vec();
+    sqlite.resize(8192, 0);
+    let foreign = {
+        let dir = data_dir();
+        let path = dir.path().join("other.redb");
+        foreign_redb_file(&path);
+        std::fs::read(path).unwrap()
+    };
+    // (damage, file content, what the message must say)
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        ("zero-length", Vec::new(), "is empty (0 bytes)"),
+        ("truncated to half", half, "is truncated"),
+        (
+            "truncated inside the header",
+            real[..100].to_vec(),
+            "is truncated",
+        ),
+        ("random bytes", random, "match no known format"),
+        ("a SQLite database", sqlite, "but a SQLite database"),
+        (
+            "another program's redb",
+            foreign,
+            "redb database of another program (tables: settings)",
+        ),
+    ];
+    for (damage, content, says) in cases {
+        let dir = data_dir();
+        let path = dir.path().join("history.redb");
+        std::fs::write(&path, &content).unwrap();
+        let stderr = refused_start(dir.path());
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{damage}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{damage}: names the file: {stderr}"
+        );
+        assert!(stderr.contains(says), "{damage}: says {says:?}: {stderr}");
+        assert!(
+            stderr.contains("restore it from a backup") || stderr.contains("--data-dir of its own"),
+            "{damage}: says what to do: {stderr}"
+        );
+        assert!(
+            !stderr.contains("readable and writable"),
+            "{damage}: no permissions hint: {stderr}"
+        );
+        assert!(stderr.contains("it was not modified"), "{damage}: {stderr}");
+        assert!(
+            std::fs::read(&path).unwrap() == content,
+            "{damage}: the file was modified"
+        );
+    }
+    // And the undamaged file still starts, with its history.
+    let hub = HubProcess::start(source.path(), &[]);
+    assert_eq!(read_events(&hub.url(), "earliest", 60).await.len(), 60);
 }
 
 /// A small tmpfs, unmounted on drop.
