@@ -3,14 +3,15 @@
 //! Each test runs the binary as a user would (default embedded transport, its own data
 //! directory), talks to it over TCP, and kills or restarts it for real.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
 
 const KEY: &str = "durability-test-key-0123456789";
 
@@ -23,64 +24,37 @@ fn token() -> String {
     .unwrap()
 }
 
-/// A `herald serve` process on a free port.
-struct HubProcess {
-    child: Child,
-    /// `127.0.0.1:PORT`
-    addr: String,
+/// A `herald serve` process with its own data directory.
+struct HubProcess(support::HubProcess);
+
+impl std::ops::Deref for HubProcess {
+    type Target = support::HubProcess;
+    fn deref(&self) -> &support::HubProcess {
+        &self.0
+    }
 }
 
 impl HubProcess {
     fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("herald binary runs");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("herald exited before listening")
-                .unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stderr so the hub never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        HubProcess { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/.well-known/mercure", self.addr)
+        let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
+        let mut args = vec!["--jwt-key", KEY, "--data-dir", data_dir];
+        args.extend_from_slice(extra);
+        HubProcess(support::HubProcess::spawn(&args))
     }
 
     fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.0.child.kill().unwrap();
+        self.0.child.wait().unwrap();
     }
 
     fn terminate(mut self) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.0.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let status = self.child.wait().unwrap();
+        let status = self.0.child.wait().unwrap();
         assert!(status.success(), "clean stop exits 0, got {status}");
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
