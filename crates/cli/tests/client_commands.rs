@@ -1,15 +1,18 @@
 //! `herald publish`, `herald subscribe` and `herald token` as a user runs them: the real binary
 //! against a real `herald serve --transport memory` process, exit codes and one-line errors.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Herald, herald, lines_of};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
 const KEY: &str = "client-commands-test-key-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -23,78 +26,15 @@ MCowBQYDK2VwAyEAjn5RBjLanPo8FHcpQmjVwmVlqCxAb3RQfKnmYV7ZWDU=
 -----END PUBLIC KEY-----
 ";
 
-/// `herald` with a clean environment: none of the runner's HERALD_*, MERCURE_* or RUST_LOG.
-fn herald() -> Command {
-    let mut command = Command::new(BIN);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("HERALD_") || name.starts_with("MERCURE_") || name == "RUST_LOG" {
-            command.env_remove(&*name);
-        }
-    }
-    command.env("NO_COLOR", "1").stdin(Stdio::null());
-    command
-}
-
 /// A `herald serve --transport memory` process on a free port, killed when dropped.
-struct Hub {
-    child: Child,
-    url: String,
-}
+struct Hub;
 
 impl Hub {
-    fn start(extra: &[&str]) -> Hub {
-        let mut child = herald()
-            .args([
-                "serve",
-                "--transport",
-                "memory",
-                "--listen",
-                "127.0.0.1:0",
-                "--jwt-key",
-                KEY,
-                "--anonymous",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("herald serve starts");
-        let lines = lines_of(child.stderr.take().unwrap());
-        let deadline = Instant::now() + WAIT;
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
-                .recv_timeout(left)
-                .expect("herald serve says where it listens");
-            if let Some(at) = line.find("listening on ") {
-                break line[at + "listening on ".len()..].trim().to_owned();
-            }
-        };
-        // Keep draining the log so that the hub never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Hub { child, url }
+    fn start(extra: &[&str]) -> Herald {
+        let mut args = vec!["--transport", "memory", "--jwt-key", KEY, "--anonymous"];
+        args.extend_from_slice(extra);
+        Herald::start(&args)
     }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
-    let (send, receive) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receive
 }
 
 /// Runs `herald ARGS` to completion (killed after [`WAIT`]).
@@ -157,7 +97,7 @@ fn fails(output: Output, code: i32) -> String {
     lines[0].to_owned()
 }
 
-fn publish(hub: &Hub, args: &[&str]) -> String {
+fn publish(hub: &Herald, args: &[&str]) -> String {
     let mut all = vec!["publish", "--hub", &hub.url, "--jwt-key", KEY];
     all.extend_from_slice(args);
     ok(run(&all))
@@ -196,7 +136,7 @@ struct Subscription {
 }
 
 impl Subscription {
-    fn start(hub: &Hub, args: &[&str]) -> Subscription {
+    fn start(hub: &Herald, args: &[&str]) -> Subscription {
         let mut child = herald()
             .args(["subscribe", "--hub", &hub.url])
             .args(args)
@@ -496,23 +436,12 @@ fn tokens_signed_with_a_pem_private_key_are_accepted_by_a_hub_with_the_public_ke
     let public = dir.path().join("public.pem");
     std::fs::write(&private, ED25519_PRIVATE).unwrap();
     std::fs::write(&public, ED25519_PUBLIC).unwrap();
-    let mut child = herald()
-        .args(["serve", "--transport", "memory", "--listen", "127.0.0.1:0"])
-        .arg("--jwt-alg=EdDSA")
-        .arg(format!("--jwt-key=@{}", public.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stderr.take().unwrap());
-    let url = loop {
-        let line = lines.recv_timeout(WAIT).expect("the hub starts");
-        if let Some(at) = line.find("listening on ") {
-            break line[at + "listening on ".len()..].trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let hub = Hub { child, url };
+    let hub = Herald::start(&[
+        "--transport",
+        "memory",
+        "--jwt-alg=EdDSA",
+        &format!("--jwt-key=@{}", public.display()),
+    ]);
     let key = format!("@{}", private.display());
 
     let minted = ok(run(&[

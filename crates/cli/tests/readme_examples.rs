@@ -7,16 +7,17 @@
 //! `curl -N` (subscriptions) run in the background from the start and must receive every
 //! update the other examples publish.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
+
+use common::{Herald, lines_of};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
 const KEY: &str = "readme-examples-test-key-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -58,19 +59,6 @@ fn sign(claims: Value) -> String {
         &EncodingKey::from_secret(KEY.as_bytes()),
     )
     .unwrap()
-}
-
-fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
-    let (send, receive) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receive
 }
 
 fn find_in_path(program: &str) -> Option<PathBuf> {
@@ -126,42 +114,8 @@ fn every_curl_example_of_the_readme_works_against_a_real_hub() {
     .unwrap();
 
     // The hub of the Quick start: dev mode (anonymous subscribers), with a known key.
-    let mut serve = Command::new(BIN);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("HERALD_") || name.starts_with("MERCURE_") || name == "RUST_LOG" {
-            serve.env_remove(&*name);
-        }
-    }
-    let mut child = serve
-        .args([
-            "serve",
-            "--dev",
-            "--transport",
-            "memory",
-            "--listen",
-            "127.0.0.1:0",
-            "--jwt-key",
-            KEY,
-        ])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = lines_of(child.stderr.take().unwrap());
-    let _hub = Killed(child);
-    let address = loop {
-        let line = log
-            .recv_timeout(WAIT)
-            .expect("the hub says where it listens");
-        if let Some(at) = line.find("listening on http://") {
-            let rest = &line[at + "listening on http://".len()..];
-            break rest[..rest.find('/').unwrap()].to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in log {});
+    let hub = Herald::start(&["--dev", "--transport", "memory", "--jwt-key", KEY]);
+    let address = hub.addr.clone();
 
     let shell = |block: &str| {
         let script = block.replace("127.0.0.1:3000", &address);

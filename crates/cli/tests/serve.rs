@@ -1,36 +1,21 @@
 //! `herald serve` as a user runs it: the real binary as a process, its settings from flags,
 //! environment and a TOML file, its one-line errors, `--dev`, and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+mod common;
+
+use std::io::Read;
+use std::ops::{Deref, DerefMut};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use common::{Herald, STARTUP, STOP, herald, wait_with_timeout};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
 const KEY: &str = "serve-test-key-0123456789abcdef";
 const TUTORIAL_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
 const TOPIC: &str = "https://example.com/books/1";
-
-/// How long the binary gets to start, fail or stop.
-const STARTUP: Duration = Duration::from_secs(20);
-const STOP: Duration = Duration::from_secs(10);
-
-/// `herald` with a clean environment: none of the test runner's HERALD_*, MERCURE_* or RUST_LOG
-/// variables leak into the hub under test.
-fn herald() -> Command {
-    let mut command = Command::new(BIN);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("HERALD_") || name.starts_with("MERCURE_") || name == "RUST_LOG" {
-            command.env_remove(&*name);
-        }
-    }
-    command.env("NO_COLOR", "1").stdin(Stdio::null());
-    command
-}
 
 fn sign(alg: Algorithm, key: &str, claims: Value) -> String {
     jsonwebtoken::encode(
@@ -55,36 +40,6 @@ fn subscriber(key: &str) -> String {
         key,
         json!({"mercure": {"subscribe": ["*"]}}),
     )
-}
-
-/// Reads `reader` line by line on a thread, into a channel.
-fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
-    let (send, receive) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receive
-}
-
-/// Waits for `child` to exit, killing it after `timeout`.
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Runs `herald serve ARGS` expecting it to refuse its settings: exit code 2 and exactly one
@@ -128,97 +83,38 @@ fn assert_names(line: &str, setting: &str) {
     );
 }
 
-/// A running `herald serve`, killed when dropped.
+/// A running `herald serve` in a directory of its own, with an HTTP client.
 struct Server {
-    child: Child,
+    herald: Herald,
     /// The process's working directory, where it keeps its data by default: one per server, so
     /// that servers running in parallel share nothing.
     _dir: tempfile::TempDir,
-    /// `http://127.0.0.1:PORT/.well-known/mercure`
-    url: String,
-    stderr: Receiver<String>,
-    stdout: Receiver<String>,
-    /// Every stderr line read so far.
-    log: Vec<String>,
     client: reqwest::Client,
 }
 
+impl Deref for Server {
+    type Target = Herald;
+    fn deref(&self) -> &Herald {
+        &self.herald
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Herald {
+        &mut self.herald
+    }
+}
+
 impl Server {
-    /// Starts `herald serve ARGS --listen 127.0.0.1:0` (unless ARGS sets `--listen`) and waits
-    /// for its "listening on" log line.
+    /// Starts `herald serve ARGS` (with `env`) in a fresh directory; see [`Herald::start`].
     fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut command = herald();
-        command.current_dir(dir.path()).arg("serve").args(args);
-        if !args.contains(&"--listen") {
-            command.args(["--listen", "127.0.0.1:0"]);
-        }
-        let mut child = command
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("herald binary runs");
-        let stderr = lines_of(child.stderr.take().unwrap());
-        let stdout = lines_of(child.stdout.take().unwrap());
-        let mut server = Server {
-            child,
+        command.current_dir(dir.path()).envs(env.iter().copied());
+        Server {
+            herald: Herald::start_command(command, args),
             _dir: dir,
-            url: String::new(),
-            stderr,
-            stdout,
-            log: Vec::new(),
             client: reqwest::Client::new(),
-        };
-        let line = server
-            .wait_for_log("listening on http://", STARTUP)
-            .unwrap_or_else(|| panic!("herald did not start; stderr: {:?}", server.log));
-        let start = line.find("http://").unwrap();
-        server.url = line[start..]
-            .split(|c: char| c.is_whitespace() || c == '\x1b')
-            .next()
-            .unwrap()
-            .to_owned();
-        assert!(server.url.ends_with("/.well-known/mercure"), "{line}");
-        server
-    }
-
-    /// Waits for a stderr line containing `needle`.
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
-        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
-            return Some(line.clone());
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return Some(line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
-            }
-        }
-    }
-
-    /// Reads stdout until a line containing `needle`; returns every line read.
-    fn stdout_until(&mut self, needle: &str) -> Vec<String> {
-        let deadline = Instant::now() + STARTUP;
-        let mut lines = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    lines.push(line);
-                    if found {
-                        return lines;
-                    }
-                }
-                Err(_) => panic!("no {needle:?} on stdout; got {lines:?}"),
-            }
         }
     }
 
@@ -239,26 +135,6 @@ impl Server {
             request = request.bearer_auth(token);
         }
         request.send().await.unwrap()
-    }
-
-    /// Sends SIGTERM (through `kill`, as a service manager would) and waits for the exit.
-    fn terminate(&mut self) -> Option<ExitStatus> {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        wait_with_timeout(&mut self.child, STOP)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
