@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod support;
+mod common;
 
 const KEY: &str = "durability-test-key-0123456789";
 
@@ -25,11 +25,11 @@ fn token() -> String {
 }
 
 /// A `herald serve` process with its own data directory.
-struct HubProcess(support::HubProcess);
+struct HubProcess(common::Herald);
 
 impl std::ops::Deref for HubProcess {
-    type Target = support::HubProcess;
-    fn deref(&self) -> &support::HubProcess {
+    type Target = common::Herald;
+    fn deref(&self) -> &common::Herald {
         &self.0
     }
 }
@@ -39,21 +39,19 @@ impl HubProcess {
         let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
         let mut args = vec!["--jwt-key", KEY, "--data-dir", data_dir];
         args.extend_from_slice(extra);
-        HubProcess(support::HubProcess::spawn(&args))
+        HubProcess(common::Herald::start(&args))
     }
 
-    fn kill9(mut self) {
-        self.0.child.kill().unwrap();
-        self.0.child.wait().unwrap();
+    fn url(&self) -> String {
+        self.0.url.clone()
+    }
+
+    fn kill9(self) {
+        self.0.kill9();
     }
 
     fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.0.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = self.0.child.wait().unwrap();
+        let status = self.0.terminate().expect("herald stops on SIGTERM");
         assert!(status.success(), "clean stop exits 0, got {status}");
     }
 }
@@ -340,29 +338,19 @@ async fn cut_connection_resumes_with_every_update_exactly_once() {
 
 /// Runs `herald serve` on `data_dir`, which must refuse to start: returns its stderr.
 fn refused_start(data_dir: &Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let mut child = common::herald()
         .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
         .arg("--data-dir")
         .arg(data_dir)
-        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("herald binary runs");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("herald started on a damaged history file");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = common::lines_of(child.stderr.take().unwrap());
+    let status = common::wait_with_timeout(&mut child, common::STARTUP)
+        .expect("herald started on a damaged history file");
+    let stderr: Vec<String> = stderr.iter().collect();
+    let stderr = stderr.join("\n");
     assert_eq!(status.code(), Some(1), "refused with exit code 1: {stderr}");
     stderr
 }

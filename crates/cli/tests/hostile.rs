@@ -13,16 +13,16 @@
 //! Requests are written by hand (bytes on a socket), because the point is to send what a
 //! well-behaved HTTP client never would.
 
-mod support;
+mod common;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Herald;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use support::{HubProcess, serve_supports};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -1038,6 +1038,15 @@ async fn read_until(socket: &mut TcpStream, needle: &str, limit: Duration) -> Re
     }
 }
 
+/// Whether `herald serve` knows `flag` (settings that other branches are adding).
+fn serve_supports(flag: &str) -> bool {
+    let output = common::herald()
+        .args(["serve", "--help"])
+        .output()
+        .expect("herald binary runs");
+    String::from_utf8_lossy(&output.stdout).contains(flag)
+}
+
 // ---- running a case with its canary -----------------------------------------------------------
 
 /// Opens the canary subscription of case `n`: the stream is open once this returns.
@@ -1135,10 +1144,10 @@ async fn hostile_input_never_takes_the_hub_down_for_anyone_else() {
             "1s",
         ]);
     }
-    let mut hub = HubProcess::spawn(&args);
+    let mut hub = Herald::start(&args);
     let ctx = Arc::new(Ctx {
         addr: hub.addr.clone(),
-        url: hub.url(),
+        url: hub.url.clone(),
         short_timeouts,
     });
 
@@ -1177,7 +1186,10 @@ async fn hostile_input_never_takes_the_hub_down_for_anyone_else() {
         if started.elapsed() > Duration::from_secs(1) {
             eprintln!("slow case: {name}: {:?}", started.elapsed());
         }
-        assert!(hub.is_running(), "the hub exited during {name:?}");
+        assert!(
+            hub.child.try_wait().unwrap().is_none(),
+            "the hub exited during {name:?}"
+        );
     }
     for (name, task) in waiting_tasks {
         match task.await {
@@ -1186,7 +1198,10 @@ async fn hostile_input_never_takes_the_hub_down_for_anyone_else() {
             Err(e) => failures.push(format!("{name}: panicked: {e}")),
         }
     }
-    assert!(hub.is_running(), "the hub is still running");
+    assert!(
+        hub.child.try_wait().unwrap().is_none(),
+        "the hub is still running"
+    );
     assert!(
         failures.is_empty(),
         "{} of {total} cases failed:\n{}",
