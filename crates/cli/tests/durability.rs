@@ -3,14 +3,15 @@
 //! Each test runs the binary as a user would (default embedded transport, its own data
 //! directory), talks to it over TCP, and kills or restarts it for real.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
 
 const KEY: &str = "durability-test-key-0123456789";
 
@@ -23,64 +24,35 @@ fn token() -> String {
     .unwrap()
 }
 
-/// A `herald serve` process on a free port.
-struct HubProcess {
-    child: Child,
-    /// `127.0.0.1:PORT`
-    addr: String,
+/// A `herald serve` process with its own data directory.
+struct HubProcess(common::Herald);
+
+impl std::ops::Deref for HubProcess {
+    type Target = common::Herald;
+    fn deref(&self) -> &common::Herald {
+        &self.0
+    }
 }
 
 impl HubProcess {
     fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("herald binary runs");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("herald exited before listening")
-                .unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stderr so the hub never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        HubProcess { child, addr }
+        let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
+        let mut args = vec!["--jwt-key", KEY, "--data-dir", data_dir];
+        args.extend_from_slice(extra);
+        HubProcess(common::Herald::start(&args))
     }
 
     fn url(&self) -> String {
-        format!("http://{}/.well-known/mercure", self.addr)
+        self.0.url.clone()
     }
 
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn kill9(self) {
+        self.0.kill9();
     }
 
     fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = self.child.wait().unwrap();
+        let status = self.0.terminate().expect("herald stops on SIGTERM");
         assert!(status.success(), "clean stop exits 0, got {status}");
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -364,25 +336,123 @@ async fn cut_connection_resumes_with_every_update_exactly_once() {
     assert_eq!(all, published);
 }
 
-#[test]
-fn corrupt_history_file_stops_the_start_with_a_clear_error() {
-    let dir = data_dir();
-    std::fs::write(dir.path().join("history.redb"), b"this is not a database").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+/// Runs `herald serve` on `data_dir`, which must refuse to start: returns its stderr.
+fn refused_start(data_dir: &Path) -> String {
+    let mut child = common::herald()
         .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
         .arg("--data-dir")
-        .arg(dir.path())
-        .output()
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald binary runs");
+    let stderr = common::lines_of(child.stderr.take().unwrap());
+    let status = common::wait_with_timeout(&mut child, common::STARTUP)
+        .expect("herald started on a damaged history file");
+    let stderr: Vec<String> = stderr.iter().collect();
+    let stderr = stderr.join("\n");
+    assert_eq!(status.code(), Some(1), "refused with exit code 1: {stderr}");
+    stderr
+}
+
+/// A real history file of 60 updates, left as a stopped hub leaves it.
+async fn real_history(dir: &Path) -> Vec<u8> {
+    let hub = HubProcess::start(dir, &[]);
+    let client = reqwest::Client::new();
+    let padding = "h".repeat(2000);
+    for i in 0..60 {
+        let response = publish(&client, &hub.url(), &format!("real-{i}"), &padding).await;
+        assert_eq!(response.status(), 200);
+    }
+    hub.terminate();
+    std::fs::read(dir.join("history.redb")).unwrap()
+}
+
+/// A redb database written by another program: a valid file without Herald's tables.
+fn foreign_redb_file(path: &Path) {
+    const TABLE: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("settings");
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(TABLE)
+        .unwrap()
+        .insert("theme", "dark")
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("history.redb"), "names the file: {stderr}");
-    assert!(stderr.contains("move it away"), "says what to do: {stderr}");
-    // Never silently reset.
-    assert_eq!(
-        std::fs::read(dir.path().join("history.redb")).unwrap(),
-        b"this is not a database"
-    );
+    txn.commit().unwrap();
+}
+
+/// Each kind of damage stops the start with its own one-line message naming the file and what
+/// to do, and the file is never written to: not even the header bytes redb's repair rewrites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_history_files_stop_the_start_each_with_its_own_message_and_are_not_modified() {
+    let source = data_dir();
+    let real = real_history(source.path()).await;
+    let half = real[..real.len() / 2].to_vec();
+    let mut random = vec![0u8; 64 * 1024];
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for byte in &mut random {
+        // xorshift: random-looking bytes, the same on every run.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *byte = seed as u8;
+    }
+    let mut sqlite = b"SQLite format 3\0".to_vec();
+    sqlite.resize(8192, 0);
+    let foreign = {
+        let dir = data_dir();
+        let path = dir.path().join("other.redb");
+        foreign_redb_file(&path);
+        std::fs::read(path).unwrap()
+    };
+    // (damage, file content, what the message must say)
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        ("zero-length", Vec::new(), "is empty (0 bytes)"),
+        ("truncated to half", half, "is truncated"),
+        (
+            "truncated inside the header",
+            real[..100].to_vec(),
+            "is truncated",
+        ),
+        ("random bytes", random, "match no known format"),
+        ("a SQLite database", sqlite, "but a SQLite database"),
+        (
+            "another program's redb",
+            foreign,
+            "redb database of another program (tables: settings)",
+        ),
+    ];
+    for (damage, content, says) in cases {
+        let dir = data_dir();
+        let path = dir.path().join("history.redb");
+        std::fs::write(&path, &content).unwrap();
+        let stderr = refused_start(dir.path());
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{damage}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{damage}: names the file: {stderr}"
+        );
+        assert!(stderr.contains(says), "{damage}: says {says:?}: {stderr}");
+        assert!(
+            stderr.contains("restore it from a backup") || stderr.contains("--data-dir of its own"),
+            "{damage}: says what to do: {stderr}"
+        );
+        assert!(
+            !stderr.contains("readable and writable"),
+            "{damage}: no permissions hint: {stderr}"
+        );
+        assert!(stderr.contains("it was not modified"), "{damage}: {stderr}");
+        assert!(
+            std::fs::read(&path).unwrap() == content,
+            "{damage}: the file was modified"
+        );
+    }
+    // And the undamaged file still starts, with its history.
+    let hub = HubProcess::start(source.path(), &[]);
+    assert_eq!(read_events(&hub.url(), "earliest", 60).await.len(), 60);
 }
 
 /// A small tmpfs, unmounted on drop.

@@ -14,6 +14,8 @@ use crate::{MAX_TOPICS, Update, generate_id};
 pub enum PublishError {
     #[error("missing \"topic\": an update needs at least one topic")]
     NoTopic,
+    #[error("empty \"topic\": every topic must be a non-empty IRI")]
+    EmptyTopic,
     #[error("too many topics: {count} given, at most {max} allowed")]
     TooManyTopics { count: usize, max: usize },
     #[error("invalid \"id\": {0}")]
@@ -108,6 +110,9 @@ impl PublishRequest {
         if self.topics.is_empty() {
             return Err(PublishError::NoTopic);
         }
+        if self.topics.iter().any(String::is_empty) {
+            return Err(PublishError::EmptyTopic);
+        }
         if self.topics.len() > MAX_TOPICS {
             return Err(PublishError::TooManyTopics {
                 count: self.topics.len(),
@@ -147,6 +152,11 @@ impl PublishRequest {
 fn validate_id(id: String) -> Result<String, PublishError> {
     if id.is_empty() {
         return Err(PublishError::InvalidId("it must not be empty"));
+    }
+    if id == crate::subscribe::EARLIEST {
+        return Err(PublishError::InvalidId(
+            "\"earliest\" is reserved: it asks for the whole history in Last-Event-ID",
+        ));
     }
     if id.starts_with('#') {
         return Err(PublishError::InvalidId("it must not start with '#'"));
@@ -211,6 +221,35 @@ mod tests {
             form("topic=a&retry=x"),
             Err(PublishError::InvalidRetry(_))
         ));
+    }
+
+    #[test]
+    fn r25_reserved_id_earliest_is_refused() {
+        // A subscriber reconnecting with `Last-Event-ID: earliest` asks for the whole history,
+        // so an update with that id could never be resumed after.
+        assert!(matches!(
+            form("topic=a&id=earliest"),
+            Err(PublishError::InvalidId(_))
+        ));
+        assert_eq!(form("topic=a&id=earliest2").unwrap().id, "earliest2");
+        assert!(matches!(
+            PublishRequest::from_json(br#"{"topic":"a","id":"earliest"}"#)
+                .unwrap()
+                .into_update(),
+            Err(PublishError::InvalidId(_))
+        ));
+    }
+
+    #[test]
+    fn r12_empty_topic_is_refused() {
+        assert_eq!(form("topic="), Err(PublishError::EmptyTopic));
+        assert_eq!(form("topic=a&topic"), Err(PublishError::EmptyTopic));
+        assert_eq!(
+            PublishRequest::from_json(br#"{"topic":["a",""]}"#)
+                .unwrap()
+                .into_update(),
+            Err(PublishError::EmptyTopic)
+        );
     }
 
     #[test]

@@ -21,15 +21,20 @@ pub const HEARTBEAT_COMMENT: &[u8] = b":\n\n";
 /// Lines are split on CRLF, CR and LF, as the SSE parser in browsers will split them; an empty
 /// line becomes `data: ` so that blank lines survive. Leading spaces survive because every value
 /// is written after exactly one space, which the SSE parser strips.
+///
+/// Whatever the update, the frame is exactly one event: the id and the type are single-line
+/// fields, and a line break in them would start fields (or events) of its own. Publish
+/// validation refuses such values ([`crate::PublishError`]); this function cannot fail, so a
+/// line break that still reaches it (an embedder's own update) is written as U+FFFD.
 pub fn encode(update: &Update) -> Bytes {
     let mut frame = BytesMut::with_capacity(update.data.len() + update.id.len() + 32);
     if let Some(event_type) = &update.event_type {
-        put_field(&mut frame, b"event", event_type);
+        put_single_line_field(&mut frame, b"event", event_type);
     }
     if let Some(retry) = update.retry {
         put_field(&mut frame, b"retry", &retry.to_string());
     }
-    put_field(&mut frame, b"id", &update.id);
+    put_single_line_field(&mut frame, b"id", &update.id);
     for line in data_lines(&update.data) {
         put_field(&mut frame, b"data", line);
     }
@@ -42,6 +47,14 @@ fn put_field(frame: &mut BytesMut, name: &[u8], value: &str) {
     frame.put_slice(b": ");
     frame.put_slice(value.as_bytes());
     frame.put_u8(b'\n');
+}
+
+/// Writes a field whose value must stay on one line: CR and LF become U+FFFD.
+fn put_single_line_field(frame: &mut BytesMut, name: &[u8], value: &str) {
+    if !value.contains(['\r', '\n']) {
+        return put_field(frame, name, value);
+    }
+    put_field(frame, name, &value.replace(['\r', '\n'], "\u{FFFD}"));
 }
 
 /// Splits data the way an SSE parser splits lines: on `\r\n`, `\r` or `\n`. Empty data is one
@@ -112,6 +125,17 @@ mod tests {
     #[test]
     fn r9_leading_spaces_survive() {
         assert_eq!(encoded(&update("  x")), "id: urn:uuid:1\ndata:   x\n\n");
+    }
+
+    #[test]
+    fn r9_line_breaks_in_id_or_type_never_start_another_field() {
+        let mut u = update("x");
+        u.id = "a\n\ndata: injected\r".into();
+        u.event_type = Some("t\r\nid: forged".into());
+        assert_eq!(
+            encoded(&u),
+            "event: t\u{FFFD}\u{FFFD}id: forged\nid: a\u{FFFD}\u{FFFD}data: injected\u{FFFD}\ndata: x\n\n"
+        );
     }
 
     #[test]

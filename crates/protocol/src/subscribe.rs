@@ -7,11 +7,17 @@ use crate::{MAX_TOPICS, TopicSelector};
 pub enum SubscribeError {
     #[error("missing \"topic\": subscribe with at least one topic selector, e.g. ?topic=*")]
     NoTopic,
+    #[error("empty \"topic\": every topic selector must be non-empty (use * for every topic)")]
+    EmptyTopic,
     #[error("too many topic selectors: {count} given, at most {max} allowed")]
     TooManyTopics { count: usize, max: usize },
     #[error("invalid query string: not UTF-8 after percent-decoding")]
     InvalidEncoding,
 }
+
+/// The `Last-Event-ID` value that asks for the whole retained history [R26]. No update may
+/// have it as its id.
+pub const EARLIEST: &str = "earliest";
 
 /// Where a reconnecting subscriber wants its replay to start [R25][R26].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +31,7 @@ pub enum LastEventId {
 impl LastEventId {
     /// Reads the value of a `Last-Event-ID` header or `lastEventID` parameter.
     pub fn parse(value: &str) -> LastEventId {
-        if value == "earliest" {
+        if value == EARLIEST {
             LastEventId::Earliest
         } else {
             LastEventId::After(value.to_owned())
@@ -53,6 +59,9 @@ impl SubscribeRequest {
             let (name, value) = pair.map_err(|_| SubscribeError::InvalidEncoding)?;
             match &*name {
                 "topic" => {
+                    if value.is_empty() {
+                        return Err(SubscribeError::EmptyTopic);
+                    }
                     if selectors.len() == MAX_TOPICS {
                         return Err(SubscribeError::TooManyTopics {
                             count: count_topics(query),
@@ -96,6 +105,17 @@ mod tests {
             SubscribeRequest::from_query("lastEventID=x").unwrap_err(),
             SubscribeError::NoTopic
         );
+    }
+
+    #[test]
+    fn r6_empty_topic_is_refused() {
+        for query in ["topic=", "topic", "topic=a&topic=", "topic=&topic=*"] {
+            assert_eq!(
+                SubscribeRequest::from_query(query).unwrap_err(),
+                SubscribeError::EmptyTopic,
+                "{query}"
+            );
+        }
     }
 
     #[test]

@@ -172,7 +172,12 @@ fn open_error(path: &Path, problem: impl Into<String>, fix: impl Into<String>) -
     }
 }
 
+mod inspect;
+
+/// Opens (or creates) the history file. An existing file is inspected first ([`inspect`]): a
+/// damaged one is refused with a message of its own and never opened for writing.
 fn open_database(path: &Path) -> Result<Database, OpenError> {
+    inspect::inspect(path).map_err(|refusal| refusal.into_error(path))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             open_error(
