@@ -383,6 +383,15 @@ impl PatternTable {
         costs: HashMap<&str, u64>,
         limits: &TemplateLimits,
     ) -> Result<TemplateLease, TemplateRefused> {
+        let mut lease = TemplateLease {
+            clients: self.clients.clone(),
+            key: client,
+            templates: Vec::with_capacity(costs.len()),
+        };
+        if costs.is_empty() {
+            // No account is opened for a client without templates.
+            return Ok(lease);
+        }
         let mut clients = self.clients.lock().unwrap();
         let account = clients.entry(client).or_default();
         let added: u64 = costs
@@ -402,20 +411,15 @@ impl PatternTable {
             });
         }
         account.cost += added;
-        let mut templates = Vec::with_capacity(costs.len());
         for (template, cost) in costs {
             account
                 .templates
                 .entry(template.into())
                 .or_insert((cost, 0))
                 .1 += 1;
-            templates.push(template.into());
+            lease.templates.push(template.into());
         }
-        Ok(TemplateLease {
-            clients: self.clients.clone(),
-            key: client,
-            templates,
-        })
+        Ok(lease)
     }
 
     fn intern_checked(

@@ -129,6 +129,12 @@ fn r4_a_client_pays_once_per_live_template_and_gets_it_back() {
     let other = table.client_key(Some("another token"));
     assert_ne!(client, other);
     assert!(admit(&table, other, &batch(n)).is_ok());
+    // A subscription without templates opens no account.
+    let third = table.client_key(Some("third"));
+    let exact = admit(&table, third, &["/exact".to_owned()]).unwrap();
+    let opened = table.clients.lock().unwrap().contains_key(&third);
+    assert!(!opened);
+    drop(exact);
     // Subscriptions ending give the budget back, and the patterns go.
     leases.clear();
     assert!(admit(&table, client, &batch(n)).is_ok());
