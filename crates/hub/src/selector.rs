@@ -2,8 +2,9 @@
 //! match results cached [R3][R4].
 //!
 //! Ten thousand browsers subscribed to `https://example.com/books/{id}` share one compiled
-//! [`Pattern`]; the first update on `https://example.com/books/1` runs its matcher once, and
-//! every later check of that (pattern, topic) pair is a hash lookup. The [`PatternTable`]
+//! [`Pattern`], whose matcher runs once per topic of an update. Costly patterns also cache
+//! their results, so that a later check of the same (pattern, topic) pair is a hash lookup;
+//! cheap ones answer as fast without. The [`PatternTable`]
 //! interns patterns by their source text so that both routing selectors and authorization
 //! selectors (`mercure.subscribe`) share the same compiled matcher and cache.
 //!
@@ -24,7 +25,7 @@
 //! # Memory
 //!
 //! Per live pattern: the matcher (at most its cost), its lazy DFA cache (capped at its cost,
-//! at least 32 KiB, grown only as topics need it) and its cached results. The results of all
+//! at least 32 KiB, grown only as topics need it) and, for costly ones, its cached results. The results of all
 //! patterns together are capped at [`RESULT_CACHE_BYTES`] (a pattern that would pass the cap
 //! first forgets its own results, and caches nothing more while the others hold the rest);
 //! everything is freed when the last subscription using the pattern ends.
@@ -47,6 +48,12 @@ use crate::rejection::Rejection;
 /// A plain clear is crude but bounded and allocation-free on the hot path; topics in real
 /// deployments repeat (a document, a user), so the cache refills with the live ones quickly.
 const MATCH_CACHE_ENTRIES: usize = 4096;
+
+/// Templates cheaper than this (bytes of [`herald_protocol::TemplateCost`]) do not cache their
+/// results: their matcher, a lazy DFA whose states are already built for the topics' shapes,
+/// answers in about the time of a hash lookup (0.1 us for a 30-byte topic), and remembering
+/// each new topic would cost an allocation per pattern.
+const CACHE_RESULTS_FROM_COST: u64 = 32 << 10;
 
 /// Most bytes of cached match results over all patterns: the topic text of each entry plus
 /// [`RESULT_ENTRY_OVERHEAD`].
@@ -133,6 +140,9 @@ impl Pattern {
             .matcher
             .get_or_insert_with(|| self.template.new_cache());
         let hit = self.template.is_match_with(matcher, topic);
+        if self.template.cost().bytes() < CACHE_RESULTS_FROM_COST {
+            return hit;
+        }
         let entry_bytes = topic.len() + RESULT_ENTRY_OVERHEAD;
         if state.results.len() >= MATCH_CACHE_ENTRIES || !self.results_budget.reserve(entry_bytes) {
             // Forget our own results, then try once more: a pattern never holds results while
