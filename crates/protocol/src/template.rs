@@ -15,11 +15,14 @@
 //! compiled matcher's memory; [`TemplateSource::compile`] builds the matcher. Callers (the hub)
 //! refuse templates, requests and clients whose costs exceed their limits without compiling
 //! anything. The bound holds by construction and is checked by a property test:
-//! - compile time and the matcher's memory (forward and reverse NFAs) are at most the cost;
+//! - the matcher's memory (forward and reverse NFAs) is at most the cost, and compile time is
+//!   proportional to it;
 //! - matching runs a lazy DFA whose cache is capped at the cost too ([`MatchCache`]), falling
 //!   back to a PikeVM when the cache thrashes, so the time per topic byte is at worst
 //!   proportional to the cost, and never exponential: the `regex-automata` engines do not
 //!   backtrack without bound [R4];
+//! - only the first 16 prefix characters (`PREFIX_BUDGET`) of a template are unrolled (a prefix
+//!   character is the costliest building block); longer prefixes match values of any length.
 //! - the literal text before the first and after the last expression is not compiled: it is
 //!   compared directly, which also rejects most non-matching topics without running the
 //!   automaton.
