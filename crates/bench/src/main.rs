@@ -5,6 +5,8 @@
 //!   server's CPU seconds and memory (from /proc), errors; `--connections-only` just holds idle
 //!   subscribers (a helper process, so that one test can pass one process's open-file limit).
 //! - `replay`: fills a history, then measures reconnections with `Last-Event-ID` near its end.
+//! - `hostile-templates`: the worst one anonymous client can do with topic templates, and a
+//!   normal publisher's latency meanwhile.
 //! - `table`: a table of medians (and Herald/nchan ratios) over the JSON reports of several runs.
 //! - `plot`: an SVG latency-percentile plot from JSON reports.
 //!
@@ -13,6 +15,7 @@
 //! Mercure hub, and nchan with `--target nchan`.
 
 mod endpoint;
+mod hostile;
 mod http;
 mod plot;
 mod procfs;
@@ -40,6 +43,8 @@ enum Command {
     Run(run::RunArgs),
     /// Replay from Last-Event-ID in a large history.
     Replay(replay::ReplayArgs),
+    /// Hostile topic templates from one anonymous client: RSS, CPU, a publisher's latency.
+    HostileTemplates(hostile::HostileArgs),
     /// Medians over several JSON reports, with Herald/nchan ratios.
     Table(report::TableArgs),
     /// An SVG plot of delivery latency percentiles from JSON reports.
@@ -126,6 +131,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => runtime(args.server.threads).block_on(run::main(args)),
         Command::Replay(args) => runtime(args.server.threads).block_on(replay::main(args)),
+        Command::HostileTemplates(args) => {
+            runtime(args.server.threads).block_on(hostile::main(args))
+        }
         Command::Table(args) => report::table(args),
         Command::Plot(args) => plot::main(args),
     };

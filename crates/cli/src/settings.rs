@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use herald_hub::config::Timeouts;
+use herald_hub::config::{TemplateLimits, Timeouts};
 use herald_hub::{ConfigError, Durability, HistoryLimits, HubConfig, JwksSource, JwtKey, Storage};
 use serde::Deserialize;
 
@@ -159,6 +159,22 @@ pub struct Settings {
     #[arg(long, env = "HERALD_MAX_TEMPLATES", value_name = "COUNT")]
     pub max_templates: Option<String>,
 
+    /// Most one URI template may cost, in estimated bytes of compiled matcher (which bounds its
+    /// compile time and match time too); a costlier selector is refused with 400 and what to
+    /// simplify [default: 128KiB].
+    #[arg(long, env = "HERALD_MAX_TEMPLATE_COST", value_name = "BYTES")]
+    pub max_template_cost: Option<String>,
+
+    /// Most the distinct URI templates of one subscribe request may cost together (and
+    /// separately those of its token's mercure.subscribe); past it, 400 [default: 1MiB].
+    #[arg(long, env = "HERALD_MAX_REQUEST_TEMPLATE_COST", value_name = "BYTES")]
+    pub max_request_template_cost: Option<String>,
+
+    /// Most the distinct URI templates one client (a token; anonymous subscribers together)
+    /// keeps alive over its open subscriptions may cost; past it, 429 [default: 16MiB].
+    #[arg(long, env = "HERALD_MAX_CLIENT_TEMPLATE_COST", value_name = "BYTES")]
+    pub max_client_template_cost: Option<String>,
+
     /// Most updates kept in history for reconnecting subscribers; 0 keeps none
     /// [default: 100000].
     #[arg(long, env = "HERALD_HISTORY_SIZE", value_name = "COUNT")]
@@ -261,6 +277,13 @@ impl Settings {
             data_dir: self.data_dir.or(file.data_dir),
             durability: self.durability.or(file.durability),
             max_templates: self.max_templates.or(file.max_templates),
+            max_template_cost: self.max_template_cost.or(file.max_template_cost),
+            max_request_template_cost: self
+                .max_request_template_cost
+                .or(file.max_request_template_cost),
+            max_client_template_cost: self
+                .max_client_template_cost
+                .or(file.max_client_template_cost),
             history_size: self.history_size.or(file.history_size),
             history_max_age: self.history_max_age.or(file.history_max_age),
             shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
@@ -272,6 +295,31 @@ impl Settings {
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
         }
+    }
+
+    /// The template cost limits; checked together by [`HubConfig::validate`].
+    fn template_limits(&self, defaults: TemplateLimits) -> Result<TemplateLimits, SettingError> {
+        let bytes = |setting, value: &Option<String>, default: u64| {
+            let default = usize::try_from(default).unwrap_or(usize::MAX);
+            size(setting, value, default).map(|n| n as u64)
+        };
+        Ok(TemplateLimits {
+            max_cost: bytes(
+                "max-template-cost",
+                &self.max_template_cost,
+                defaults.max_cost,
+            )?,
+            max_request_cost: bytes(
+                "max-request-template-cost",
+                &self.max_request_template_cost,
+                defaults.max_request_cost,
+            )?,
+            max_client_cost: bytes(
+                "max-client-template-cost",
+                &self.max_client_template_cost,
+                defaults.max_client_cost,
+            )?,
+        })
     }
 
     /// The listen address, parsed.
@@ -340,6 +388,7 @@ impl Settings {
                 defaults.queue_bytes,
             )?,
             max_templates: count("max-templates", &self.max_templates, defaults.max_templates)?,
+            template_limits: self.template_limits(defaults.template_limits)?,
             storage: self.storage()?,
             history: HistoryLimits {
                 max_events: count(

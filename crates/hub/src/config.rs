@@ -68,6 +68,9 @@ pub struct HubConfig {
     /// publish checks each distinct template once, so this bounds what subscribers can make a
     /// publish cost. A subscription that would pass it is refused with 503.
     pub max_templates: usize,
+    /// What the URI templates of one request and one client may cost (see
+    /// [`crate::selector`]).
+    pub template_limits: TemplateLimits,
     /// Publish subscription events and serve the subscriptions API [R30][R31].
     pub subscriptions: bool,
     /// Where history is kept.
@@ -105,6 +108,7 @@ impl Default for HubConfig {
             max_body_bytes: 1024 * 1024,
             queue_bytes: 4 * 1024 * 1024,
             max_templates: 10_000,
+            template_limits: TemplateLimits::default(),
             subscriptions: false,
             storage: Storage::Memory,
             history: HistoryLimits::default(),
@@ -151,6 +155,36 @@ impl Default for Timeouts {
     }
 }
 
+/// What URI templates may cost, in bytes of compiled matcher as estimated before compiling
+/// ([`herald_protocol::TemplateCost`]). Each bounds memory and CPU that one client can make the
+/// hub spend: compiling costs time in proportion, and matching a topic against a template costs
+/// at worst time in proportion per topic byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateLimits {
+    /// Most one template may cost; past it the selector is refused with 400 and what to
+    /// simplify. Default 128 KiB: about forty variables, or a realistic level-4 template many
+    /// times over (`https://example.com/books/{id}` costs 7 KiB).
+    pub max_cost: u64,
+    /// Most the distinct templates of one request may cost together (its `topic=` selectors,
+    /// and separately its token's `mercure.subscribe`); past it, 400. Default 1 MiB.
+    pub max_request_cost: u64,
+    /// Most the distinct templates one client keeps alive may cost together, over all its
+    /// open subscriptions; past it, 429. A client is its token; anonymous subscribers are
+    /// counted together (the peer address is not known to the routes), but a template costs
+    /// once however many subscriptions use it. Default 16 MiB.
+    pub max_client_cost: u64,
+}
+
+impl Default for TemplateLimits {
+    fn default() -> Self {
+        TemplateLimits {
+            max_cost: 128 << 10,
+            max_request_cost: 1 << 20,
+            max_client_cost: 16 << 20,
+        }
+    }
+}
+
 impl Timeouts {
     /// The longest deadline accepted: longer is no deadline at all, and timers (hyper's too)
     /// add these to the current instant, which must not overflow.
@@ -178,6 +212,37 @@ impl Timeouts {
                     "set a duration such as 30s",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl TemplateLimits {
+    /// Each limit between the cheapest template and the compiler's ceiling, and the three in
+    /// order.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ceiling = herald_protocol::template::MAX_TEMPLATE_COST;
+        let floor = herald_protocol::TemplateCost::default().bytes();
+        if !(floor..=ceiling).contains(&self.max_cost) {
+            return Err(ConfigError::new(
+                "max-template-cost",
+                format!("{} bytes is outside {floor}..={ceiling}", self.max_cost),
+                "set it between 8KiB and 16MiB (default 128KiB)",
+            ));
+        }
+        if self.max_request_cost < self.max_cost {
+            return Err(ConfigError::new(
+                "max-request-template-cost",
+                "is below --max-template-cost: a request could not hold one template",
+                "raise it to at least --max-template-cost (default 1MiB)",
+            ));
+        }
+        if self.max_client_cost < self.max_request_cost {
+            return Err(ConfigError::new(
+                "max-client-template-cost",
+                "is below --max-request-template-cost: a client could not open one request",
+                "raise it to at least --max-request-template-cost (default 16MiB)",
+            ));
         }
         Ok(())
     }
@@ -300,6 +365,7 @@ impl HubConfig {
                 "leave it unset for no limit, or set the most connections to serve at once",
             ));
         }
+        self.template_limits.validate()?;
         // Last, as loading a set may take a network round trip.
         let publisher_jwks = self
             .publisher_jwks

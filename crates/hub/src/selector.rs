@@ -1,22 +1,68 @@
-//! Topic selectors as the hub holds them: templates compiled once and shared, with their match
-//! results cached [R3][R4].
+//! Topic selectors as the hub holds them: templates costed, compiled once and shared, with their
+//! match results cached [R3][R4].
 //!
 //! Ten thousand browsers subscribed to `https://example.com/books/{id}` share one compiled
-//! [`Pattern`]; the first update on `https://example.com/books/1` runs its regex once, and every
-//! later check of that (pattern, topic) pair is a hash lookup. The [`PatternTable`] interns
-//! patterns by their source text so that both routing selectors and authorization selectors
-//! (`mercure.subscribe`) share the same cache.
+//! [`Pattern`], whose matcher runs once per topic of an update. Costly patterns also cache
+//! their results, so that a later check of the same (pattern, topic) pair is a hash lookup;
+//! cheap ones answer as fast without. The [`PatternTable`]
+//! interns patterns by their source text so that both routing selectors and authorization
+//! selectors (`mercure.subscribe`) share the same compiled matcher and cache.
+//!
+//! # What one client can cost
+//!
+//! Templates come from anonymous query strings, so every template is costed from its parsed
+//! form before anything is compiled ([`herald_protocol::TemplateCost`]: an upper bound on the
+//! compiled matcher's bytes, which also bounds compile time and the worst per-byte match time).
+//! [`PatternTable::admit`] then checks, still without compiling, three limits
+//! ([`TemplateLimits`]):
+//! - one template's cost (400, with what to simplify);
+//! - the distinct templates of one request together (400);
+//! - the distinct templates one client keeps alive together, over all its subscriptions (429).
+//!   A client is its token (a hash of it); anonymous subscribers are one client, since the
+//!   routes do not see the peer address, but a template already live for a client costs it
+//!   nothing more, so many anonymous subscribers of the same few templates never reach it.
+//!
+//! # Memory
+//!
+//! Per live pattern: the matcher (at most its cost), its lazy DFA cache (capped at its cost or
+//! 32 KiB, whichever is more, and grown only as topics need it), a PikeVM's state (in
+//! proportion to the matcher) and, for costly ones, its cached results. The results of all
+//! patterns together are capped at [`RESULT_CACHE_BYTES`] (a pattern that would pass the cap
+//! first forgets its own results, and caches nothing more while the others hold the rest);
+//! everything is freed when the last subscription using the pattern ends.
+//! So the templates of one client hold at most about twice `max_client_cost` plus 32 KiB per
+//! template, and since the cheapest template costs 7 KiB, that is at most about 100 MB for the
+//! default 16 MiB (1,530 cheap templates measured 36 MB, docs/benchmarks.md).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use herald_protocol::{TopicSelector, UriTemplate};
+use herald_protocol::{MatchCache, TemplateSource, TopicSelector, UriTemplate};
+use http::StatusCode;
+
+use crate::config::TemplateLimits;
+use crate::rejection::Rejection;
 
 /// How many distinct topics one pattern remembers before it forgets them all and starts again.
 /// A plain clear is crude but bounded and allocation-free on the hot path; topics in real
 /// deployments repeat (a document, a user), so the cache refills with the live ones quickly.
 const MATCH_CACHE_ENTRIES: usize = 4096;
+
+/// Templates cheaper than this (bytes of [`herald_protocol::TemplateCost`]) do not cache their
+/// results: their matcher, a lazy DFA whose states are already built for the topics' shapes,
+/// answers in about the time of a hash lookup (0.1 us for a 30-byte topic), and remembering
+/// each new topic would cost an allocation per pattern.
+const CACHE_RESULTS_FROM_COST: u64 = 32 << 10;
+
+/// Most bytes of cached match results over all patterns: the topic text of each entry plus
+/// [`RESULT_ENTRY_OVERHEAD`].
+pub const RESULT_CACHE_BYTES: usize = 32 << 20;
+
+/// What a cached result costs besides its topic's bytes: the boxed key, the flag, the hash
+/// table's control bytes and the allocator's header, rounded up.
+const RESULT_ENTRY_OVERHEAD: usize = 64;
 
 /// A selector ready for matching.
 #[derive(Debug, Clone)]
@@ -48,19 +94,31 @@ impl Selector {
     }
 }
 
-/// A URI template with a cache of its results.
+/// A compiled URI template with its match cache and a cache of its results.
 #[derive(Debug)]
 pub struct Pattern {
     template: UriTemplate,
-    // A std Mutex: lookups are a hash probe, never held across an await.
-    cache: Mutex<HashMap<Box<str>, bool>>,
+    // A std Mutex: a match is a hash probe or a bounded automaton run, never an await.
+    state: Mutex<PatternState>,
     /// The table's count of live patterns, decremented when this one is dropped.
     live: Arc<AtomicUsize>,
+    results_budget: Arc<ResultBudget>,
+}
+
+#[derive(Debug, Default)]
+struct PatternState {
+    /// Made on the first miss: patterns only used for a few checks never allocate one.
+    matcher: Option<MatchCache>,
+    results: HashMap<Box<str>, bool>,
+    /// Bytes of `results` reserved in the table's [`ResultBudget`].
+    result_bytes: usize,
 }
 
 impl Drop for Pattern {
     fn drop(&mut self) {
         self.live.fetch_sub(1, Ordering::Relaxed);
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.results_budget.release(state.result_bytes);
     }
 }
 
@@ -74,16 +132,53 @@ impl Pattern {
         if self.template.as_str() == topic {
             return true;
         }
-        let mut cache = self.cache.lock().unwrap();
-        if let Some(&hit) = cache.get(topic) {
+        let mut state = self.state.lock().unwrap();
+        let state = &mut *state;
+        if let Some(&hit) = state.results.get(topic) {
             return hit;
         }
-        let hit = self.template.is_match(topic);
-        if cache.len() >= MATCH_CACHE_ENTRIES {
-            cache.clear();
+        let matcher = state
+            .matcher
+            .get_or_insert_with(|| self.template.new_cache());
+        let hit = self.template.is_match_with(matcher, topic);
+        if self.template.cost().bytes() < CACHE_RESULTS_FROM_COST {
+            return hit;
         }
-        cache.insert(topic.into(), hit);
+        let entry_bytes = topic.len() + RESULT_ENTRY_OVERHEAD;
+        if state.results.len() >= MATCH_CACHE_ENTRIES || !self.results_budget.reserve(entry_bytes) {
+            // Forget our own results, then try once more: a pattern never holds results while
+            // the budget refuses it the first one.
+            state.results = HashMap::new();
+            self.results_budget
+                .release(std::mem::take(&mut state.result_bytes));
+            if !self.results_budget.reserve(entry_bytes) {
+                return hit;
+            }
+        }
+        state.results.insert(topic.into(), hit);
+        state.result_bytes += entry_bytes;
         hit
+    }
+}
+
+/// The bytes of cached results over all the table's patterns.
+#[derive(Debug)]
+struct ResultBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl ResultBudget {
+    fn reserve(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -94,120 +189,361 @@ pub struct TooManyPatterns {
     pub max: usize,
 }
 
-/// Interns patterns by source text, up to a number of distinct live patterns.
+/// Why templates were refused: each answer tells the client what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateRefused {
+    #[error(
+        "topic template {template:?} is too complex: it would cost {cost} KiB to compile and \
+         match, the limit is {limit} KiB; {advice}"
+    )]
+    TooCostly {
+        template: String,
+        cost: u64,
+        limit: u64,
+        advice: &'static str,
+    },
+    #[error(
+        "the {what} hold topic templates that would cost {cost} KiB together, the limit is \
+         {limit} KiB per request: use fewer distinct templates, or `*` or exact topics"
+    )]
+    RequestTooCostly {
+        what: &'static str,
+        cost: u64,
+        limit: u64,
+    },
+    #[error(
+        "too many topic templates open: this client's subscriptions already keep {live} KiB \
+         of templates alive, and these would add {cost} KiB past the limit of {limit} KiB; \
+         close subscriptions or reuse the same templates"
+    )]
+    ClientOverBudget { live: u64, cost: u64, limit: u64 },
+    /// The regex engine refused a template the cost model allowed (not expected to happen).
+    #[error("topic template {template:?} could not be compiled into a matcher: simplify it")]
+    Uncompilable { template: String },
+    #[error(transparent)]
+    TooManyPatterns(#[from] TooManyPatterns),
+}
+
+impl From<TemplateRefused> for Rejection {
+    fn from(e: TemplateRefused) -> Rejection {
+        match e {
+            TemplateRefused::TooManyPatterns(e) => e.into(),
+            TemplateRefused::ClientOverBudget { .. } => {
+                Rejection::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            }
+            TemplateRefused::TooCostly { .. }
+            | TemplateRefused::RequestTooCostly { .. }
+            | TemplateRefused::Uncompilable { .. } => Rejection::bad_request(e.to_string()),
+        }
+    }
+}
+
+/// Who is charged for the templates a subscription keeps alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// Every subscriber without a token.
+    Anonymous,
+    /// A hash of the token the subscriber presented (keyed per table, so not guessable).
+    Token(u64),
+}
+
+/// The distinct templates one client keeps alive, each with how many of its subscriptions use
+/// it, and their total cost.
+#[derive(Debug, Default)]
+struct ClientTemplates {
+    templates: HashMap<Box<str>, (u64, usize)>,
+    cost: u64,
+}
+
+type Clients = Mutex<HashMap<ClientKey, ClientTemplates>>;
+
+/// Keeps a client charged for its subscription's templates; dropping it (when the subscription
+/// ends) gives their cost back.
+#[derive(Debug)]
+pub struct TemplateLease {
+    clients: Arc<Clients>,
+    key: ClientKey,
+    templates: Vec<Box<str>>,
+}
+
+impl Drop for TemplateLease {
+    fn drop(&mut self) {
+        if self.templates.is_empty() {
+            return;
+        }
+        let mut clients = self.clients.lock().unwrap();
+        let Some(client) = clients.get_mut(&self.key) else {
+            return;
+        };
+        for template in &self.templates {
+            if let Some((cost, uses)) = client.templates.get_mut(template) {
+                *uses -= 1;
+                if *uses == 0 {
+                    client.cost -= *cost;
+                    client.templates.remove(template);
+                }
+            }
+        }
+        if client.templates.is_empty() {
+            clients.remove(&self.key);
+        }
+    }
+}
+
+/// A subscription's selectors, interned and paid for.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The `topic=` selectors.
+    pub selectors: Vec<Selector>,
+    /// The token's `mercure.subscribe` selectors.
+    pub rights: Vec<Selector>,
+    /// Keep it as long as the subscription.
+    pub lease: TemplateLease,
+}
+
+/// Interns patterns by source text, up to a number of distinct live patterns, and keeps the
+/// accounts of what each client's templates cost.
 ///
-/// The bound matters because a publish checks every distinct pattern once: without it, clients
-/// allowed to subscribe could make every publish slower by subscribing with many different
-/// templates.
+/// The bound on patterns matters because a publish checks every distinct pattern once: without
+/// it, clients allowed to subscribe could make every publish slower by subscribing with many
+/// different templates.
 #[derive(Debug)]
 pub struct PatternTable {
     patterns: Mutex<HashMap<Box<str>, Weak<Pattern>>>,
     live: Arc<AtomicUsize>,
     max: usize,
+    results_budget: Arc<ResultBudget>,
+    clients: Arc<Clients>,
+    token_hasher: RandomState,
 }
 
 impl PatternTable {
     /// A table allowing at most `max` distinct live patterns.
     pub fn new(max: usize) -> PatternTable {
+        PatternTable::with_result_cache(max, RESULT_CACHE_BYTES)
+    }
+
+    /// [`PatternTable::new`] with another cap on cached results.
+    fn with_result_cache(max: usize, result_cache_bytes: usize) -> PatternTable {
         PatternTable {
             patterns: Mutex::new(HashMap::new()),
             live: Arc::new(AtomicUsize::new(0)),
             max,
+            results_budget: Arc::new(ResultBudget {
+                used: AtomicUsize::new(0),
+                max: result_cache_bytes,
+            }),
+            clients: Arc::default(),
+            token_hasher: RandomState::new(),
         }
     }
 
-    /// Turns a parsed selector into a matchable one, sharing the compiled pattern with every
-    /// other selector of the same text.
-    pub fn intern(&self, selector: TopicSelector) -> Result<Selector, TooManyPatterns> {
-        Ok(match selector {
-            TopicSelector::Any => Selector::Any,
-            TopicSelector::Exact(exact) => Selector::Exact(exact.into_boxed_str()),
-            TopicSelector::Template(template) => Selector::Pattern(self.pattern(template)?),
+    /// The key of the client presenting `token` (none: anonymous).
+    pub fn client_key(&self, token: Option<&str>) -> ClientKey {
+        match token {
+            None => ClientKey::Anonymous,
+            Some(token) => ClientKey::Token(self.token_hasher.hash_one(token)),
+        }
+    }
+
+    /// Checks a subscription's templates against `limits`, charges `client` for the ones it
+    /// does not already keep alive, and only then interns (compiles) them. `selectors` are the
+    /// request's, `rights` its token's `mercure.subscribe`.
+    pub fn admit(
+        &self,
+        client: ClientKey,
+        selectors: Vec<TopicSelector>,
+        rights: &[String],
+        limits: &TemplateLimits,
+    ) -> Result<Admitted, TemplateRefused> {
+        let rights: Vec<TopicSelector> = rights.iter().map(|s| TopicSelector::parse(s)).collect();
+        let mut costs = request_costs(&selectors, "topic selectors", limits)?;
+        costs.extend(request_costs(
+            &rights,
+            "token's mercure.subscribe selectors",
+            limits,
+        )?);
+        let lease = self.charge(client, costs, limits)?;
+        Ok(Admitted {
+            selectors: self.intern_checked(selectors)?,
+            rights: self.intern_checked(rights)?,
+            lease,
         })
     }
 
-    /// Parses and interns each of `selectors`.
+    /// Parses, checks against `limits` and interns each of `selectors`, with no client charged:
+    /// for selectors used during one request (a publisher's `mercure.publish`).
     pub fn intern_all<S: AsRef<str>>(
         &self,
         selectors: &[S],
-    ) -> Result<Vec<Selector>, TooManyPatterns> {
-        selectors
+        limits: &TemplateLimits,
+    ) -> Result<Vec<Selector>, TemplateRefused> {
+        let selectors: Vec<TopicSelector> = selectors
             .iter()
-            .map(|s| self.intern(TopicSelector::parse(s.as_ref())))
+            .map(|s| TopicSelector::parse(s.as_ref()))
+            .collect();
+        request_costs(&selectors, "token's selectors", limits)?;
+        self.intern_checked(selectors)
+    }
+
+    /// Charges `client` for `costs` (template text and cost, distinct), counting only those it
+    /// does not keep alive already.
+    fn charge(
+        &self,
+        client: ClientKey,
+        costs: HashMap<&str, u64>,
+        limits: &TemplateLimits,
+    ) -> Result<TemplateLease, TemplateRefused> {
+        let mut lease = TemplateLease {
+            clients: self.clients.clone(),
+            key: client,
+            templates: Vec::with_capacity(costs.len()),
+        };
+        if costs.is_empty() {
+            // No account is opened for a client without templates.
+            return Ok(lease);
+        }
+        let mut clients = self.clients.lock().unwrap();
+        let account = clients.entry(client).or_default();
+        let added: u64 = costs
+            .iter()
+            .filter(|(template, _)| !account.templates.contains_key(**template))
+            .map(|(_, cost)| cost)
+            .sum();
+        if account.cost.saturating_add(added) > limits.max_client_cost {
+            let live = account.cost;
+            if account.templates.is_empty() {
+                clients.remove(&client);
+            }
+            return Err(TemplateRefused::ClientOverBudget {
+                live: live.div_ceil(1024),
+                cost: added.div_ceil(1024),
+                limit: limits.max_client_cost / 1024,
+            });
+        }
+        account.cost += added;
+        for (template, cost) in costs {
+            account
+                .templates
+                .entry(template.into())
+                .or_insert((cost, 0))
+                .1 += 1;
+            lease.templates.push(template.into());
+        }
+        Ok(lease)
+    }
+
+    fn intern_checked(
+        &self,
+        selectors: Vec<TopicSelector>,
+    ) -> Result<Vec<Selector>, TemplateRefused> {
+        selectors
+            .into_iter()
+            .map(|selector| {
+                Ok(match selector {
+                    TopicSelector::Any => Selector::Any,
+                    TopicSelector::Exact(exact) => Selector::Exact(exact.into_boxed_str()),
+                    TopicSelector::Template(template) => Selector::Pattern(self.pattern(template)?),
+                })
+            })
             .collect()
     }
 
-    fn pattern(&self, template: UriTemplate) -> Result<Arc<Pattern>, TooManyPatterns> {
+    /// The live pattern of `template`'s text, or a new one compiled from it.
+    fn pattern(&self, template: TemplateSource) -> Result<Arc<Pattern>, TemplateRefused> {
+        if let Some(existing) = self.live_pattern(template.as_str())? {
+            return Ok(existing);
+        }
+        // Compiled without the lock, so that other subscriptions are not held up; the caller
+        // bounded its cost. Two requests racing for the same new template may both compile it,
+        // and the first one in wins.
+        let compiled = template.compile().map_err(|e| {
+            tracing::debug!(template = template.as_str(), "template not compiled: {e}");
+            TemplateRefused::Uncompilable {
+                template: shortened(template.as_str()),
+            }
+        })?;
         let mut patterns = self.patterns.lock().unwrap();
         if let Some(existing) = patterns.get(template.as_str()).and_then(Weak::upgrade) {
             return Ok(existing);
-        }
-        if self.live.load(Ordering::Relaxed) >= self.max {
-            return Err(TooManyPatterns { max: self.max });
         }
         // Drop the entries of patterns nobody uses any more before the table grows, so that it
         // stays proportional to the live patterns (amortized: only when it would reallocate).
         if patterns.len() == patterns.capacity() {
             patterns.retain(|_, weak| weak.strong_count() > 0);
         }
-        let source: Box<str> = template.as_str().into();
         self.live.fetch_add(1, Ordering::Relaxed);
         let pattern = Arc::new(Pattern {
-            template,
-            cache: Mutex::new(HashMap::new()),
+            template: compiled,
+            state: Mutex::default(),
             live: self.live.clone(),
+            results_budget: self.results_budget.clone(),
         });
-        patterns.insert(source, Arc::downgrade(&pattern));
+        patterns.insert(template.as_str().into(), Arc::downgrade(&pattern));
         Ok(pattern)
+    }
+
+    /// The live pattern of `source`, if any; an error when there is none and the table is full.
+    fn live_pattern(&self, source: &str) -> Result<Option<Arc<Pattern>>, TooManyPatterns> {
+        let patterns = self.patterns.lock().unwrap();
+        if let Some(existing) = patterns.get(source).and_then(Weak::upgrade) {
+            return Ok(Some(existing));
+        }
+        if self.live.load(Ordering::Relaxed) >= self.max {
+            return Err(TooManyPatterns { max: self.max });
+        }
+        Ok(None)
+    }
+}
+
+/// The distinct templates of `selectors` with their costs, each within `limits.max_cost` and
+/// all within `limits.max_request_cost`.
+fn request_costs<'s>(
+    selectors: &'s [TopicSelector],
+    what: &'static str,
+    limits: &TemplateLimits,
+) -> Result<HashMap<&'s str, u64>, TemplateRefused> {
+    let mut costs = HashMap::new();
+    let mut total: u64 = 0;
+    for selector in selectors {
+        let TopicSelector::Template(template) = selector else {
+            continue;
+        };
+        let cost = template.cost().bytes();
+        if cost > limits.max_cost {
+            return Err(too_costly(template, limits.max_cost));
+        }
+        if costs.insert(template.as_str(), cost).is_none() {
+            total = total.saturating_add(cost);
+        }
+    }
+    if total > limits.max_request_cost {
+        return Err(TemplateRefused::RequestTooCostly {
+            what,
+            cost: total.div_ceil(1024),
+            limit: limits.max_request_cost / 1024,
+        });
+    }
+    Ok(costs)
+}
+
+fn too_costly(template: &TemplateSource, limit: u64) -> TemplateRefused {
+    TemplateRefused::TooCostly {
+        template: shortened(template.as_str()),
+        cost: template.cost().bytes().div_ceil(1024),
+        limit: limit / 1024,
+        advice: template.cost().advice(),
+    }
+}
+
+/// The first characters of a template, to name it in an answer without echoing 500 KB.
+fn shortened(text: &str) -> String {
+    const SHOWN: usize = 60;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn r4_identical_templates_share_one_pattern() {
-        let table = PatternTable::new(100);
-        let a = table
-            .intern(TopicSelector::parse("https://example.com/books/{id}"))
-            .unwrap();
-        let b = table
-            .intern(TopicSelector::parse("https://example.com/books/{id}"))
-            .unwrap();
-        match (a, b) {
-            (Selector::Pattern(a), Selector::Pattern(b)) => assert!(Arc::ptr_eq(&a, &b)),
-            _ => panic!("expected patterns"),
-        }
-    }
-
-    #[test]
-    fn r3_cached_results_are_the_uncached_ones() {
-        let table = PatternTable::new(100);
-        let s = table
-            .intern(TopicSelector::parse("https://example.com/books/{id}"))
-            .unwrap();
-        for _ in 0..2 {
-            assert!(s.matches("https://example.com/books/1"));
-            assert!(!s.matches("https://example.com/books/1/x"));
-            assert!(s.matches("https://example.com/books/{id}"));
-        }
-    }
-
-    #[test]
-    fn distinct_live_patterns_are_bounded() {
-        let table = PatternTable::new(2);
-        let a = table.intern(TopicSelector::parse("/a/{x}")).unwrap();
-        let _b = table.intern(TopicSelector::parse("/b/{x}")).unwrap();
-        // An existing pattern and exact topics are always fine.
-        assert!(table.intern(TopicSelector::parse("/a/{x}")).is_ok());
-        assert!(table.intern(TopicSelector::parse("/exact")).is_ok());
-        assert_eq!(
-            table.intern(TopicSelector::parse("/c/{x}")).unwrap_err(),
-            TooManyPatterns { max: 2 }
-        );
-        // Once a pattern is no longer used by anyone, its place is free again.
-        drop(a);
-        assert!(table.intern(TopicSelector::parse("/c/{x}")).is_ok());
-    }
-}
+mod tests;

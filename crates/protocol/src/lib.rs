@@ -24,7 +24,7 @@ pub use jwks::{JwksError, KeySet};
 pub use publish::{PublishError, PublishRequest};
 pub use selector::TopicSelector;
 pub use subscribe::{LastEventId, SubscribeError, SubscribeRequest};
-pub use template::{TemplateError, UriTemplate};
+pub use template::{MatchCache, TemplateCost, TemplateError, TemplateSource, UriTemplate};
 pub use token::{Algorithm, Claims, KeyError, MercureClaim, TokenError, TokenVerifier};
 pub use update::{Update, generate_id, is_reserved_topic};
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::UriTemplate;
+use crate::template::TemplateSource;
 
 /// One topic selector, parsed.
 ///
@@ -16,8 +16,10 @@ pub enum TopicSelector {
     Any,
     /// A string that is not a template (or not a valid one): only the identical topic.
     Exact(String),
-    /// A valid URI template with at least one expression.
-    Template(UriTemplate),
+    /// A valid URI template with at least one expression, parsed and costed but not compiled:
+    /// whoever matches with it compiles it (the hub, once per distinct template, within its
+    /// cost limits).
+    Template(TemplateSource),
 }
 
 impl TopicSelector {
@@ -28,7 +30,7 @@ impl TopicSelector {
             return TopicSelector::Any;
         }
         if selector.contains('{')
-            && let Ok(template) = UriTemplate::parse(selector)
+            && let Ok(template) = TemplateSource::parse(selector)
             && template.has_expressions()
         {
             return TopicSelector::Template(template);
@@ -45,13 +47,15 @@ impl TopicSelector {
         }
     }
 
-    /// Whether `topic` is selected. Uncached: the hub keeps its own cache of template results.
+    /// Whether `topic` is selected. Compiles a template on each call: for one-off checks (the
+    /// hub keeps compiled patterns and caches their results). A template too costly to compile
+    /// matches only itself.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
             TopicSelector::Any => true,
             TopicSelector::Exact(exact) => exact == topic,
             TopicSelector::Template(template) => {
-                template.as_str() == topic || template.is_match(topic)
+                template.as_str() == topic || template.compile().is_ok_and(|t| t.is_match(topic))
             }
         }
     }

@@ -4,30 +4,77 @@
 //! subscriber receives an update when one of its topics is one of the template's possible
 //! expansions, and the same test decides what a JWT's `mercure.subscribe` selectors authorize.
 //! No maintained crate matches level-4 templates, so this module parses the template itself and
-//! compiles it, once, into a single anchored [`regex::Regex`], like the reference hub does with
+//! compiles it, once, into a single anchored regex, like the reference hub does with
 //! `yosida95/uritemplate`'s `Regexp()`.
 //!
-//! Selector matching is the hub's hot path (every update is tested against every subscriber's
-//! selectors; the hub caches results per (selector, topic)), and templates come straight from
-//! subscribers' query strings. The `regex` crate matches in time linear in the topic, whatever
-//! the pattern, so a hostile template cannot cause catastrophic backtracking [R4]; the compiled
-//! size is capped too (see [`TemplateError::TooComplex`]).
+//! # What a template costs
+//!
+//! Templates come straight from anonymous subscribers' query strings, so what one costs is
+//! known *before* it is compiled: [`TemplateSource::parse`] validates the text and computes a
+//! [`TemplateCost`] from its parsed form (see `cost.rs`), an upper bound, in bytes, on the
+//! compiled matcher's memory; [`TemplateSource::compile`] builds the matcher. Callers (the hub)
+//! refuse templates, requests and clients whose costs exceed their limits without compiling
+//! anything. The bound holds by construction and is checked by a property test:
+//! - the matcher's memory (forward and reverse NFAs) is at most the cost, and compile time is
+//!   proportional to it;
+//! - matching runs a lazy DFA whose cache is capped at the cost too ([`MatchCache`]), falling
+//!   back to a PikeVM when the cache thrashes, so the time per topic byte is at worst
+//!   proportional to the cost, and never exponential: the `regex-automata` engines do not
+//!   backtrack without bound [R4];
+//! - only the first 16 prefix characters (`PREFIX_BUDGET`) of a template are unrolled (a prefix
+//!   character is the costliest building block); longer prefixes match values of any length.
+//! - the literal text before the first and after the last expression is not compiled: it is
+//!   compared directly, which also rejects most non-matching topics without running the
+//!   automaton.
 //!
 //! The contract is "every expansion matches": for each expression the regex accepts everything
 //! that any value (undefined, string, list or associative array) could expand to, and as little
 //! else as a regular language allows, since over-matching leaks updates to unauthorized
 //! subscribers. Where the RFC or implementations disagree we accept every variant.
 
-use std::fmt::Write as _;
+mod cost;
+mod pattern;
 
-use regex::{Regex, RegexBuilder};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::{Input, meta};
+
+pub use cost::TemplateCost;
+
+/// A template that has been validated and costed, but not compiled.
+///
+/// Cheap to make (linear in the text) and cheap to hold: the hub looks a source up in its table
+/// of compiled patterns and compiles it only when no identical template is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSource {
+    source: String,
+    cost: TemplateCost,
+    has_expressions: bool,
+}
 
 /// A parsed RFC 6570 URI template, compiled to a matcher.
 #[derive(Debug, Clone)]
 pub struct UriTemplate {
     source: String,
-    regex: Regex,
+    cost: TemplateCost,
+    /// Literal text every expansion starts with and ends with: compared, not compiled.
+    prefix: Box<str>,
+    suffix: Box<str>,
+    /// Matches what lies between `prefix` and `suffix`.
+    regex: meta::Regex,
     has_expressions: bool,
+}
+
+/// The mutable state one match needs (the lazy DFA's cache, the PikeVM's), bounded by the
+/// template's cost. Whoever matches often keeps one per template; [`UriTemplate::is_match`]
+/// borrows one from a per-regex pool instead.
+#[derive(Debug, Clone)]
+pub struct MatchCache(meta::Cache);
+
+impl MatchCache {
+    /// Heap bytes this cache holds now.
+    pub fn memory_usage(&self) -> usize {
+        self.0.memory_usage()
+    }
 }
 
 /// Why a string is not a valid URI template. Offsets are byte offsets into the template.
@@ -45,50 +92,112 @@ pub enum TemplateError {
     InvalidModifier { offset: usize },
     #[error("operator `{operator}` at offset {offset} is reserved by RFC 6570 and not supported")]
     ReservedOperator { operator: char, offset: usize },
+    /// The template's cost is past [`MAX_TEMPLATE_COST`], or the regex engine refused it anyway.
     #[error("template too complex to compile into a matcher")]
     TooComplex,
 }
 
-impl UriTemplate {
-    /// Parses `source`. Errors when it is not a valid RFC 6570 template (unclosed `{`, a stray `}`,
-    /// an empty expression, a bad variable name, a bad modifier, a reserved operator like `=`,
-    /// `,`, `!`, `@`, `|`).
+/// The most any template may cost (bytes, see [`TemplateCost`]) for [`TemplateSource::compile`]
+/// to compile it, whatever the caller's own limit: a ceiling for configurable limits.
+pub const MAX_TEMPLATE_COST: u64 = 16 << 20;
+
+impl TemplateSource {
+    /// Parses and costs `source` without compiling it. Errors when it is not a valid RFC 6570
+    /// template (unclosed `{`, a stray `}`, an empty expression, a bad variable name, a bad
+    /// modifier, a reserved operator like `=`, `,`, `!`, `@`, `|`).
     ///
     /// Literal parts are not checked against the RFC's `literals` rule: Mercure topics are
     /// arbitrary strings, and a literal only ever matches itself, so rejecting e.g. a space
     /// would gain nothing.
-    pub fn parse(source: &str) -> Result<UriTemplate, TemplateError> {
+    pub fn parse(source: &str) -> Result<TemplateSource, TemplateError> {
         let parts = parse_parts(source)?;
-        let has_expressions = parts.iter().any(|p| matches!(p, Part::Expression(_)));
-        let mut pattern = String::from(r"\A");
-        let mut prefix_budget = PREFIX_BUDGET;
-        for part in &parts {
-            match part {
-                Part::Literal(lit) => pattern.push_str(&regex::escape(lit)),
-                Part::Expression(expr) => expr.write_regex(&mut pattern, &mut prefix_budget),
-            }
-        }
-        pattern.push_str(r"\z");
-        // Parsing a huge pattern only to hit the size limit would already take a while.
-        if pattern.len() > MAX_PATTERN_LEN {
+        Ok(TemplateSource {
+            source: source.to_owned(),
+            cost: TemplateCost::of(&parts),
+            has_expressions: parts.iter().any(|p| matches!(p, Part::Expression(_))),
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// What compiling and matching this template costs (computed from its parsed form).
+    pub fn cost(&self) -> TemplateCost {
+        self.cost
+    }
+
+    /// Whether the template has at least one expression.
+    pub fn has_expressions(&self) -> bool {
+        self.has_expressions
+    }
+
+    /// Compiles the matcher. Refuses templates costing more than [`MAX_TEMPLATE_COST`].
+    pub fn compile(&self) -> Result<UriTemplate, TemplateError> {
+        let cost = self.cost;
+        if cost.bytes() > MAX_TEMPLATE_COST {
             return Err(TemplateError::TooComplex);
         }
-        let regex = RegexBuilder::new(&pattern)
-            // Templates are untrusted input: bound the memory a compiled template may take
-            // (the default limit is 10 MiB per template, too much for a per-subscriber object).
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
+        let parts = parse_parts(&self.source)?;
+        let (prefix, middle, suffix) = pattern::split_literals(&parts);
+        let regex = meta::Builder::new()
+            .configure(
+                meta::Config::new()
+                    // Only "is it a match" is ever asked: no capture states.
+                    .which_captures(WhichCaptures::None)
+                    // The one-pass DFA only helps captures, and a full DFA may take time
+                    // exponential in the NFA to build: neither is worth it here.
+                    .onepass(false)
+                    .dfa(false)
+                    // The cost model bounds both; these are the engine's own guards should
+                    // the model ever be wrong (the property test says it is not).
+                    .nfa_size_limit(Some(cost.nfa_limit()))
+                    .hybrid_cache_capacity(cost.cache_capacity()),
+            )
+            .build(&pattern::regex_of(middle))
             .map_err(|_| TemplateError::TooComplex)?;
         Ok(UriTemplate {
-            source: source.to_owned(),
+            source: self.source.clone(),
+            cost,
+            prefix: prefix.into(),
+            suffix: suffix.into(),
             regex,
-            has_expressions,
+            has_expressions: self.has_expressions,
         })
+    }
+}
+
+impl UriTemplate {
+    /// Parses and compiles `source`, whatever it costs up to [`MAX_TEMPLATE_COST`]; see
+    /// [`TemplateSource::parse`] for what is valid.
+    pub fn parse(source: &str) -> Result<UriTemplate, TemplateError> {
+        TemplateSource::parse(source)?.compile()
     }
 
     /// True when `uri` is one of the possible expansions of the template.
     pub fn is_match(&self, uri: &str) -> bool {
-        self.regex.is_match(uri)
+        self.middle(uri)
+            .is_some_and(|middle| self.regex.is_match(middle))
+    }
+
+    /// [`UriTemplate::is_match`] with a cache of the caller's, made by
+    /// [`UriTemplate::new_cache`] for this template.
+    pub fn is_match_with(&self, cache: &mut MatchCache, uri: &str) -> bool {
+        self.middle(uri)
+            .is_some_and(|middle| self.regex.is_match_with(&mut cache.0, &Input::new(middle)))
+    }
+
+    /// A cache for [`UriTemplate::is_match_with`]; it starts empty and grows up to a bound set
+    /// by the template's cost.
+    pub fn new_cache(&self) -> MatchCache {
+        MatchCache(self.regex.create_cache())
+    }
+
+    /// `uri` without the template's literal prefix and suffix, or `None` when it lacks one.
+    fn middle<'u>(&self, uri: &'u str) -> Option<&'u str> {
+        let rest = uri.strip_prefix(&*self.prefix)?;
+        rest.strip_suffix(&*self.suffix)
     }
 
     /// Whether the template has at least one expression (a string without `{` is a valid template
@@ -97,23 +206,20 @@ impl UriTemplate {
         self.has_expressions
     }
 
+    /// What compiling and matching this template costs.
+    pub fn cost(&self) -> TemplateCost {
+        self.cost
+    }
+
+    /// The compiled matcher's heap bytes (without any [`MatchCache`]).
+    pub fn memory_usage(&self) -> usize {
+        self.regex.memory_usage()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.source
     }
 }
-
-/// Compiled-size cap per template; plenty for any realistic selector (a 50-expression template
-/// compiles to well under 1 MiB).
-const REGEX_SIZE_LIMIT: usize = 2 << 20;
-/// Regex source length past which the compiled size would exceed [`REGEX_SIZE_LIMIT`] anyway
-/// (an expression costs ~30 bytes of NFA per byte of pattern).
-const MAX_PATTERN_LEN: usize = 128 << 10;
-
-/// How many prefix characters per template compile to a bounded repetition (`unit{0,n}` unrolls
-/// into n copies of a few-KiB unit); prefixes beyond the budget, e.g. `{v:9999}`, are treated as
-/// unbounded. The precision lost (accepting a longer value) has no practical consequence, and
-/// the reference hub ignores prefixes altogether.
-const PREFIX_BUDGET: u16 = 128;
 
 #[derive(Debug)]
 enum Part<'a> {
@@ -137,8 +243,17 @@ struct VarSpec<'a> {
 enum Modifier {
     None,
     Explode,
+    /// `:n`, compiled as "at most n characters".
     Prefix(u16),
+    /// `:n` past the template's [`PREFIX_BUDGET`]: compiled as "any length".
+    UnboundedPrefix,
 }
+
+/// How many prefix characters per template compile to a bounded repetition (`unit{0,n}` unrolls
+/// into n copies of a unit of ~3.7 KB); prefixes beyond the budget, e.g. `{v:9999}`, are treated
+/// as unbounded. The precision lost (accepting a longer value) has no practical consequence, and
+/// the reference hub ignores prefixes altogether.
+const PREFIX_BUDGET: u16 = 16;
 
 /// The eight operators of RFC 6570 (appendix A table), `Simple` being "no operator".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +345,29 @@ fn parse_parts(source: &str) -> Result<Vec<Part<'_>>, TemplateError> {
         parts.push(Part::Expression(parse_expression(body, brace_offset)?));
         rest_start = brace_offset + len + 2;
     }
+    apply_prefix_budget(&mut parts);
     Ok(parts)
+}
+
+/// Turns the prefixes past [`PREFIX_BUDGET`] into unbounded ones, in the order the regex is
+/// built (expressions left to right, variables right to left), so that the cost model and the
+/// regex see the same modifiers.
+fn apply_prefix_budget(parts: &mut [Part<'_>]) {
+    let mut budget = PREFIX_BUDGET;
+    for part in parts {
+        let Part::Expression(expr) = part else {
+            continue;
+        };
+        for var in expr.vars.iter_mut().rev() {
+            if let Modifier::Prefix(n) = var.modifier {
+                if n <= budget {
+                    budget -= n;
+                } else {
+                    var.modifier = Modifier::UnboundedPrefix;
+                }
+            }
+        }
+    }
 }
 
 /// Parses the text between `{` and `}`; `brace_offset` is where the `{` is, for errors.
@@ -344,127 +481,6 @@ fn validate_varname(name: &str, offset: usize) -> Result<(), TemplateError> {
         }
     }
     Ok(())
-}
-
-/// One value character that needs no further encoding: unreserved (plus reserved for `+` and
-/// `#`), a pct-encoded triplet, or any non-ASCII character. RFC 6570 expands to URIs and so
-/// pct-encodes non-ASCII, but Mercure topics are IRIs and expanders targeting IRIs (e.g.
-/// iri-string's `IriSpec`) leave such characters as they are; we accept both forms.
-const VALUE_CHAR: &str = r"(?:[A-Za-z0-9\-._~\x{80}-\x{10FFFF}]|%[0-9A-Fa-f]{2})";
-const VALUE_CHAR_RESERVED: &str =
-    r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=\x{80}-\x{10FFFF}]|%[0-9A-Fa-f]{2})";
-/// What a prefix modifier counts as one character (RFC 6570 2.4.1 counts characters, not
-/// octets): one literal character, or the pct-encoded UTF-8 sequence of one character (1 to 4
-/// triplets, lead byte then continuation bytes), or any other single triplet, since expanders
-/// count an undecodable triplet as one.
-macro_rules! prefix_unit {
-    ($class:literal) => {
-        concat!(
-            "(?:[",
-            $class,
-            r"]|%[0-9A-Fa-f]{2}",
-            r"|%[CDcd][0-9A-Fa-f]%[89ABab][0-9A-Fa-f]",
-            r"|%[Ee][0-9A-Fa-f](?:%[89ABab][0-9A-Fa-f]){2}",
-            r"|%[Ff][0-7](?:%[89ABab][0-9A-Fa-f]){3})",
-        )
-    };
-}
-const PREFIX_UNIT: &str = prefix_unit!(r"A-Za-z0-9\-._~\x{80}-\x{10FFFF}");
-const PREFIX_UNIT_RESERVED: &str =
-    prefix_unit!(r"A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=\x{80}-\x{10FFFF}");
-
-impl Expression<'_> {
-    /// Appends the regex of everything this expression can expand to. The expansion is empty
-    /// when every variable is undefined, otherwise `first` followed by the expansions of the
-    /// defined variables, in order, joined by `sep` (RFC 6570 section 3.2.1).
-    fn write_regex(&self, out: &mut String, prefix_budget: &mut u16) {
-        let op = self.op;
-        // The ordered, non-empty subsequences of items i.. joined by sep, built right to left as
-        // `B(i) = I(i) | (?:I(i) sep)? B(i+1)`: B(i+1) appears once, so the pattern stays linear
-        // in the number of variables (the naive alternation of all subsets is exponential).
-        let sep = regex::escape(op.sep());
-        let mut chain = String::new();
-        for (i, var) in self.vars.iter().enumerate().rev() {
-            let item = var.item_regex(op, prefix_budget);
-            chain = if i + 1 == self.vars.len() {
-                item
-            } else {
-                format!("(?:{item}|(?:{item}{sep})?{chain})")
-            };
-        }
-        let _ = write!(out, "(?:{}{chain})?", regex::escape(op.first()));
-    }
-}
-
-impl VarSpec<'_> {
-    /// The regex of what this one defined variable expands to, whatever its value's type.
-    fn item_regex(&self, op: Operator, prefix_budget: &mut u16) -> String {
-        let (ch, unit) = if op.allow_reserved() {
-            (VALUE_CHAR_RESERVED, PREFIX_UNIT_RESERVED)
-        } else {
-            (VALUE_CHAR, PREFIX_UNIT)
-        };
-        let value = format!("{ch}*");
-        // A string, or a non-exploded list `a,b` or associative array `k1,v1,k2,v2`.
-        let joined = format!("{value}(?:,{value})*");
-        let mut prefixed = |n: u16| {
-            // RFC 6570 2.4.1: prefixes do not apply to lists and associative arrays, so only the
-            // string form is accepted; iri-string rejects such values, and so do we.
-            if n <= *prefix_budget {
-                *prefix_budget -= n;
-                format!("{unit}{{0,{n}}}")
-            } else {
-                format!("{unit}*")
-            }
-        };
-        let sep = regex::escape(op.sep());
-        if !op.named() {
-            return match self.modifier {
-                Modifier::None => joined,
-                Modifier::Prefix(n) => prefixed(n),
-                // Exploded list `a<sep>b` or associative array `k1=v1<sep>k2=v2` (a string is a
-                // one-item list).
-                Modifier::Explode => {
-                    format!("(?:{value}(?:{sep}{value})*|{value}={value}(?:{sep}{value}={value})*)")
-                }
-            };
-        }
-        // `;` writes `name` alone for an empty string (ifemp = ""), `?` and `&` write `name=`.
-        // Some expanders (iri-string among them) write `;name=` for empty list items anyway, so
-        // for `;` the `=` is always optional.
-        let optional_eq = op == Operator::PathParam;
-        let eq = |v: &str| {
-            if optional_eq {
-                format!("(?:={v})?")
-            } else {
-                format!("={v}")
-            }
-        };
-        match self.modifier {
-            Modifier::None => format!("{}{}", self.name_regex(), eq(&joined)),
-            Modifier::Prefix(n) => format!("{}{}", self.name_regex(), eq(&prefixed(n))),
-            Modifier::Explode => {
-                // Exploded items are `name=v` for a list (or a string) but `key=v` for an
-                // associative array, and keys are arbitrary: the name cannot be required.
-                let item = format!("{value}{}", eq(&value));
-                format!("{item}(?:{sep}{item})*")
-            }
-        }
-    }
-
-    /// The variable name as it appears in named expansions. Names may hold pct-encoded triplets,
-    /// which some expanders (iri-string, in places) re-encode as `%25XX`: accept both spellings.
-    fn name_regex(&self) -> String {
-        let name = regex::escape(self.name);
-        if self.name.contains('%') {
-            format!(
-                "(?:{name}|{})",
-                regex::escape(&self.name.replace('%', "%25"))
-            )
-        } else {
-            name
-        }
-    }
 }
 
 #[cfg(test)]

@@ -97,8 +97,6 @@ mod tests {
     use std::collections::VecDeque;
     use std::task::{Context, Poll, Waker};
 
-    use herald_protocol::TopicSelector;
-
     use super::super::outbox::Drained;
     use super::super::registry::{Registration, Subscription};
     use super::super::{Event, Position};
@@ -118,8 +116,9 @@ mod tests {
     fn subscribe(registry: &Registry, selector: &str) -> Registration {
         let selector = registry
             .patterns()
-            .intern(TopicSelector::parse(selector))
-            .unwrap();
+            .intern_all(&[selector], &crate::config::TemplateLimits::default())
+            .unwrap()
+            .remove(0);
         registry.register(Subscription {
             selectors: vec![selector],
             rights: Vec::new(),

@@ -11,6 +11,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::Hub;
+use crate::rejection::Rejection;
+use crate::subscription_conn::MAX_HEAD_BYTES;
 
 /// The hub's routes, with CORS and security headers.
 pub fn router(hub: Hub) -> Router {
@@ -34,6 +36,7 @@ pub fn router(hub: Hub) -> Router {
         .merge(crate::ui::router(hub.config()))
         .with_state(hub)
         .layer(cors)
+        .layer(axum::middleware::map_request(limit_head))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
@@ -79,4 +82,27 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     layer
         .allow_origin(AllowOrigin::list(list))
         .allow_credentials(true)
+}
+
+/// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431, whichever connection path
+/// read it: the subscription fast path counts the bytes it reads, but hyper's own limit is on
+/// its read buffer, which lets somewhat larger heads through; this makes both paths give the
+/// same answer to the same request.
+async fn limit_head(
+    request: http::Request<axum::body::Body>,
+) -> Result<http::Request<axum::body::Body>, Rejection> {
+    let uri = request.uri().to_string().len();
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if uri.saturating_add(headers) > MAX_HEAD_BYTES {
+        return Err(Rejection::new(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large (the limit is 512 KiB)",
+        )
+        .with_detail(format!("{} bytes of headers", headers)));
+    }
+    Ok(request)
 }

@@ -134,7 +134,10 @@ fn authorize_topics(hub: &Hub, update: &Update, allowed: &[String]) -> Result<()
             "the token's mercure.publish claim is missing or empty: it allows no topic",
         ));
     }
-    let selectors = hub.registry().patterns().intern_all(allowed)?;
+    let selectors = hub
+        .registry()
+        .patterns()
+        .intern_all(allowed, &hub.config().template_limits)?;
     for topic in &update.topics {
         if !selectors.iter().any(|s| s.matches(topic)) {
             return Err(Rejection::forbidden(format!(

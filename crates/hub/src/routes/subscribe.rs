@@ -8,13 +8,16 @@ use axum::response::Response;
 use bytes::Bytes;
 use herald_protocol::{Claims, LastEventId, SubscribeRequest};
 use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
+use http_body_util::BodyExt;
 use rand::Rng;
 use tokio::time::Instant;
 
 use crate::Hub;
+use crate::auth::find_token;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::rejection::Rejection;
+use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
 use crate::transport::ReplayStart;
 
@@ -22,6 +25,8 @@ use crate::transport::ReplayStart;
 struct Subscribe {
     request: SubscribeRequest,
     claims: Option<Claims>,
+    /// Who pays for the subscription's templates: the token's holder, or every anonymous one.
+    client: ClientKey,
     last_event_id: Option<LastEventId>,
 }
 
@@ -50,9 +55,23 @@ async fn accept(
         })?)),
         None => request.last_event_id.clone(),
     };
+    let client = match &claims {
+        None => ClientKey::Anonymous,
+        Some(_) => {
+            let token = find_token(
+                headers,
+                request.authorization.as_deref(),
+                &hub.config().cookie_name,
+            )?;
+            hub.registry()
+                .patterns()
+                .client_key(token.as_ref().map(|(token, _)| token.as_str()))
+        }
+    };
     Ok(Subscribe {
         request,
         claims,
+        client,
         last_event_id,
     })
 }
@@ -66,24 +85,28 @@ pub async fn subscribe(
     let Subscribe {
         request,
         claims,
+        client,
         last_event_id,
     } = accept(&hub, &headers, query.as_deref()).await?;
-    let patterns = hub.registry().patterns();
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
-            patterns.intern_all(claims.mercure.subscribe.as_deref().unwrap_or_default())?,
+            claims.mercure.subscribe.unwrap_or_default(),
             claims.mercure.payload,
             claims.expires_at,
         ),
         None => (Vec::new(), None, None),
     };
+    // Templates are costed and the client charged before any is compiled [R4].
+    let admitted = hub.registry().patterns().admit(
+        client,
+        request.selectors,
+        &rights,
+        &hub.config().template_limits,
+    )?;
+    let lease = admitted.lease;
     let subscription = Subscription {
-        selectors: request
-            .selectors
-            .into_iter()
-            .map(|s| patterns.intern(s))
-            .collect::<Result<_, _>>()?,
-        rights,
+        selectors: admitted.selectors,
+        rights: admitted.rights,
         payload,
     };
     // Register before reading history, so that nothing published in between is missed [R7].
@@ -111,6 +134,11 @@ pub async fn subscribe(
         )) as Box<dyn Send>
     });
     let stream = EventStream::new(registration, presence, replay, timing);
+    // The client stays charged for its templates for as long as the stream lives.
+    let stream = stream.map_frame(move |frame| {
+        let _ = &lease;
+        frame
+    });
     let mut response = Response::new(Body::new(stream));
     set_stream_headers(response.headers_mut(), version);
     if let Some(start) = start {

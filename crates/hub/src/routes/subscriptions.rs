@@ -150,7 +150,10 @@ async fn authorize(
             )
         })?;
     let allowed = claims.mercure.subscribe.unwrap_or_default();
-    let selectors = hub.registry().patterns().intern_all(&allowed)?;
+    let selectors = hub
+        .registry()
+        .patterns()
+        .intern_all(&allowed, &hub.config().template_limits)?;
     if selectors.iter().any(|s| s.matches(path)) {
         Ok(())
     } else {

@@ -2,6 +2,7 @@
 //! `tests/template_expansion.rs`.
 
 use super::*;
+use crate::template::TemplateCost;
 use std::time::{Duration, Instant};
 
 fn t(template: &str) -> UriTemplate {
@@ -136,11 +137,11 @@ fn prefix_modifier_bounds_characters_not_bytes() {
     // Past a per-template budget, prefixes are treated as unbounded rather than unrolled.
     check("{id:9999}", &[&"a".repeat(20_000)], &["a/b"]);
     check(
-        "{a:100}/{b:100}",
+        "{a:10}/{b:10}",
         &["a/b"],
-        &[&format!("{}/b", "a".repeat(101))],
+        &[&format!("{}/b", "a".repeat(11))],
     );
-    assert!(t("{a:100}/{b:100}").is_match(&format!("a/{}", "b".repeat(101))));
+    assert!(t("{a:10}/{b:10}").is_match(&format!("a/{}", "b".repeat(11))));
 }
 
 #[test]
@@ -246,8 +247,92 @@ fn oversized_templates_are_rejected_not_compiled() {
     let template: String = (0..2000)
         .map(|i| format!("{{;a{i}:64,b{i},c{i}}}"))
         .collect();
-    assert_eq!(
-        UriTemplate::parse(&template).unwrap_err(),
-        TemplateError::TooComplex
+    let source = TemplateSource::parse(&template).unwrap();
+    assert!(source.cost().bytes() > MAX_TEMPLATE_COST);
+    let start = Instant::now();
+    assert_eq!(source.compile().unwrap_err(), TemplateError::TooComplex);
+    assert!(start.elapsed() < Duration::from_millis(100));
+}
+
+/// The building blocks of the cost model, each alone and repeated, and realistic templates: the
+/// model's bound holds for the compiled size, and the literal prefix and suffix are free.
+#[test]
+fn cost_bounds_the_compiled_size() {
+    let blocks = [
+        "{id}",
+        "{+path}",
+        "{#frag}",
+        "{.ext}",
+        "{/path*}",
+        "{;list*}",
+        "{?q,lang}",
+        "{&x}",
+        "{id:16}",
+        "{id:1}",
+        "{?a%20b}",
+        "{x,y,z}",
+        "{list*}",
+        "{?params*}",
+    ];
+    let mut templates: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+    for block in blocks {
+        templates.push(format!("/a{block}/b{block}/c{block}/"));
+        templates.push(std::iter::repeat_n(block, 20).collect::<Vec<_>>().join("-"));
+    }
+    templates.push("https://example.com/books/{id}".into());
+    templates.push("https://example.com/users/{user}/books{/id,rev}{?fields*}".into());
+    templates.push(format!("{{a}}{}{{b}}", "x".repeat(2000)));
+    templates.push((0..100).map(|_| "{/v}").collect());
+    templates.push((0..10).map(|i| format!("{{v{i}:128}}/")).collect());
+    for template in &templates {
+        let tpl = t(template);
+        let (cost, used) = (tpl.cost().bytes(), tpl.memory_usage() as u64);
+        assert!(used <= cost, "{template:?}: {used} bytes > cost {cost}");
+        // Not wildly above either: the model is a useful bound, not a blanket one.
+        assert!(
+            cost <= 4 * used + 8192,
+            "{template:?}: cost {cost} for {used} bytes"
+        );
+    }
+    let prefix_only = t(&format!("{}{{id}}{}", "x".repeat(5000), "y".repeat(5000)));
+    assert_eq!(prefix_only.cost(), t("{id}").cost());
+}
+
+#[test]
+fn costly_templates_say_what_to_simplify() {
+    let prefixes = TemplateSource::parse("{a:16}").unwrap().cost();
+    assert!(
+        prefixes.advice().contains("prefix"),
+        "{}",
+        prefixes.advice()
     );
+    let variables = TemplateSource::parse("{a,b,c,d,e,f}").unwrap().cost();
+    assert!(variables.advice().contains("variables"));
+    let literals = TemplateSource::parse(&format!("{{a}}{}{{b}}", "x".repeat(500)))
+        .unwrap()
+        .cost();
+    assert!(literals.advice().contains("literal"));
+    assert_eq!(TemplateCost::default().to_string(), "4 KiB");
+}
+
+#[test]
+fn matching_with_a_cache_agrees_and_the_cache_stays_bounded() {
+    let tpl = t("https://example.com/{a}/{b:3}{?q*}");
+    let mut cache = tpl.new_cache();
+    for uri in [
+        "https://example.com/x/abc?q=1&r=2",
+        "https://example.com/x/abcd",
+        "https://example.com//",
+        "http://example.com/x/y",
+        "https://example.com/x/y#",
+    ] {
+        assert_eq!(
+            tpl.is_match_with(&mut cache, uri),
+            tpl.is_match(uri),
+            "{uri}"
+        );
+    }
+    let hostile = "%C3%A9a".repeat(2000);
+    tpl.is_match_with(&mut cache, &format!("https://example.com/{hostile}/x"));
+    assert!(cache.memory_usage() as u64 <= 3 * tpl.cost().bytes().max(32 << 10));
 }
