@@ -14,20 +14,20 @@ use std::process::ExitCode;
 
 use herald_client::token::{Algorithm, MintError, TokenMinter};
 
-pub const EXIT_UNREACHABLE: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_REFUSED: u8 = 3;
-pub const EXIT_REJECTED: u8 = 4;
+pub(crate) const EXIT_UNREACHABLE: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_REFUSED: u8 = 3;
+pub(crate) const EXIT_REJECTED: u8 = 4;
 
 /// A failure of a client command: the line to print and the exit code.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub code: u8,
     pub message: String,
 }
 
 impl Failure {
-    pub fn usage(message: impl Into<String>) -> Failure {
+    pub(crate) fn usage(message: impl Into<String>) -> Failure {
         Failure {
             code: EXIT_USAGE,
             message: message.into(),
@@ -35,7 +35,7 @@ impl Failure {
     }
 
     /// The exit code for an HTTP refusal (`None`: no status, the hub was not reached).
-    pub fn for_status(status: Option<u16>, message: String) -> Failure {
+    pub(crate) fn for_status(status: Option<u16>, message: String) -> Failure {
         let code = match status {
             Some(401 | 403) => EXIT_REFUSED,
             Some(408 | 429) | None => EXIT_UNREACHABLE,
@@ -47,7 +47,7 @@ impl Failure {
 }
 
 /// Prints `failure` (or nothing) and gives the process's exit code.
-pub fn finish(result: Result<(), Failure>) -> ExitCode {
+pub(crate) fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -58,7 +58,7 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
 }
 
 /// A runtime for one command.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,7 +69,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// A key given inline, or `@path` for a file (as `herald serve --jwt-key` reads it).
-pub fn read_key(flag: &str, value: &str) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_key(flag: &str, value: &str) -> Result<Vec<u8>, Failure> {
     let key = match value.strip_prefix('@') {
         Some(path) => std::fs::read(path).map_err(|e| {
             Failure::usage(format!(
@@ -85,7 +85,7 @@ pub fn read_key(flag: &str, value: &str) -> Result<Vec<u8>, Failure> {
 }
 
 /// An algorithm name, case-insensitive.
-pub fn parse_algorithm(value: &str) -> Result<Algorithm, Failure> {
+pub(crate) fn parse_algorithm(value: &str) -> Result<Algorithm, Failure> {
     let algorithm = match value.to_ascii_uppercase().as_str() {
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
@@ -110,7 +110,7 @@ pub fn parse_algorithm(value: &str) -> Result<Algorithm, Failure> {
 }
 
 /// A minter from `--jwt-key` and `--alg`.
-pub fn minter(key: &str, alg: &str) -> Result<TokenMinter, Failure> {
+pub(crate) fn minter(key: &str, alg: &str) -> Result<TokenMinter, Failure> {
     let algorithm = parse_algorithm(alg)?;
     let key = read_key("--jwt-key", key)?;
     TokenMinter::new(algorithm, &key).map_err(|e| {

@@ -14,14 +14,14 @@ use crate::settings::Settings;
 const TUTORIAL_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
 
 /// What the banner needs once the hub listens.
-pub struct DevSession {
+pub(crate) struct DevSession {
     /// The HMAC key, when the dev session can mint tokens with it (it chose it or was given an
     /// HS256 secret).
     key: Option<String>,
 }
 
 /// Applies dev-mode defaults to `settings`.
-pub fn prepare(settings: &mut Settings) -> DevSession {
+pub(crate) fn prepare(settings: &mut Settings) -> DevSession {
     settings.anonymous = true;
     settings.ui = true;
     if settings.cors_origins.is_empty() {
@@ -65,7 +65,7 @@ pub fn prepare(settings: &mut Settings) -> DevSession {
 
 impl DevSession {
     /// Prints tokens and examples to stdout.
-    pub fn print_banner(&self, hub_url: &str) {
+    pub(crate) fn print_banner(&self, hub_url: &str) {
         let ui = format!("{hub_url}/ui/");
         let Some(key) = &self.key else {
             println!(

@@ -17,7 +17,7 @@ use crate::client_common::{Failure, finish, minter, runtime};
 /// (--jwt-key), from which a short-lived token allowing every topic is minted.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("credentials").args(["token", "jwt_key"])))]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// The hub's URL, such as http://127.0.0.1:3000/.well-known/mercure.
     #[arg(long, env = "HERALD_HUB", value_name = "URL")]
     hub: String,
@@ -73,7 +73,7 @@ pub struct PublishArgs {
     timeout: Duration,
 }
 
-pub fn run(args: PublishArgs) -> ExitCode {
+pub(crate) fn run(args: PublishArgs) -> ExitCode {
     finish(publish(args))
 }
 

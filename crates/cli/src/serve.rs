@@ -10,7 +10,7 @@ use crate::dev;
 use crate::settings::{ConfigFile, Settings};
 
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
     file: ConfigFile,
     #[command(flatten)]
@@ -18,7 +18,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     #[error("{0}")]
     Setting(#[from] ConfigError),
     #[error("{0}")]
@@ -31,7 +31,7 @@ pub enum ServeError {
     Serve(io::Error),
 }
 
-pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     let mut settings = match &args.file.config {
         Some(path) => args.settings.or(Settings::from_file(path)?),
         None => args.settings,

@@ -18,7 +18,7 @@ use crate::client_common::{EXIT_UNREACHABLE, Failure, finish, runtime};
 /// reported on stderr. It stops on a refusal (bad token, bad selector), after --max-retries
 /// failed attempts, or when interrupted.
 #[derive(Args, Debug)]
-pub struct SubscribeArgs {
+pub(crate) struct SubscribeArgs {
     /// The hub's URL, such as http://127.0.0.1:3000/.well-known/mercure.
     #[arg(long, env = "HERALD_HUB", value_name = "URL")]
     hub: String,
@@ -61,7 +61,7 @@ enum Format {
     Json,
 }
 
-pub fn run(args: SubscribeArgs) -> ExitCode {
+pub(crate) fn run(args: SubscribeArgs) -> ExitCode {
     finish(subscribe(args))
 }
 

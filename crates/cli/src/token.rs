@@ -15,7 +15,7 @@ use crate::client_common::{Failure, finish, minter};
 /// EdDSA sign with a PEM private key (give it as @path/to/key.pem), whose public half the hub
 /// verifies with.
 #[derive(Args, Debug)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// The signing key: an HMAC secret, or a PEM private key for the other algorithms. `@path`
     /// reads it from a file.
     #[arg(
@@ -47,7 +47,7 @@ pub struct TokenArgs {
     ttl: Duration,
 }
 
-pub fn run(args: TokenArgs) -> ExitCode {
+pub(crate) fn run(args: TokenArgs) -> ExitCode {
     finish(token(args))
 }
 

@@ -8,7 +8,10 @@ use herald_protocol::Algorithm;
 
 use crate::settings::SettingError;
 
-pub fn algorithm(setting: &'static str, text: Option<&str>) -> Result<Algorithm, SettingError> {
+pub(crate) fn algorithm(
+    setting: &'static str,
+    text: Option<&str>,
+) -> Result<Algorithm, SettingError> {
     let Some(text) = text else {
         return Ok(Algorithm::HS256);
     };
@@ -23,7 +26,7 @@ pub fn algorithm(setting: &'static str, text: Option<&str>) -> Result<Algorithm,
 }
 
 /// A key given inline, or `@path` for a file.
-pub fn read_key(setting: &'static str, value: &str) -> Result<Vec<u8>, SettingError> {
+pub(crate) fn read_key(setting: &'static str, value: &str) -> Result<Vec<u8>, SettingError> {
     match value.strip_prefix('@') {
         Some(path) => std::fs::read(path).map_err(|e| {
             ConfigError::new(
@@ -37,7 +40,7 @@ pub fn read_key(setting: &'static str, value: &str) -> Result<Vec<u8>, SettingEr
 }
 
 /// A duration where `0s` means "off".
-pub fn optional_duration(
+pub(crate) fn optional_duration(
     setting: &'static str,
     text: &Option<String>,
     default: Option<Duration>,
@@ -55,7 +58,7 @@ pub fn optional_duration(
     Ok((!duration.is_zero()).then_some(duration))
 }
 
-pub fn count(
+pub(crate) fn count(
     setting: &'static str,
     text: &Option<String>,
     default: usize,
@@ -73,7 +76,7 @@ pub fn count(
 }
 
 /// A byte size: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
-pub fn size(
+pub(crate) fn size(
     setting: &'static str,
     text: &Option<String>,
     default: usize,
@@ -90,7 +93,7 @@ pub fn size(
     })
 }
 
-pub fn parse_size(text: &str) -> Option<usize> {
+pub(crate) fn parse_size(text: &str) -> Option<usize> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

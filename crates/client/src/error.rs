@@ -10,23 +10,42 @@ use std::fmt;
 pub enum PublishError {
     /// 401: no token, or a token the hub cannot verify (bad signature, expired, wrong algorithm).
     #[error("the hub refused the token (401 Unauthorized){}", reason_suffix(.reason))]
-    Unauthorized { reason: String },
+    Unauthorized {
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// 403: a valid token whose `mercure.publish` claim does not cover every topic of the update.
     #[error("the token may not publish to these topics (403 Forbidden){}", reason_suffix(.reason))]
-    Forbidden { reason: String },
+    Forbidden {
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// 400: the hub found the update malformed (no topic, an invalid id, a bad `retry`...).
     #[error("the hub rejected the update as malformed (400 Bad Request){}", reason_suffix(.reason))]
-    BadRequest { reason: String },
+    BadRequest {
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// 413: the update is larger than the hub's maximum body size.
     #[error("the update is larger than the hub accepts (413 Payload Too Large){}", reason_suffix(.reason))]
-    TooLarge { reason: String },
+    TooLarge {
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// Any other status that is not a success.
     #[error("the hub answered {status}{}", reason_suffix(.reason))]
-    Status { status: u16, reason: String },
+    Status {
+        /// The HTTP status code the hub answered.
+        status: u16,
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// The hub could not be reached, or the connection failed before a complete answer.
     #[error("cannot reach the hub at {url}: {}", describe(.source))]
     Network {
+        /// The URL the request was sent to.
         url: String,
+        /// The HTTP client's error, with the cause (refused, timed out, TLS...).
         #[source]
         source: reqwest::Error,
     },
@@ -91,23 +110,44 @@ impl PublishError {
 pub enum SubscribeError {
     /// 401: no token where one is required, or one the hub cannot verify.
     #[error("the hub refused the subscription (401 Unauthorized){}", reason_suffix(.reason))]
-    Unauthorized { reason: String },
+    Unauthorized {
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// 403: the token is valid but does not allow this subscription.
     #[error("the subscription is forbidden (403 Forbidden){}", reason_suffix(.reason))]
-    Forbidden { reason: String },
+    Forbidden {
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// 400: a selector or a parameter the hub does not accept.
     #[error("the hub rejected the subscription as malformed (400 Bad Request){}", reason_suffix(.reason))]
-    BadRequest { reason: String },
+    BadRequest {
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// Any other answer that is not a stream: a status, or a 200 that is not `text/event-stream`.
     #[error("the hub answered {status}{}", reason_suffix(.reason))]
-    Status { status: u16, reason: String },
+    Status {
+        /// The HTTP status code the hub answered.
+        status: u16,
+        /// The hub's reason: its response body on one line, cut at 300 characters; may be empty.
+        reason: String,
+    },
     /// A 200 whose content type is not `text/event-stream`: the URL is not a hub.
     #[error("{url} is not an event stream (Content-Type: {content_type})")]
-    NotEventStream { url: String, content_type: String },
+    NotEventStream {
+        /// The hub URL that answered.
+        url: String,
+        /// The `Content-Type` it answered with (empty when there was none).
+        content_type: String,
+    },
     /// The connection failed, or a read failed.
     #[error("cannot reach the hub at {url}: {}", describe(.source))]
     Network {
+        /// The URL the request was sent to.
         url: String,
+        /// The HTTP client's error, with the cause (refused, timed out, TLS...).
         #[source]
         source: reqwest::Error,
     },
@@ -122,7 +162,9 @@ pub enum SubscribeError {
     /// attempts failed; `last` is the last failure.
     #[error("gave up after {attempts} failed attempts: {last}")]
     GaveUp {
+        /// How many consecutive attempts failed.
         attempts: u32,
+        /// The failure of the last attempt.
         last: Box<SubscribeError>,
     },
     /// The subscription cannot be made as configured (no topic, an invalid URL...).
@@ -173,19 +215,34 @@ pub enum DiscoveryError {
     /// The resource could not be fetched.
     #[error("cannot fetch {url}: {}", describe(.source))]
     Network {
+        /// The URL the request was sent to.
         url: String,
+        /// The HTTP client's error, with the cause (refused, timed out, TLS...).
         #[source]
         source: reqwest::Error,
     },
     /// The resource answered an error status.
     #[error("{url} answered {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The resource URL that was fetched.
+        url: String,
+        /// The HTTP status code it answered.
+        status: u16,
+    },
     /// No `Link: <...>; rel="mercure"` header.
     #[error("{url} advertises no Mercure hub (no Link header with rel=\"mercure\")")]
-    NoHub { url: String },
+    NoHub {
+        /// The resource URL that was fetched.
+        url: String,
+    },
     /// A URL that cannot be parsed.
     #[error("invalid URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The text given as a URL.
+        url: String,
+        /// Why it does not parse.
+        reason: String,
+    },
 }
 
 fn reason_suffix(reason: &str) -> String {

@@ -14,8 +14,12 @@ use crate::token::{MercureClaim, MintError, TokenMinter};
 /// [`herald_protocol::Update`] (whose empty `id` means "let the hub assign one").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Publication {
+    /// The topics the update is about: the first is its canonical IRI, the others alternates.
     pub topics: Vec<String>,
+    /// The content sent to subscribers; `None` sends no `data` field (an empty message).
     pub data: Option<String>,
+    /// Whether only subscribers authorized for one of the topics receive it (see
+    /// [`Publication::private`]).
     pub private: bool,
     /// The id to use; `None` lets the hub generate one (`urn:uuid:...`).
     pub id: Option<String>,
@@ -346,6 +350,8 @@ impl PublisherBuilder {
         self
     }
 
+    /// The publisher, or [`PublishError::Config`] if the hub URL is not one, neither a token
+    /// nor a minter was given, or the HTTP client cannot be built.
     pub fn build(self) -> Result<Publisher, PublishError> {
         let hub = crate::parse_hub_url(&self.hub).map_err(PublishError::Config)?;
         let credentials = match (self.token, self.minter) {

@@ -50,6 +50,8 @@ pub struct Parser {
 }
 
 impl Parser {
+    /// A parser at the start of a stream (a leading UTF-8 BOM is skipped), with no last
+    /// event id.
     pub fn new() -> Parser {
         Parser::default()
     }

@@ -58,16 +58,24 @@ impl MercureClaim {
 /// Why a key cannot sign, or a token cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MintError {
+    /// An empty secret or key, which would make tokens anyone can forge.
     #[error("the key is empty")]
     EmptyKey,
+    /// An algorithm this minter cannot sign with (it signs with HS*, RS*, PS*, ES256/384 and
+    /// EdDSA).
     #[error("algorithm {0:?} is not supported")]
     Unsupported(Algorithm),
+    /// An asymmetric algorithm whose key is not a PEM private key of the right kind.
     #[error("{alg:?} needs a PEM-encoded private key ({expected}): {reason}")]
     InvalidPem {
+        /// The algorithm the key was meant for.
         alg: Algorithm,
+        /// The kind of key that algorithm needs ("RSA", "EC, PKCS#8", "Ed25519").
         expected: &'static str,
+        /// Why the key did not parse, as the JWT library says.
         reason: String,
     },
+    /// The claims could not be serialized or signed.
     #[error("signing failed: {0}")]
     Signing(String),
 }

@@ -16,14 +16,14 @@ use crate::rejection::Rejection;
 
 /// Where a token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenSource {
+pub(crate) enum TokenSource {
     Header,
     Query,
     Cookie,
 }
 
 #[derive(Debug)]
-pub struct Authorizer {
+pub(crate) struct Authorizer {
     verifiers: Verifiers,
     cookie_name: String,
     publish_origins: Vec<String>,
@@ -31,7 +31,7 @@ pub struct Authorizer {
 }
 
 impl Authorizer {
-    pub fn new(
+    pub(crate) fn new(
         verifiers: Verifiers,
         cookie_name: String,
         publish_origins: Vec<String>,
@@ -45,12 +45,12 @@ impl Authorizer {
         }
     }
 
-    pub fn can_subscribe(&self) -> bool {
+    pub(crate) fn can_subscribe(&self) -> bool {
         self.anonymous || self.verifiers.subscriber.is_some()
     }
 
     /// The claims of the publisher, or why it may not publish [R15][R22].
-    pub async fn publisher(
+    pub(crate) async fn publisher(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
@@ -76,7 +76,7 @@ impl Authorizer {
 
     /// The claims of the subscriber (`None` for an anonymous one), or why it may not subscribe
     /// [R18][R21].
-    pub async fn subscriber(
+    pub(crate) async fn subscriber(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
@@ -146,7 +146,7 @@ async fn verify(
 }
 
 /// The `authorization` query parameter, where a token may be sent [R19].
-pub fn query_token(query: Option<&str>) -> Option<String> {
+pub(crate) fn query_token(query: Option<&str>) -> Option<String> {
     herald_protocol::form::pairs(query?.as_bytes())
         .filter_map(Result::ok)
         .find(|(name, _)| name == "authorization")
@@ -154,7 +154,7 @@ pub fn query_token(query: Option<&str>) -> Option<String> {
 }
 
 /// Finds the token in the request, in the order of [R19].
-pub fn find_token(
+pub(crate) fn find_token(
     headers: &HeaderMap,
     query_token: Option<&str>,
     cookie_name: &str,

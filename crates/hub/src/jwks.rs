@@ -79,7 +79,9 @@ impl Default for JwksRefresh {
 /// What verifies the tokens of one role: a configured key, or a JWK Set.
 #[derive(Debug, Clone)]
 pub enum KeySource {
+    /// A single key from the settings (an HMAC secret or a PEM public key).
     Static(Box<TokenVerifier>),
+    /// The keys of a JWK Set fetched from a URL or read from a file, kept fresh [R18].
     Jwks(Arc<JwksVerifier>),
 }
 

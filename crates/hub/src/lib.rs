@@ -48,10 +48,14 @@ use transport::{EmbeddedTransport, MemoryTransport};
 /// Why a hub could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    /// A setting is invalid or a key cannot be loaded (the error names the setting and the fix).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The history database cannot be opened (the error names the file, the problem, the fix).
     #[error(transparent)]
     Storage(#[from] OpenError),
+    /// The task that validates the configuration failed (it panicked or the runtime is
+    /// shutting down).
     #[error("the hub could not be built: {0}")]
     Runtime(String),
 }
@@ -182,6 +186,7 @@ impl Hub {
         self.shared.registry.close_all();
     }
 
+    /// The configuration this hub was built with, after validation.
     pub fn config(&self) -> &HubConfig {
         &self.shared.config
     }

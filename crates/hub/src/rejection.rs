@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 #[derive(Debug)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     status: StatusCode,
     reason: String,
     detail: Option<String>,
@@ -17,7 +17,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    pub fn new(status: StatusCode, reason: impl Into<String>) -> Rejection {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Rejection {
         Rejection {
             status,
             reason: reason.into(),
@@ -27,7 +27,7 @@ impl Rejection {
     }
 
     /// A 405 with the methods the resource does allow.
-    pub fn method_not_allowed(reason: impl Into<String>, allow: &'static str) -> Rejection {
+    pub(crate) fn method_not_allowed(reason: impl Into<String>, allow: &'static str) -> Rejection {
         Rejection {
             allow: Some(allow),
             ..Rejection::new(StatusCode::METHOD_NOT_ALLOWED, reason)
@@ -35,20 +35,20 @@ impl Rejection {
     }
 
     /// Adds detail for the debug log only.
-    pub fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
         self.detail = Some(detail.into());
         self
     }
 
-    pub fn bad_request(reason: impl Into<String>) -> Rejection {
+    pub(crate) fn bad_request(reason: impl Into<String>) -> Rejection {
         Rejection::new(StatusCode::BAD_REQUEST, reason)
     }
 
-    pub fn unauthorized(reason: impl Into<String>) -> Rejection {
+    pub(crate) fn unauthorized(reason: impl Into<String>) -> Rejection {
         Rejection::new(StatusCode::UNAUTHORIZED, reason)
     }
 
-    pub fn forbidden(reason: impl Into<String>) -> Rejection {
+    pub(crate) fn forbidden(reason: impl Into<String>) -> Rejection {
         Rejection::new(StatusCode::FORBIDDEN, reason)
     }
 }

@@ -25,7 +25,7 @@ use crate::delivery::registry::Subscriber;
 use herald_protocol::{Update, generate_id};
 
 /// The prefix of every subscription topic and of the API's paths.
-pub const SUBSCRIPTIONS_PATH: &str = "/.well-known/mercure/subscriptions";
+pub(crate) const SUBSCRIPTIONS_PATH: &str = "/.well-known/mercure/subscriptions";
 
 /// Everything but RFC 3986 unreserved characters is encoded, so that a topic's `/` does not
 /// split the path and the template `{/topic}` matches the encoded value.
@@ -36,12 +36,12 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Percent-encodes one path component.
-pub fn encode_component(value: &str) -> String {
+pub(crate) fn encode_component(value: &str) -> String {
     utf8_percent_encode(value, COMPONENT).to_string()
 }
 
 /// `/.well-known/mercure/subscriptions/{topic}/{subscriber}`
-pub fn subscription_id(topic: &str, subscriber: &str) -> String {
+pub(crate) fn subscription_id(topic: &str, subscriber: &str) -> String {
     format!(
         "{SUBSCRIPTIONS_PATH}/{}/{}",
         encode_component(topic),

@@ -33,7 +33,7 @@ const UI_PATH: &str = "/.well-known/mercure/ui";
 
 /// The policy of every UI response. `connect-src 'self'`: the pages talk to the hub that serves
 /// them, and to nothing else.
-pub const CSP: &str = "default-src 'self'; connect-src 'self'; script-src 'self'; \
+pub(crate) const CSP: &str = "default-src 'self'; connect-src 'self'; script-src 'self'; \
                        style-src 'self'; img-src 'self' data:; object-src 'none'; \
                        base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
@@ -73,7 +73,7 @@ static ASSETS: &[Asset] = &[
 
 /// The UI's routes: none unless `config.ui`; the token minter only in dev mode with an HMAC
 /// publisher key.
-pub fn router(config: &HubConfig) -> Router<Hub> {
+pub(crate) fn router(config: &HubConfig) -> Router<Hub> {
     let mut router = Router::new();
     if !config.ui {
         return router;

@@ -23,15 +23,25 @@ use crate::token::{Claims, TokenError, decode_claims, read_header, strict_valida
 /// Why a JWK Set cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwksError {
+    /// The document is not JSON of the shape `{"keys": [...]}`; holds the parser's message.
     #[error("not a JWK Set (expected {{\"keys\": [...]}}): {0}")]
     Parse(String),
     #[error(
         "key {0} is a symmetric (\"oct\") key: a JWK Set may hold only public keys (an HMAC \
          secret belongs in the jwt-key setting)"
     )]
+    /// A symmetric (`oct`) key, refused because a published HMAC secret lets anyone mint
+    /// tokens; holds the key's label.
     Symmetric(String),
+    /// A signing key that cannot be used: malformed parameters, or a `kid` two keys share.
     #[error("key {key}: {reason}")]
-    InvalidKey { key: String, reason: String },
+    InvalidKey {
+        /// The key's label: its quoted `kid`, or `#index (without kid)`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Once encryption keys and unsupported types are skipped, nothing is left to verify with.
     #[error("the set has no key that can verify signatures (RSA, EC P-256/P-384 or Ed25519)")]
     NoKeys,
 }

@@ -8,9 +8,15 @@ use uuid::Uuid;
 /// the time an update reaches history: either the publisher's or one from [`generate_id`] [R13].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
+    /// The update's IRI, sent as the SSE `id:` and used as `Last-Event-ID` to resume; empty
+    /// until the hub assigns one.
     pub id: String,
+    /// The topics the update is about: the canonical one first, then alternates [R8].
     pub topics: Vec<String>,
+    /// The content delivered to subscribers as the SSE `data:` lines (may be empty).
     pub data: String,
+    /// Whether only subscribers whose token's `mercure.subscribe` selectors match one of the
+    /// topics receive it [R20].
     pub private: bool,
     /// The SSE `event:` field.
     pub event_type: Option<String>,

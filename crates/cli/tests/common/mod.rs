@@ -3,6 +3,7 @@
 //! a free port and waited for until it says where it listens.
 
 #![allow(dead_code)] // each test file uses its own part of it
+#![allow(unreachable_pub)] // helpers shared by the test files, not an API
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -26,10 +26,10 @@ const HAS_RETRY: u8 = 4;
 /// A record that cannot be read back: the store is damaged or was written by something else.
 #[derive(Debug, thiserror::Error)]
 #[error("unreadable history record: {0}")]
-pub struct RecordError(&'static str);
+pub(super) struct RecordError(&'static str);
 
 /// Encodes `update`, stored at `stored_at_ms`.
-pub fn encode(update: &Update, stored_at_ms: u64) -> Vec<u8> {
+pub(super) fn encode(update: &Update, stored_at_ms: u64) -> Vec<u8> {
     let topics_len: usize = update.topics.iter().map(|t| t.len() + 4).sum();
     let mut out = Vec::with_capacity(
         32 + update.id.len()
@@ -71,13 +71,13 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Reads the id alone (for trimming).
-pub fn decode_id(record: &[u8]) -> Result<&str, RecordError> {
+pub(super) fn decode_id(record: &[u8]) -> Result<&str, RecordError> {
     let mut reader = Reader::new(record)?;
     reader.str()
 }
 
 /// Reads a whole record: the update and when it was stored.
-pub fn decode(record: &[u8]) -> Result<(Update, u64), RecordError> {
+pub(super) fn decode(record: &[u8]) -> Result<(Update, u64), RecordError> {
     let mut reader = Reader::new(record)?;
     let id = reader.str()?.to_owned();
     let stored_at = reader.u64()?;
@@ -112,7 +112,7 @@ pub fn decode(record: &[u8]) -> Result<(Update, u64), RecordError> {
 }
 
 /// Reads the storage time alone (for trimming by age).
-pub fn decode_stored_at(record: &[u8]) -> Result<u64, RecordError> {
+pub(super) fn decode_stored_at(record: &[u8]) -> Result<u64, RecordError> {
     let mut reader = Reader::new(record)?;
     reader.str()?;
     reader.u64()

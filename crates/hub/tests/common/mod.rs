@@ -3,6 +3,8 @@
 //! Every integration test talks HTTP over real TCP to a hub served by [`herald_hub::serve`], the
 //! same accept loop the `herald` binary runs.
 #![allow(dead_code)]
+// Helpers shared by the test files, not an API: `pub` lets each test file reach them.
+#![allow(unreachable_pub)]
 
 use std::time::Duration;
 
