@@ -40,10 +40,10 @@ pub use registry::Registry;
 pub use server::serve;
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
-pub use transport::{Durability, Transport, TransportError};
+pub use transport::{Durability, RedisOptions, RedisStartError, Transport, TransportError};
 
 use auth::Authorizer;
-use transport::{EmbeddedTransport, MemoryTransport};
+use transport::{EmbeddedTransport, MemoryTransport, RedisTransport};
 
 /// Why a hub could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,8 @@ pub enum HubError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Storage(#[from] OpenError),
+    #[error(transparent)]
+    Redis(#[from] RedisStartError),
 }
 
 /// A cheap `Clone` handle to one hub: its configuration, subscribers and history.
@@ -80,6 +82,13 @@ impl Hub {
                 config.history,
                 *durability,
             )?),
+            // Until the hub is built asynchronously: the CLI and the tests call this inside a
+            // multi-threaded runtime's context.
+            Storage::Redis(options) => {
+                let connect = RedisTransport::connect(options, registry.clone(), config.history);
+                let handle = tokio::runtime::Handle::current();
+                Arc::new(tokio::task::block_in_place(|| handle.block_on(connect))?)
+            }
         };
         let authorizer = Authorizer::new(
             verifiers,

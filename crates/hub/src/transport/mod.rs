@@ -19,6 +19,7 @@
 pub mod embedded;
 pub mod memory;
 mod record;
+pub mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -30,6 +31,7 @@ use herald_protocol::{LastEventId, Update};
 
 pub use embedded::{Durability, EmbeddedTransport};
 pub use memory::MemoryTransport;
+pub use redis::{RedisOptions, RedisStartError, RedisTransport};
 
 /// How much history a transport keeps [R29].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
