@@ -103,15 +103,16 @@ impl RedisOptions {
         }
     }
 
-    /// The URL with its password replaced by `***`, for logs and errors.
+    /// The URL with its user and password (if any) replaced by `***`, for logs and errors;
+    /// also when the URL does not parse.
     pub fn redacted_url(&self) -> String {
-        match redis::parse_redis_url(&self.url) {
-            Some(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                url.to_string()
+        if let Some((scheme, rest)) = self.url.split_once("://") {
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            if let Some(at) = authority.rfind('@') {
+                return format!("{scheme}://***@{}", &rest[at + 1..]);
             }
-            _ => self.url.clone(),
         }
+        self.url.clone()
     }
 
     /// Parses the URL, or says what is wrong with it (without repeating a password).
@@ -242,6 +243,7 @@ impl RedisTransport {
         let stop = CancellationToken::new();
         tail::spawn(tail::Tail {
             client,
+            publisher: publisher.clone(),
             keys: keys.clone(),
             after: start,
             limits,
@@ -483,5 +485,7 @@ mod tests {
         assert!(!options.redacted_url().contains("s3cret"));
         assert!(options.client().is_ok());
         assert!(RedisOptions::new("http://x").client().is_err());
+        let bad = RedisOptions::new("redis://:s3cret@host:notaport");
+        assert!(!bad.client().unwrap_err().contains("s3cret"));
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use herald_protocol::Update;
 use redis::AsyncConnectionConfig;
+use redis::aio::ConnectionManager;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,8 @@ enum Delivery {
 /// Everything the background tasks need.
 pub(super) struct Tail {
     pub client: redis::Client,
+    /// The publishing connection, shared (it is multiplexed).
+    pub publisher: ConnectionManager,
     pub keys: Keys,
     /// The id after which the tail starts reading.
     pub after: String,
@@ -74,7 +77,7 @@ pub(super) fn spawn(tail: Tail) {
         deliveries,
         tail.stop.clone(),
     ));
-    tokio::spawn(maintain(tail.client, tail.keys, tail.limits, tail.stop));
+    tokio::spawn(maintain(tail.publisher, tail.keys, tail.limits, tail.stop));
 }
 
 /// The one handle that delivers to this node's subscribers.
@@ -285,8 +288,12 @@ async fn read_live(
 }
 
 /// Trims the stream by age and count, once a second, for as long as the transport lives.
+///
+/// It runs on the publishing connection on purpose: that connection is re-established only
+/// when a request fails, so this once-a-second request is also what reconnects it soon after
+/// Redis comes back, rather than at the expense of the next publish.
 async fn maintain(
-    client: redis::Client,
+    mut publisher: ConnectionManager,
     keys: Keys,
     limits: HistoryLimits,
     stop: CancellationToken,
@@ -296,22 +303,11 @@ async fn maintain(
         .max_age
         .map_or(0, |age| age.as_millis().max(1) as u64);
     let kept = RedisTransport::kept(&limits);
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(CONNECT_TIMEOUT)
-        .set_response_timeout(CONNECT_TIMEOUT);
-    let mut conn = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(MAINTENANCE_PERIOD) => {}
         }
-        if conn.is_none() {
-            conn = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
         loop {
             let removed: redis::RedisResult<usize> = scripts
                 .maintain
@@ -320,14 +316,13 @@ async fn maintain(
                 .arg(kept)
                 .arg(max_age_ms)
                 .arg(MAINTENANCE_BUDGET)
-                .invoke_async(c)
+                .invoke_async(&mut publisher)
                 .await;
             match removed {
                 Ok(removed) if removed == MAINTENANCE_BUDGET => continue,
                 Ok(_) => break,
                 Err(e) => {
                     tracing::debug!("stream trimming failed: {e}");
-                    conn = None;
                     break;
                 }
             }
