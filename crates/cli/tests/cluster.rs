@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::nginx::Nginx;
 use common::redis::{Persistence, RedisServer};
 use common::{HubProcess, Subscription, ids, publish, publish_all, publish_in_order};
 
@@ -254,4 +255,35 @@ fn a_bad_redis_url_or_an_unreachable_redis_stops_the_start_with_one_line() {
         "never prints the password: {stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_in_front_of_two_nodes_without_sticky_sessions() {
+    let redis = RedisServer::start(Persistence::None);
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let proxy = Nginx::start(&[&a.addr, &b.addr]);
+    // Round robin: these subscriptions land on both nodes.
+    let mut subscribers = Vec::new();
+    for _ in 0..4 {
+        subscribers.push(Subscription::open(&proxy.url(), None).await);
+    }
+    // And so do these publishes.
+    let published = ids("proxied", 40);
+    publish_in_order(&proxy.url(), &published).await;
+    for subscriber in &mut subscribers {
+        assert_eq!(subscriber.wait_for(40).await, published, "streamed through nginx");
+    }
+    // A client that reconnects through the proxy resumes wherever it lands.
+    for _ in 0..2 {
+        let mut resumed = Subscription::open(&proxy.url(), Some(&published[29])).await;
+        assert_eq!(resumed.wait_for(10).await, published[30..]);
+    }
+    // A node dies: its subscribers reconnect through nginx, which sends them to the other.
+    a.kill9();
+    let last = subscribers[0].ids().last().unwrap().clone();
+    let more = ids("after-a", 10);
+    publish_in_order(&proxy.url(), &more).await;
+    let mut resumed = Subscription::open(&proxy.url(), Some(&last)).await;
+    assert_eq!(resumed.wait_for(10).await, more);
+    drop(b);
 }
