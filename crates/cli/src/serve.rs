@@ -46,15 +46,11 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    // In the runtime's context, so that a JWK Set from a URL starts its periodic refresh now.
-    let hub = {
-        let _context = runtime.enter();
-        Hub::new(config)
-    }
-    .map_err(|e| match e {
+    let hub = runtime.block_on(Hub::new(config)).map_err(|e| match e {
         HubError::Config(e) => ServeError::Setting(settings.name_jwks_setting(e)),
         HubError::Storage(e) => ServeError::History(e),
         HubError::Redis(e) => ServeError::Redis(e),
+        HubError::Runtime(e) => ServeError::Runtime(std::io::Error::other(e)),
     })?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)

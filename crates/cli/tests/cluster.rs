@@ -271,7 +271,11 @@ async fn nginx_in_front_of_two_nodes_without_sticky_sessions() {
     let published = ids("proxied", 40);
     publish_in_order(&proxy.url(), &published).await;
     for subscriber in &mut subscribers {
-        assert_eq!(subscriber.wait_for(40).await, published, "streamed through nginx");
+        assert_eq!(
+            subscriber.wait_for(40).await,
+            published,
+            "streamed through nginx"
+        );
     }
     // A client that reconnects through the proxy resumes wherever it lands.
     for _ in 0..2 {

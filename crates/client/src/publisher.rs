@@ -186,7 +186,7 @@ impl Credentials {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use herald_hub::{Hub, HubConfig, JwtKey};
 /// # let key = JwtKey { algorithm: herald_client::token::Algorithm::HS256, key: b"your-hub-secret".to_vec() };
-/// # let hub = Hub::new(HubConfig { publisher_key: Some(key), ..HubConfig::default() })?;
+/// # let hub = Hub::new(HubConfig { publisher_key: Some(key), ..HubConfig::default() }).await?;
 /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// # let hub_url = format!("http://{}/.well-known/mercure", listener.local_addr()?);
 /// # tokio::spawn(herald_hub::serve(listener, hub, std::future::pending()));

@@ -39,7 +39,7 @@ struct TestHub {
 }
 
 async fn start(config: HubConfig) -> TestHub {
-    let hub = Hub::new(config).expect("valid config");
+    let hub = Hub::new(config).await.expect("valid config");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

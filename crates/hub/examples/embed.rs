@@ -29,7 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
         anonymous: true,
         ..HubConfig::default()
-    })?;
+    })
+    .await?;
 
     let app = Router::new()
         .route("/", get(|| async { "my application\n" }))

@@ -6,24 +6,22 @@
 //! graceful shutdown a standalone hub needs.
 //!
 //! Inside, one update travels: `routes` (parse, authorize) → [`Transport::publish`] (position,
-//! history) → [`Registry::dispatch`] (selector index, one shared frame per update) → each
-//! subscriber's `Outbox` → its `EventStream` body (everything queued written at once).
-//! See docs/architecture.md.
+//! history) → the hub's one [`Dispatcher`] (selector index, one shared frame per update) → each
+//! subscriber's outbox → its stream body (everything queued written at once). A transport is a
+//! type an application can supply ([`Hub::builder`]); see docs/architecture.md.
 //!
 //! This crate must not know about the command line: the `herald` binary turns flags, environment
 //! and files into a [`HubConfig`].
 
 mod auth;
 pub mod config;
+pub mod delivery;
 pub mod jwks;
-mod outbox;
-pub mod registry;
 mod rejection;
 mod routes;
 mod selector;
 mod server;
 pub mod shutdown;
-mod stream;
 mod subscription_conn;
 mod subscriptions;
 pub mod transport;
@@ -35,14 +33,15 @@ use axum::Router;
 use herald_protocol::Update;
 
 pub use config::{ConfigError, HubConfig, JwtKey, Storage};
+pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
-pub use registry::Registry;
 pub use server::serve;
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
 pub use transport::{Durability, RedisOptions, RedisStartError, Transport, TransportError};
 
 use auth::Authorizer;
+use delivery::registry::Registry;
 use transport::{EmbeddedTransport, MemoryTransport, RedisTransport};
 
 /// Why a hub could not be built.
@@ -54,6 +53,8 @@ pub enum HubError {
     Storage(#[from] OpenError),
     #[error(transparent)]
     Redis(#[from] RedisStartError),
+    #[error("the hub could not be built: {0}")]
+    Runtime(String),
 }
 
 /// A cheap `Clone` handle to one hub: its configuration, subscribers and history.
@@ -69,26 +70,71 @@ struct Shared {
     transport: Arc<dyn Transport>,
 }
 
-impl Hub {
-    /// Builds a hub, opening its history, or says which setting is wrong.
-    pub fn new(config: HubConfig) -> Result<Hub, HubError> {
-        let verifiers = config.validate()?;
-        let registry = Registry::new(config.queue_bytes, config.max_templates);
-        let transport: Arc<dyn Transport> = match &config.storage {
-            Storage::Memory => Arc::new(MemoryTransport::new(registry.clone(), config.history)),
-            Storage::Embedded { path, durability } => Arc::new(EmbeddedTransport::open(
-                path,
-                registry.clone(),
-                config.history,
-                *durability,
-            )?),
-            // Until the hub is built asynchronously: the CLI and the tests call this inside a
-            // multi-threaded runtime's context.
-            Storage::Redis(options) => {
-                let connect = RedisTransport::connect(options, registry.clone(), config.history);
-                let handle = tokio::runtime::Handle::current();
-                Arc::new(tokio::task::block_in_place(|| handle.block_on(connect))?)
-            }
+/// Makes a transport from the hub's [`Dispatcher`]; see [`HubBuilder::transport`].
+type TransportFactory = Box<dyn FnOnce(Dispatcher) -> Arc<dyn Transport> + Send>;
+
+/// Builds a [`Hub`], optionally with a transport of the application's own.
+pub struct HubBuilder {
+    config: HubConfig,
+    transport: Option<TransportFactory>,
+}
+
+impl HubBuilder {
+    /// Uses the transport `make` returns instead of the one `HubConfig::storage` names.
+    ///
+    /// `make` receives the hub's one [`Dispatcher`]: the transport must deliver every event
+    /// through it, in position order (see [`Transport`]).
+    ///
+    /// ```
+    /// # async fn example() -> Result<(), herald_hub::HubError> {
+    /// use std::sync::Arc;
+    /// use herald_hub::transport::MemoryTransport;
+    /// use herald_hub::{Hub, HubConfig, HistoryLimits, Transport};
+    ///
+    /// let config = HubConfig { anonymous: true, ..HubConfig::default() };
+    /// let hub = Hub::builder(config)
+    ///     .transport(|dispatcher| {
+    ///         Arc::new(MemoryTransport::new(dispatcher, HistoryLimits::default()))
+    ///             as Arc<dyn Transport>
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transport(
+        mut self,
+        make: impl FnOnce(Dispatcher) -> Arc<dyn Transport> + Send + 'static,
+    ) -> HubBuilder {
+        self.transport = Some(Box::new(make));
+        self
+    }
+
+    /// Checks the configuration, loads keys (a JWK Set URL is fetched on a blocking thread,
+    /// not on the caller's task), opens history, and returns the hub.
+    pub async fn build(self) -> Result<Hub, HubError> {
+        let HubBuilder { config, transport } = self;
+        let (config, verifiers) = tokio::task::spawn_blocking(move || {
+            let verifiers = config.validate();
+            (config, verifiers)
+        })
+        .await
+        .map_err(|e| HubError::Runtime(e.to_string()))?;
+        let verifiers = verifiers?;
+        let (registry, dispatcher) = Registry::new(config.queue_bytes, config.max_templates);
+        let transport: Arc<dyn Transport> = match transport {
+            Some(make) => make(dispatcher),
+            None => match &config.storage {
+                Storage::Memory => Arc::new(MemoryTransport::new(dispatcher, config.history)),
+                Storage::Embedded { path, durability } => Arc::new(EmbeddedTransport::open(
+                    path,
+                    dispatcher,
+                    config.history,
+                    *durability,
+                )?),
+                Storage::Redis(options) => {
+                    Arc::new(RedisTransport::connect(options, dispatcher, config.history).await?)
+                }
+            },
         };
         let authorizer = Authorizer::new(
             verifiers,
@@ -104,6 +150,21 @@ impl Hub {
                 transport,
             }),
         })
+    }
+}
+
+impl Hub {
+    /// Builds a hub with the transport its configuration names, or says which setting is wrong.
+    pub async fn new(config: HubConfig) -> Result<Hub, HubError> {
+        Hub::builder(config).build().await
+    }
+
+    /// A builder, to supply a transport of the application's own.
+    pub fn builder(config: HubConfig) -> HubBuilder {
+        HubBuilder {
+            config,
+            transport: None,
+        }
     }
 
     /// The hub's routes, to serve with [`serve`] or to merge into an application's router.
@@ -129,10 +190,16 @@ impl Hub {
         &self.shared.config
     }
 
-    pub fn registry(&self) -> &Registry {
+    /// How many subscribers are connected to this hub (this node, in a cluster).
+    pub fn subscriber_count(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
         &self.shared.registry
     }
 
+    /// The transport, for an application that wants to plan a replay itself.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.shared.transport
     }

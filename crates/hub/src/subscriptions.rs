@@ -3,9 +3,12 @@
 //! With `HubConfig::subscriptions` on, every subscription (one per topic selector of a
 //! connection) is announced as a private update on
 //! `/.well-known/mercure/subscriptions/{topic}/{subscriber}` (both percent-encoded) whose data is
-//! the JSON-LD document of the subscription. These updates go through the transport like any
-//! other, so they are ordered with the rest, kept in history and replayed; a subscriber whose
-//! token's `mercure.subscribe` matches (typically
+//! the JSON-LD document of the subscription. These updates go through the transport, ordered
+//! with the rest and delivered on every node, but are NOT kept in history
+//! ([`Transport::publish_live`](crate::Transport::publish_live)): otherwise every anonymous
+//! subscription would push published updates out of the bounded history. The API
+//! (`routes/subscriptions.rs`) gives the current state; a watcher that reconnects fetches it
+//! again. A subscriber whose token's `mercure.subscribe` matches (typically
 //! `/.well-known/mercure/subscriptions{/topic}{/subscriber}`) receives them.
 //!
 //! The end of a subscription is announced when its stream is dropped, whatever the reason: the
@@ -18,7 +21,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use crate::Hub;
-use crate::registry::Subscriber;
+use crate::delivery::registry::Subscriber;
 use herald_protocol::{Update, generate_id};
 
 /// The prefix of every subscription topic and of the API's paths.
@@ -47,7 +50,7 @@ pub fn subscription_id(topic: &str, subscriber: &str) -> String {
 }
 
 /// The JSON-LD document of one subscription [R30].
-pub fn document(topic: &str, subscriber: &Subscriber, active: bool) -> Value {
+pub(crate) fn document(topic: &str, subscriber: &Subscriber, active: bool) -> Value {
     let mut document = json!({
         "id": subscription_id(topic, subscriber.iri()),
         "type": "Subscription",
@@ -62,7 +65,7 @@ pub fn document(topic: &str, subscriber: &Subscriber, active: bool) -> Value {
 }
 
 /// Publishes one event per topic selector of `subscriber`.
-pub fn announce(hub: &Hub, subscriber: &Subscriber, active: bool) {
+pub(crate) fn announce(hub: &Hub, subscriber: &Subscriber, active: bool) {
     for selector in &subscriber.subscription().selectors {
         let topic = selector.as_str();
         let mut data = document(topic, subscriber, active);
@@ -75,7 +78,7 @@ pub fn announce(hub: &Hub, subscriber: &Subscriber, active: bool) {
             event_type: None,
             retry: None,
         };
-        let publish = hub.transport().publish(update);
+        let publish = hub.transport().publish_live(update);
         // Announcing must not hold up the subscriber (or, on drop, run inside a sync context).
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -91,14 +94,14 @@ pub fn announce(hub: &Hub, subscriber: &Subscriber, active: bool) {
 }
 
 /// Announces the end of a subscription when dropped (it lives in the subscriber's stream).
-pub struct Presence {
+pub(crate) struct Presence {
     hub: Hub,
     subscriber: std::sync::Arc<Subscriber>,
 }
 
 impl Presence {
     /// Announces the start of `subscriber`'s subscriptions; the end follows on drop.
-    pub fn begin(hub: Hub, subscriber: std::sync::Arc<Subscriber>) -> Presence {
+    pub(crate) fn begin(hub: Hub, subscriber: std::sync::Arc<Subscriber>) -> Presence {
         announce(&hub, &subscriber, true);
         Presence { hub, subscriber }
     }

@@ -1,4 +1,5 @@
-//! Reconnection and history over real TCP [R25]-[R29].
+//! Reconnection and history over real TCP [R25]-[R29], on every transport: each test runs
+//! once per [`Backend`] (`memory::NAME`, `embedded::NAME`, `redis::NAME`).
 
 mod common;
 
@@ -53,9 +54,8 @@ fn small_history(max_events: usize) -> HubConfig {
 
 // ---- [R25] replay after an id ----
 
-#[tokio::test]
-async fn r25_last_event_id_header_replays_later_events_then_goes_live() {
-    let hub = TestHub::default().await;
+async fn r25_last_event_id_header_replays_later_events_then_goes_live(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["h1", "h2", "h3"]).await;
     let mut sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "h1")).await;
     publish_ids(&hub, &["h4"]).await;
@@ -66,9 +66,8 @@ async fn r25_last_event_id_header_replays_later_events_then_goes_live() {
         .await;
 }
 
-#[tokio::test]
-async fn r25_last_event_id_query_parameter_replays_later_events() {
-    let hub = TestHub::default().await;
+async fn r25_last_event_id_query_parameter_replays_later_events(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["q1", "q2", "q3"]).await;
     let mut sub = reconnect(&hub, "lastEventID=q2", |r| r).await;
     publish_ids(&hub, &["q4"]).await;
@@ -76,9 +75,8 @@ async fn r25_last_event_id_query_parameter_replays_later_events() {
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("q2"));
 }
 
-#[tokio::test]
-async fn r25_header_wins_over_the_query_parameter() {
-    let hub = TestHub::default().await;
+async fn r25_header_wins_over_the_query_parameter(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["w1", "w2", "w3"]).await;
     let mut sub = reconnect(&hub, "lastEventID=w1", |r| r.header("Last-Event-ID", "w2")).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("w2"));
@@ -86,9 +84,8 @@ async fn r25_header_wins_over_the_query_parameter() {
     assert_eq!(ids_of(&sub.next_events(2).await), ["w3", "w4"]);
 }
 
-#[tokio::test]
-async fn r25_replay_after_the_newest_event_sends_only_live_events() {
-    let hub = TestHub::default().await;
+async fn r25_replay_after_the_newest_event_sends_only_live_events(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["n1", "n2"]).await;
     let mut sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "n2")).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("n2"));
@@ -96,9 +93,8 @@ async fn r25_replay_after_the_newest_event_sends_only_live_events() {
     assert_eq!(ids_of(&sub.next_events(1).await), ["n3"]);
 }
 
-#[tokio::test]
-async fn r25_replay_filters_by_selectors_and_private_authorization() {
-    let hub = TestHub::default().await;
+async fn r25_replay_filters_by_selectors_and_private_authorization(backend: Backend) {
+    let hub = backend.start(config()).await;
     let books = "https://example.com/books/{id}";
     let book = |n: u32| format!("https://example.com/books/{n}");
     let other = "https://example.com/authors/1";
@@ -147,9 +143,8 @@ async fn r25_replay_filters_by_selectors_and_private_authorization() {
     );
 }
 
-#[tokio::test]
-async fn r25_replay_keeps_the_full_frames() {
-    let hub = TestHub::default().await;
+async fn r25_replay_keeps_the_full_frames(backend: Backend) {
+    let hub = backend.start(config()).await;
     hub.publish_ok(&[("topic", TOPIC), ("id", "before")]).await;
     hub.publish_ok(&[
         ("topic", TOPIC),
@@ -170,9 +165,8 @@ async fn r25_replay_keeps_the_full_frames() {
 
 // ---- [R26] earliest ----
 
-#[tokio::test]
-async fn r26_earliest_replays_the_whole_retained_history() {
-    let hub = TestHub::default().await;
+async fn r26_earliest_replays_the_whole_retained_history(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["e1", "e2", "e3"]).await;
     let mut by_query = reconnect(&hub, "lastEventID=earliest", |r| r).await;
     let mut by_header = reconnect(&hub, "", |r| r.header("Last-Event-ID", "earliest")).await;
@@ -185,43 +179,38 @@ async fn r26_earliest_replays_the_whole_retained_history() {
 
 // ---- [R27] the Last-Event-ID response header ----
 
-#[tokio::test]
-async fn r27_header_echoes_a_found_id() {
-    let hub = TestHub::default().await;
+async fn r27_header_echoes_a_found_id(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["f1", "f2"]).await;
     let sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "f1")).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("f1"));
 }
 
-#[tokio::test]
-async fn r27_unknown_id_gives_earliest_and_the_whole_history() {
-    let hub = TestHub::default().await;
+async fn r27_unknown_id_gives_earliest_and_the_whole_history(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["u1", "u2"]).await;
     let mut sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "never-published")).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("earliest"));
     assert_eq!(ids_of(&sub.next_events(2).await), ["u1", "u2"]);
 }
 
-#[tokio::test]
-async fn r27_empty_history_gives_earliest() {
-    let hub = TestHub::default().await;
+async fn r27_empty_history_gives_earliest(backend: Backend) {
+    let hub = backend.start(config()).await;
     let mut sub = reconnect(&hub, "lastEventID=whatever", |r| r).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("earliest"));
     publish_ids(&hub, &["first"]).await;
     assert_eq!(ids_of(&sub.next_events(1).await), ["first"]);
 }
 
-#[tokio::test]
-async fn r27_earliest_asked_gives_earliest() {
-    let hub = TestHub::default().await;
+async fn r27_earliest_asked_gives_earliest(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["x1"]).await;
     let sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "earliest")).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("earliest"));
 }
 
-#[tokio::test]
-async fn r27_header_absent_when_no_id_was_sent() {
-    let hub = TestHub::default().await;
+async fn r27_header_absent_when_no_id_was_sent(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["a1"]).await;
     let mut sub = reconnect(&hub, "", |r| r).await;
     assert_eq!(last_event_id_header(&sub), None);
@@ -230,13 +219,13 @@ async fn r27_header_absent_when_no_id_was_sent() {
     assert_eq!(ids_of(&sub.next_events(1).await), ["a2"]);
 }
 
-#[tokio::test]
-async fn r27_header_is_exposed_to_browsers_by_cors() {
-    let hub = TestHub::start(HubConfig {
-        cors_origins: vec!["https://app.example.com".into()],
-        ..config()
-    })
-    .await;
+async fn r27_header_is_exposed_to_browsers_by_cors(backend: Backend) {
+    let hub = backend
+        .start(HubConfig {
+            cors_origins: vec!["https://app.example.com".into()],
+            ..config()
+        })
+        .await;
     publish_ids(&hub, &["c1"]).await;
     let sub = reconnect(&hub, "", |r| {
         r.header("Last-Event-ID", "c1")
@@ -253,18 +242,16 @@ async fn r27_header_is_exposed_to_browsers_by_cors() {
 
 // ---- [R28] [R29] bounded, indexed history ----
 
-#[tokio::test]
-async fn r29_history_keeps_only_the_newest_max_events() {
-    let hub = TestHub::start(small_history(3)).await;
+async fn r29_history_keeps_only_the_newest_max_events(backend: Backend) {
+    let hub = backend.start(small_history(3)).await;
     publish_ids(&hub, &["b1", "b2", "b3", "b4", "b5"]).await;
     let mut sub = reconnect(&hub, "lastEventID=earliest", |r| r).await;
     publish_ids(&hub, &["b6"]).await;
     assert_eq!(ids_of(&sub.next_events(4).await), ["b3", "b4", "b5", "b6"]);
 }
 
-#[tokio::test]
-async fn r28_r29_trimmed_id_gives_earliest_and_the_retained_events() {
-    let hub = TestHub::start(small_history(3)).await;
+async fn r28_r29_trimmed_id_gives_earliest_and_the_retained_events(backend: Backend) {
+    let hub = backend.start(small_history(3)).await;
     publish_ids(&hub, &["t1", "t2", "t3", "t4", "t5"]).await;
     let mut trimmed = reconnect(&hub, "", |r| r.header("Last-Event-ID", "t1")).await;
     assert_eq!(last_event_id_header(&trimmed).as_deref(), Some("earliest"));
@@ -275,10 +262,9 @@ async fn r28_r29_trimmed_id_gives_earliest_and_the_retained_events() {
     assert_eq!(ids_of(&kept.next_events(2).await), ["t4", "t5"]);
 }
 
-#[tokio::test]
-async fn r28_id_lookup_works_deep_in_a_large_history() {
+async fn r28_id_lookup_works_deep_in_a_large_history(backend: Backend) {
     // The reference hub gives up after 10,000 entries (its issue #1382).
-    let hub = TestHub::start(small_history(20_000)).await;
+    let hub = backend.start(small_history(20_000)).await;
     for i in 0..12_000u32 {
         hub.hub
             .publish(herald_protocol::Update {
@@ -303,9 +289,8 @@ async fn r28_id_lookup_works_deep_in_a_large_history() {
     assert_eq!(old.next_event().await.id.as_deref(), Some("deep6"));
 }
 
-#[tokio::test]
-async fn r29_history_disabled_replays_nothing() {
-    let hub = TestHub::start(small_history(0)).await;
+async fn r29_history_disabled_replays_nothing(backend: Backend) {
+    let hub = backend.start(small_history(0)).await;
     publish_ids(&hub, &["z1", "z2"]).await;
     let mut sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "z1")).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("earliest"));
@@ -313,9 +298,8 @@ async fn r29_history_disabled_replays_nothing() {
     assert_eq!(ids_of(&sub.next_events(1).await), ["z3"]);
 }
 
-#[tokio::test]
-async fn r13_r25_duplicate_ids_resolve_to_the_latest_occurrence() {
-    let hub = TestHub::default().await;
+async fn r13_r25_duplicate_ids_resolve_to_the_latest_occurrence(backend: Backend) {
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["dup", "d1", "dup", "d2"]).await;
     let mut sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "dup")).await;
     assert_eq!(last_event_id_header(&sub).as_deref(), Some("dup"));
@@ -323,9 +307,8 @@ async fn r13_r25_duplicate_ids_resolve_to_the_latest_occurrence() {
     assert_eq!(ids_of(&sub.next_events(2).await), ["d2", "d3"]);
 }
 
-#[tokio::test]
-async fn r29_duplicate_id_whose_latest_occurrence_is_kept_after_trimming() {
-    let hub = TestHub::start(small_history(3)).await;
+async fn r29_duplicate_id_whose_latest_occurrence_is_kept_after_trimming(backend: Backend) {
+    let hub = backend.start(small_history(3)).await;
     // The first "dup" is trimmed; the second one is retained and must still be found.
     publish_ids(&hub, &["dup", "k1", "dup", "k2", "k3"]).await;
     let mut sub = reconnect(&hub, "", |r| r.header("Last-Event-ID", "dup")).await;
@@ -333,11 +316,10 @@ async fn r29_duplicate_id_whose_latest_occurrence_is_kept_after_trimming() {
     assert_eq!(ids_of(&sub.next_events(2).await), ["k2", "k3"]);
 }
 
-#[tokio::test]
-async fn r25_empty_last_event_id_is_no_reconnection() {
+async fn r25_empty_last_event_id_is_no_reconnection(backend: Backend) {
     // As in the reference hub: an empty value is as if none was sent (no replay of the whole
     // history, no response header), and an empty header falls back to the query parameter.
-    let hub = TestHub::default().await;
+    let hub = backend.start(config()).await;
     publish_ids(&hub, &["m1", "m2"]).await;
     let mut by_header = reconnect(&hub, "", |r| r.header("Last-Event-ID", "")).await;
     let mut by_query = reconnect(&hub, "lastEventID=", |r| r).await;
@@ -351,16 +333,16 @@ async fn r25_empty_last_event_id_is_no_reconnection() {
     assert_eq!(ids_of(&fallback.next_events(2).await), ["m2", "live"]);
 }
 
-#[tokio::test]
-async fn r29_history_is_bounded_by_age() {
-    let hub = TestHub::start(HubConfig {
-        history: HistoryLimits {
-            max_events: 100,
-            max_age: Some(std::time::Duration::from_millis(200)),
-        },
-        ..config()
-    })
-    .await;
+async fn r29_history_is_bounded_by_age(backend: Backend) {
+    let hub = backend
+        .start(HubConfig {
+            history: HistoryLimits {
+                max_events: 100,
+                max_age: Some(std::time::Duration::from_millis(200)),
+            },
+            ..config()
+        })
+        .await;
     publish_ids(&hub, &["old1", "old2"]).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     publish_ids(&hub, &["new1"]).await;
@@ -370,3 +352,27 @@ async fn r29_history_is_bounded_by_age() {
     publish_ids(&hub, &["new2"]).await;
     assert_eq!(ids_of(&sub.next_events(1).await), ["new2"]);
 }
+
+on_every_backend!(
+    r25_last_event_id_header_replays_later_events_then_goes_live,
+    r25_last_event_id_query_parameter_replays_later_events,
+    r25_header_wins_over_the_query_parameter,
+    r25_replay_after_the_newest_event_sends_only_live_events,
+    r25_replay_filters_by_selectors_and_private_authorization,
+    r25_replay_keeps_the_full_frames,
+    r26_earliest_replays_the_whole_retained_history,
+    r27_header_echoes_a_found_id,
+    r27_unknown_id_gives_earliest_and_the_whole_history,
+    r27_empty_history_gives_earliest,
+    r27_earliest_asked_gives_earliest,
+    r27_header_absent_when_no_id_was_sent,
+    r27_header_is_exposed_to_browsers_by_cors,
+    r29_history_keeps_only_the_newest_max_events,
+    r28_r29_trimmed_id_gives_earliest_and_the_retained_events,
+    r28_id_lookup_works_deep_in_a_large_history,
+    r29_history_disabled_replays_nothing,
+    r13_r25_duplicate_ids_resolve_to_the_latest_occurrence,
+    r29_duplicate_id_whose_latest_occurrence_is_kept_after_trimming,
+    r25_empty_last_event_id_is_no_reconnection,
+    r29_history_is_bounded_by_age,
+);

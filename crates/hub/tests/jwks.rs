@@ -224,15 +224,15 @@ async fn r18_jwks_file_is_reread_for_an_unknown_kid_at_most_once_per_min_interva
     assert_eq!(status, 200, "{reason}");
 }
 
-#[test]
-fn r18_jwks_unusable_file_refuses_to_start_naming_the_setting() {
+#[tokio::test]
+async fn r18_jwks_unusable_file_refuses_to_start_naming_the_setting() {
     let oct = json!({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]});
     let (_dir, path) = jwks_file(&oct);
     let config = HubConfig {
         subscriber_jwks: Some(JwksSource::File(path)),
         ..HubConfig::default()
     };
-    let e = Hub::new(config).err().expect("an oct key is refused");
+    let e = Hub::new(config).await.err().expect("an oct key is refused");
     let message = e.to_string();
     assert!(message.contains("subscriber-jwks"), "{message}");
     assert!(message.contains("symmetric"), "{message}");
@@ -240,14 +240,13 @@ fn r18_jwks_unusable_file_refuses_to_start_naming_the_setting() {
         publisher_jwks: Some(JwksSource::File("/nonexistent/jwks.json".into())),
         ..HubConfig::default()
     };
-    let message = Hub::new(config).err().unwrap().to_string();
+    let message = Hub::new(config).await.err().unwrap().to_string();
     assert!(message.contains("publisher-jwks"), "{message}");
 }
 
 // (b) A set served over HTTP ---------------------------------------------------------------------
 
-// Multi-threaded: `Hub::new` fetches the set synchronously while the set server runs on the same
-// runtime.
+// Multi-threaded: the set server runs on the test's runtime while the hub fetches from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_jwks_url_rotation_is_picked_up_on_an_unknown_kid() {
     let server =
@@ -336,9 +335,8 @@ async fn r18_jwks_url_that_fails_at_start_refuses_to_start() {
     let server = SetServer::start(&two_keys()).await;
     server.set("");
     let config = jwks_config(JwksSource::Url(server.url.clone()), JwksRefresh::default());
-    let message = tokio::task::spawn_blocking(move || Hub::new(config).err().unwrap().to_string())
-        .await
-        .unwrap();
+    // `Hub::new` fetches on a blocking thread: the set server keeps running on this runtime.
+    let message = Hub::new(config).await.err().unwrap().to_string();
     assert!(message.contains("publisher-jwks"), "{message}");
     assert!(message.contains("500"), "{message}");
 }

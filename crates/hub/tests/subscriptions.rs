@@ -98,18 +98,52 @@ async fn r30_one_event_per_topic_selector_and_they_are_private() {
 }
 
 #[tokio::test]
-async fn r30_subscription_events_are_kept_in_history() {
+async fn r30_subscription_events_do_not_push_updates_out_of_history() {
+    // Issue 13, failure 4: each selector of each anonymous subscription used to write an event
+    // into history, so a few wide subscriptions evicted every published update.
+    let mut config = config();
+    config.subscriptions = true;
+    config.anonymous = true;
+    config.history = herald_hub::HistoryLimits {
+        max_events: 10,
+        max_age: None,
+    };
+    let hub = TestHub::start(config).await;
+    let mut published = Vec::new();
+    for i in 0..5 {
+        published.push(
+            hub.publish_ok(&[("topic", "kept"), ("data", &i.to_string())])
+                .await,
+        );
+    }
+    let query: Vec<String> = (0..20).map(|i| format!("topic=wide-{i}")).collect();
+    let mut wide = Vec::new();
+    for _ in 0..3 {
+        wide.push(hub.subscribe(&query.join("&")).await);
+    }
+    drop(wide);
+    let mut late = hub.subscribe("topic=kept&lastEventID=earliest").await;
+    for id in &published {
+        assert_eq!(late.next_event().await.id.as_deref(), Some(id.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn r30_subscription_events_are_live_only() {
     let hub = hub().await;
     let _someone = hub.subscribe("topic=history-topic").await;
-    // A watcher arriving later replays the start event.
+    // A watcher that asks for history gets none of the subscription events (they are not
+    // kept), but receives the live ones.
     let mut late = hub
         .subscribe_with(
             hub.get(&format!("topic={}&lastEventID=earliest", enc(WATCH)))
                 .bearer_auth(watcher_token()),
         )
         .await;
-    let started = next_about(&mut late, "history-topic").await;
+    let _another = hub.subscribe("topic=live-topic").await;
+    let started = next_about(&mut late, "live-topic").await;
     assert_eq!(started["active"], true);
+    assert!(!late.raw.contains("history-topic"), "{}", late.raw);
 }
 
 #[tokio::test]

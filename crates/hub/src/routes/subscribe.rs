@@ -12,9 +12,9 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::Hub;
-use crate::registry::Subscription;
+use crate::delivery::registry::Subscription;
+use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::rejection::Rejection;
-use crate::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::subscriptions::Presence;
 use crate::transport::ReplayStart;
 
@@ -104,10 +104,12 @@ pub async fn subscribe(
         heartbeat: hub.config().heartbeat,
         ends_at: ends_at(hub.config().write_timeout, expires_at),
     };
-    let presence = hub
-        .config()
-        .subscriptions
-        .then(|| Presence::begin(hub.clone(), registration.subscriber().clone()));
+    let presence = hub.config().subscriptions.then(|| {
+        Box::new(Presence::begin(
+            hub.clone(),
+            registration.subscriber().clone(),
+        )) as Box<dyn Send>
+    });
     let stream = EventStream::new(registration, presence, replay, timing);
     let mut response = Response::new(Body::new(stream));
     set_stream_headers(response.headers_mut(), version);
@@ -155,15 +157,36 @@ fn set_stream_headers(headers: &mut HeaderMap, version: Version) {
 
 /// When a stream ends at the latest: the token's `exp`, or the jittered maximum lifetime,
 /// whichever comes first [R11].
+///
+/// `exp` is the client's number: it may be anything up to `u64::MAX` (`i64::MAX` is a common
+/// "never"), so every step is checked; an instant too far to represent means no end from `exp`.
 fn ends_at(write_timeout: Option<Duration>, expires_at: Option<u64>) -> Option<Instant> {
     let now = Instant::now();
     let lifetime = write_timeout.map(|max| max.mul_f64(rand::rng().random_range(0.8..=1.0)));
-    let until_exp = expires_at.map(|exp| {
-        let exp = UNIX_EPOCH + Duration::from_secs(exp);
-        exp.duration_since(SystemTime::now()).unwrap_or_default()
+    let until_exp = expires_at.and_then(|exp| {
+        let exp = UNIX_EPOCH.checked_add(Duration::from_secs(exp))?;
+        Some(exp.duration_since(SystemTime::now()).unwrap_or_default())
     });
-    match (lifetime, until_exp) {
-        (Some(a), Some(b)) => Some(now + a.min(b)),
-        (a, b) => a.or(b).map(|d| now + d),
+    let first = match (lifetime, until_exp) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    first.and_then(|d| now.checked_add(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exp_at_the_end_of_time_does_not_panic() {
+        // Issue 13, failure 3: `i64::MAX` as "never" overflowed the instant arithmetic.
+        for exp in [i64::MAX as u64, u64::MAX, u64::MAX / 1000] {
+            let end = ends_at(None, Some(exp));
+            assert!(end.is_none_or(|end| end > Instant::now()));
+            let capped = ends_at(Some(Duration::from_secs(60)), Some(exp)).unwrap();
+            assert!(capped <= Instant::now() + Duration::from_secs(60));
+        }
+        assert!(ends_at(None, Some(0)).unwrap() <= Instant::now());
     }
 }

@@ -30,16 +30,15 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use herald_protocol::{LastEventId, Update};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::record;
 use super::{
-    BoxFuture, Event, HistoryLimits, Position, ReplayPlan, ReplayStart, Transport, TransportError,
+    BoxFuture, Dispatcher, Event, Frame, HistoryLimits, Matcher, Position, ReplayPlan,
+    ReplaySource, ReplayStart, Route, Transport, TransportError,
 };
-use crate::Registry;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
@@ -84,6 +83,7 @@ pub struct EmbeddedTransport {
 #[derive(Debug)]
 struct Inner {
     store: Arc<Store>,
+    matcher: Matcher,
     /// Dropping the last handle drops this sender: the writer sees the channel close, commits
     /// what it has, and exits (the writer thread's drop guard).
     requests: Sender<Request>,
@@ -115,8 +115,12 @@ impl Store {
 
 struct Request {
     update: Update,
-    frame: Bytes,
-    record: Vec<u8>,
+    frame: Frame,
+    /// Made on the publisher's side: the writer thread does no template matching.
+    route: Route,
+    /// The serialized record to store; `None` for an update that is delivered but not kept
+    /// ([`Transport::publish_live`]).
+    record: Option<Vec<u8>>,
     done: oneshot::Sender<Result<(), TransportError>>,
 }
 
@@ -124,7 +128,7 @@ impl EmbeddedTransport {
     /// Opens (or creates) the history file at `path` and starts the writer thread.
     pub fn open(
         path: &Path,
-        registry: Registry,
+        dispatcher: Dispatcher,
         limits: HistoryLimits,
         durability: Durability,
     ) -> Result<EmbeddedTransport, OpenError> {
@@ -134,9 +138,10 @@ impl EmbeddedTransport {
             db: RwLock::new(Some(Arc::new(db))),
         });
         let (requests, receiver) = mpsc::channel();
+        let matcher = dispatcher.matcher();
         let writer = Writer {
             store: store.clone(),
-            registry,
+            dispatcher,
             limits,
             durability,
             unsynced: false,
@@ -150,7 +155,11 @@ impl EmbeddedTransport {
                 fix: "check the process limits".into(),
             })?;
         Ok(EmbeddedTransport {
-            inner: Arc::new(Inner { store, requests }),
+            inner: Arc::new(Inner {
+                store,
+                matcher,
+                requests,
+            }),
         })
     }
 }
@@ -246,7 +255,8 @@ fn storage_error(e: impl Into<redb::Error>) -> TransportError {
 /// The one thread that writes history.
 struct Writer {
     store: Arc<Store>,
-    registry: Registry,
+    /// Owned by the writer thread: dispatch happens here, after each commit, in position order.
+    dispatcher: Dispatcher,
     limits: HistoryLimits,
     durability: Durability,
     /// Under `Periodic`, whether commits were made since the last synced one.
@@ -285,14 +295,16 @@ impl Writer {
         }
         match self.write(&batch) {
             Ok(first_position) => {
-                for (offset, request) in batch.into_iter().enumerate() {
-                    let position = Position(first_position + offset as u64);
-                    let event = Event {
-                        position,
-                        update: request.update,
-                        frame: request.frame,
-                    };
-                    self.registry.dispatch(&event);
+                let mut position = first_position;
+                for request in batch {
+                    if request.record.is_none() {
+                        self.dispatcher.dispatch_live(request.update);
+                    } else {
+                        let event =
+                            Event::with_frame(Position(position), request.update, request.frame);
+                        position += 1;
+                        self.dispatcher.dispatch_routed(&event, &request.route);
+                    }
                     let _ = request.done.send(Ok(()));
                 }
             }
@@ -313,6 +325,10 @@ impl Writer {
 
     /// Writes a batch in one transaction; returns the position of its first update.
     fn write(&mut self, batch: &[Request]) -> Result<u64, redb::Error> {
+        if batch.iter().all(|request| request.record.is_none()) {
+            // Only live events: nothing to store, no commit to pay for.
+            return Ok(0);
+        }
         let db = self
             .store
             .db()
@@ -331,8 +347,11 @@ impl Writer {
             first = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
             let mut position = first;
             for request in batch {
+                let Some(record) = &request.record else {
+                    continue;
+                };
                 if self.limits.max_events > 0 {
-                    events.insert(position, request.record.as_slice())?;
+                    events.insert(position, record.as_slice())?;
                     ids.insert(request.update.id.as_str(), position)?;
                 }
                 position += 1;
@@ -536,23 +555,54 @@ impl EmbeddedTransport {
     }
 }
 
-impl Transport for EmbeddedTransport {
-    fn publish(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
+impl EmbeddedTransport {
+    /// Hands an update to the writer thread and waits for its acknowledgement.
+    fn submit(&self, update: Update, keep: bool) -> BoxFuture<'static, Result<(), TransportError>> {
         // The per-update work happens here, on the publisher's task, in parallel; the writer
-        // thread only writes.
-        let frame = herald_protocol::sse::encode(&update);
-        let record = record::encode(&update, now_ms());
+        // thread only writes and dispatches. A cheap route is made right away, so that
+        // publishes reach the writer in the order they are called; an expensive one (many
+        // topics against many templates) on a blocking thread, holding up only this publish.
+        if let Some(route) = self.inner.matcher.try_route(&update) {
+            let acknowledged = self.send(update, route, keep);
+            return Box::pin(acknowledged);
+        }
+        let this = self.clone();
+        Box::pin(async move {
+            let route = this.inner.matcher.route_off_thread(&update).await;
+            this.send(update, route, keep).await
+        })
+    }
+
+    fn send(
+        &self,
+        update: Update,
+        route: Route,
+        keep: bool,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send + 'static {
+        let frame = Frame::encode(&update);
+        let record = keep.then(|| record::encode(&update, now_ms()));
         let (done, acknowledged) = oneshot::channel();
         let sent = self.inner.requests.send(Request {
             update,
             frame,
+            route,
             record,
             done,
         });
-        Box::pin(async move {
+        async move {
             sent.map_err(|_| TransportError::Closed)?;
             acknowledged.await.map_err(|_| TransportError::Closed)?
-        })
+        }
+    }
+}
+
+impl Transport for EmbeddedTransport {
+    fn publish(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.submit(update, true)
+    }
+
+    fn publish_live(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.submit(update, false)
     }
 
     fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
@@ -564,7 +614,9 @@ impl Transport for EmbeddedTransport {
                 .map_err(|e| TransportError::Storage(e.to_string()))?
         })
     }
+}
 
+impl ReplaySource for EmbeddedTransport {
     fn replay_page(
         &self,
         after: Option<Position>,

@@ -10,10 +10,11 @@ use std::time::Instant;
 use herald_protocol::{LastEventId, Update};
 
 use super::{
-    BoxFuture, Event, HistoryLimits, Position, ReplayPlan, ReplayStart, Transport, TransportError,
+    BoxFuture, Dispatcher, Event, HistoryLimits, Matcher, Position, ReplayPlan, ReplaySource,
+    ReplayStart, Route, Transport, TransportError,
 };
-use crate::Registry;
 
+/// History in RAM. A cheap `Clone` handle.
 #[derive(Debug, Clone)]
 pub struct MemoryTransport {
     inner: Arc<Inner>,
@@ -21,15 +22,18 @@ pub struct MemoryTransport {
 
 #[derive(Debug)]
 struct Inner {
-    registry: Registry,
     limits: HistoryLimits,
+    /// Routes updates before the lock is taken: template matching is not done under it.
+    matcher: Matcher,
     // A std Mutex: publish appends and dispatches under it (dispatch only pushes into queues and
     // never awaits), which is what keeps dispatch in position order; replay clones `Arc`s out.
     history: Mutex<History>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct History {
+    /// Lives under the lock: holding the lock is what it takes to dispatch.
+    dispatcher: Dispatcher,
     events: VecDeque<(Instant, Arc<Event>)>,
     /// Update id -> position of its latest occurrence (duplicates resolve to the newest).
     ids: HashMap<String, Position>,
@@ -72,17 +76,23 @@ impl History {
 }
 
 impl MemoryTransport {
-    pub fn new(registry: Registry, limits: HistoryLimits) -> MemoryTransport {
+    /// A transport keeping `limits` of history, delivering through `dispatcher`.
+    pub fn new(dispatcher: Dispatcher, limits: HistoryLimits) -> MemoryTransport {
         MemoryTransport {
             inner: Arc::new(Inner {
-                registry,
                 limits,
-                history: Mutex::new(History::default()),
+                matcher: dispatcher.matcher(),
+                history: Mutex::new(History {
+                    dispatcher,
+                    events: VecDeque::new(),
+                    ids: HashMap::new(),
+                    next: 0,
+                }),
             }),
         }
     }
 
-    fn publish_now(&self, update: Update) {
+    fn publish_now(&self, update: Update, route: Route) {
         let inner = &self.inner;
         let now = Instant::now();
         let mut history = inner.history.lock().unwrap();
@@ -94,7 +104,17 @@ impl MemoryTransport {
             history.events.push_back((now, event.clone()));
         }
         history.trim(&inner.limits, now);
-        inner.registry.dispatch(&event);
+        history.dispatcher.dispatch_routed(&event, &route);
+    }
+
+    fn publish_live_now(&self, update: Update) {
+        // Under the lock, so that it is ordered with the retained events around it.
+        self.inner
+            .history
+            .lock()
+            .unwrap()
+            .dispatcher
+            .dispatch_live(update);
     }
 
     fn plan(&self, from: &LastEventId) -> ReplayPlan {
@@ -130,14 +150,30 @@ impl MemoryTransport {
 
 impl Transport for MemoryTransport {
     fn publish(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.publish_now(update);
+        // Cheap routes are made here, so that publishes are ordered as they are called.
+        if let Some(route) = self.inner.matcher.try_route(&update) {
+            self.publish_now(update, route);
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let this = self.clone();
+        Box::pin(async move {
+            let route = this.inner.matcher.route_off_thread(&update).await;
+            this.publish_now(update, route);
+            Ok(())
+        })
+    }
+
+    fn publish_live(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.publish_live_now(update);
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
         Box::pin(std::future::ready(Ok(self.plan(from))))
     }
+}
 
+impl ReplaySource for MemoryTransport {
     fn replay_page(
         &self,
         after: Option<Position>,
@@ -163,9 +199,16 @@ mod tests {
         }
     }
 
+    impl MemoryTransport {
+        fn publish_routed(&self, update: Update) {
+            let route = self.inner.matcher.route(&update);
+            self.publish_now(update, route);
+        }
+    }
+
     fn transport(max_events: usize) -> MemoryTransport {
         MemoryTransport::new(
-            Registry::new(1 << 20, 100),
+            crate::delivery::registry::Registry::new(1 << 20, 100).1,
             HistoryLimits {
                 max_events,
                 max_age: None,
@@ -193,7 +236,7 @@ mod tests {
     fn r25_replays_after_an_id() {
         let t = transport(10);
         for id in ["a", "b", "c", "d"] {
-            t.publish_now(update(id));
+            t.publish_routed(update(id));
         }
         let (start, ids) = replayed(&t, LastEventId::After("a".into()));
         assert_eq!(ids, ["b", "c", "d"]);
@@ -203,9 +246,9 @@ mod tests {
     #[test]
     fn r25_replay_stops_at_the_head_of_the_plan() {
         let t = transport(10);
-        t.publish_now(update("a"));
+        t.publish_routed(update("a"));
         let plan = t.plan(&LastEventId::Earliest);
-        t.publish_now(update("b"));
+        t.publish_routed(update("b"));
         let page = t.page(plan.after, plan.head.unwrap(), 10);
         assert_eq!(page.len(), 1);
     }
@@ -213,7 +256,7 @@ mod tests {
     #[test]
     fn r27_unknown_id_replays_everything_from_earliest() {
         let t = transport(10);
-        t.publish_now(update("a"));
+        t.publish_routed(update("a"));
         let (start, ids) = replayed(&t, LastEventId::After("zzz".into()));
         assert_eq!(ids, ["a"]);
         assert_eq!(start, ReplayStart::Earliest);
@@ -223,7 +266,7 @@ mod tests {
     fn r29_history_is_bounded_and_trimmed_ids_are_forgotten() {
         let t = transport(2);
         for id in ["a", "b", "c"] {
-            t.publish_now(update(id));
+            t.publish_routed(update(id));
         }
         assert_eq!(replayed(&t, LastEventId::Earliest).1, ["b", "c"]);
         assert_eq!(
@@ -236,7 +279,7 @@ mod tests {
     fn duplicate_ids_resolve_to_the_latest_occurrence() {
         let t = transport(10);
         for id in ["x", "a", "x", "b"] {
-            t.publish_now(update(id));
+            t.publish_routed(update(id));
         }
         assert_eq!(replayed(&t, LastEventId::After("x".into())).1, ["b"]);
     }
@@ -244,7 +287,7 @@ mod tests {
     #[test]
     fn no_history_still_reports_the_head() {
         let t = transport(0);
-        t.publish_now(update("a"));
+        t.publish_routed(update("a"));
         let plan = t.plan(&LastEventId::Earliest);
         assert_eq!(plan.head, Some(Position(0)));
         assert!(t.page(plan.after, Position(0), 10).is_empty());

@@ -1,18 +1,21 @@
-//! Transports: where updates are ordered, kept for replay, and handed to the registry.
+//! Transports: where updates are ordered, kept for replay, and handed to delivery.
 //!
 //! A transport owns the order of events. `publish` gives the update its [`Position`], stores it
-//! in history, and — itself or through a reader task — hands it to
-//! [`Registry::dispatch`](crate::Registry::dispatch), always in position order. That one rule is
-//! what lets a reconnecting subscriber replay history and then switch to the live stream with
-//! nothing lost and nothing twice [R7][R25]: the subscriber registers first (live events queue
-//! up), then asks for a replay, whose `head` says up to which position history was read; the
-//! stream skips queued live events at or before it.
+//! in history, and (itself, from a writer thread, or from a task tailing a shared log) hands it
+//! to the hub's one [`Dispatcher`], always in position order. That one rule is what lets a
+//! reconnecting subscriber replay history and then switch to the live stream with nothing lost
+//! and nothing twice [R7][R25]: the subscriber registers first (live events queue up), then asks
+//! for a replay, whose `head` says up to which position history was read; the stream skips
+//! queued live events at or before it.
 //!
-//! The trait is shaped for three implementations:
-//! - [`memory`]: a bounded ring in RAM (tests, ephemeral deployments), today;
-//! - an embedded on-disk store (history that survives restarts, group commit);
-//! - Redis Streams, where `publish` is an `XADD` and a reader task on every node dispatches what
-//!   `XREAD` returns, so that N hubs share one history and one order.
+//! A transport is built with the hub's [`Dispatcher`] (see `HubBuilder::transport`) and owns it;
+//! it depends on `crate::delivery` and on nothing of the HTTP side. The ones here:
+//! - [`memory`]: a bounded ring in RAM (the library's default: tests, ephemeral deployments);
+//! - [`embedded`]: history on local disk in one redb file, written by group commit (the
+//!   default of `herald serve`);
+//! - [`redis`]: one Redis Stream shared by every node of a cluster, tailed by each node (so
+//!   that N hubs deliver the same events in the same order);
+//! - an application can supply its own by implementing [`Transport`] (and [`ReplaySource`]).
 //!
 //! Futures are boxed so that the hub can hold any transport as `Arc<dyn Transport>`.
 
@@ -21,13 +24,12 @@ pub mod memory;
 mod record;
 pub mod redis;
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-
-use bytes::Bytes;
 use herald_protocol::{LastEventId, Update};
+
+pub use crate::delivery::{
+    BoxFuture, Dispatcher, Event, Frame, Matcher, Position, REPLAY_PAGE_EVENTS, ReplaySource,
+    Route, TransportError,
+};
 
 pub use embedded::{Durability, EmbeddedTransport};
 pub use memory::MemoryTransport;
@@ -53,34 +55,6 @@ impl Default for HistoryLimits {
     }
 }
 
-/// A boxed, sendable future, as the trait's methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// An event's place in the transport's total order. Strictly increasing in dispatch order.
-/// (A Redis stream id `ms-seq` maps to it as `ms << 20 | seq`.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position(pub u64);
-
-/// An update with its position and its SSE frame, encoded once for every subscriber.
-#[derive(Debug)]
-pub struct Event {
-    pub position: Position,
-    pub update: Update,
-    pub frame: Bytes,
-}
-
-impl Event {
-    /// Wraps an update, encoding its frame.
-    pub fn new(position: Position, update: Update) -> Event {
-        let frame = herald_protocol::sse::encode(&update);
-        Event {
-            position,
-            update,
-            frame,
-        }
-    }
-}
-
 /// Where a replay started, for the `Last-Event-ID` response header [R27].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayStart {
@@ -92,10 +66,11 @@ pub enum ReplayStart {
 }
 
 /// What a replay will cover, decided by one id lookup; the events themselves are read page by
-/// page with [`Transport::replay_page`] as the subscriber's stream drains, so that replaying a
+/// page with [`ReplaySource::replay_page`] as the subscriber's stream drains, so that replaying a
 /// large history never holds it all in memory.
 #[derive(Debug, Clone)]
 pub struct ReplayPlan {
+    /// What the `Last-Event-ID` response header says [R27].
     pub start: ReplayStart,
     /// Replay the events after this position; `None` starts at the oldest retained event.
     pub after: Option<Position>,
@@ -105,38 +80,24 @@ pub struct ReplayPlan {
     pub head: Option<Position>,
 }
 
-/// How many events one replay page holds at most.
-pub const REPLAY_PAGE_EVENTS: usize = 1024;
-
-/// A transport failure, reported to the publisher as 503.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    #[error("the hub is shutting down")]
-    Closed,
-    #[error("history storage failed: {0}")]
-    Storage(String),
-}
-
 /// Orders, stores and dispatches updates. See the module documentation.
 ///
-/// Futures are `'static` (implementations clone an inner `Arc`) so that a subscriber's stream
-/// can hold a page request while hyper polls it.
-pub trait Transport: Send + Sync + fmt::Debug + 'static {
+/// An implementation MUST dispatch through the [`Dispatcher`] it was built with, in position
+/// order; it may trust the updates it is given (the HTTP side validated them, and
+/// `Hub::publish` is the application's own code).
+pub trait Transport: ReplaySource {
     /// Stores `update` and dispatches it. Resolves once the update is stored according to the
     /// transport's durability policy: an `Ok` is an acknowledgement that it will be delivered
     /// and replayed.
     fn publish(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>>;
 
-    /// Plans a replay of the retained events after `from` [R25]-[R28]: an id lookup through the
-    /// index, never a scan.
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
+    /// Delivers `update` to the subscribers connected now (on every node of a cluster), in
+    /// order with the other events, without keeping it in history
+    /// ([`Dispatcher::dispatch_live`]). The hub uses it for subscription events [R30], so that
+    /// subscribers coming and going cannot push published updates out of history.
+    fn publish_live(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>>;
 
-    /// Up to `limit` retained events with a position after `after` (from the oldest when
-    /// `None`) and at most `through`, in position order.
-    fn replay_page(
-        &self,
-        after: Option<Position>,
-        through: Position,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, TransportError>>;
+    /// Plans a replay of the retained events after `from` [R25]-[R28]: an id lookup through the
+    /// index, never a scan. The events are read with [`ReplaySource::replay_page`].
+    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
 }

@@ -64,6 +64,72 @@ pub struct TestHub {
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// What must live as long as the hub (its history directory, say).
+    keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+/// The transports a test suite can run on: the tests of history run on every one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-memory ring (the library's default).
+    Memory,
+    /// A redb file in a temporary directory (the default of `herald serve`), committed without
+    /// a sync per batch (`Durability::Periodic`): the history semantics are the same, and
+    /// thousands of sequential fsyncs would make the suite slow; what `Sync` promises is tested
+    /// with `kill -9` in crates/cli/tests/durability.rs.
+    Embedded,
+    /// A Redis stream on a `redis-server` of its own (started on a free port, killed with the
+    /// hub; the Debian package `redis-server` must be installed).
+    Redis,
+}
+
+/// The `redis-server` helper of the command-line tests, shared rather than copied.
+#[path = "../../../cli/tests/common/redis.rs"]
+pub mod redis_server;
+
+impl Backend {
+    /// Starts a hub with `config`, its storage set to this backend.
+    pub async fn start(self, mut config: HubConfig) -> TestHub {
+        let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        config.storage = match self {
+            Backend::Memory => herald_hub::Storage::Memory,
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("history.redb");
+                keep.push(Box::new(dir));
+                herald_hub::Storage::Embedded {
+                    path,
+                    durability: herald_hub::Durability::Periodic,
+                }
+            }
+            Backend::Redis => {
+                let server = redis_server::RedisServer::start(redis_server::Persistence::None);
+                let options = herald_hub::RedisOptions::new(server.url());
+                keep.push(Box::new(server));
+                herald_hub::Storage::Redis(options)
+            }
+        };
+        let mut hub = TestHub::start(config).await;
+        hub.keep = keep;
+        hub
+    }
+}
+
+/// Generates, for each named `async fn name(backend: Backend)`, one `#[tokio::test]` per
+/// backend: `memory::name`, `embedded::name`, `redis::name`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Memory).await })*
+        }
+        mod embedded {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Embedded).await })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Redis).await })*
+        }
+    };
 }
 
 impl TestHub {
@@ -325,7 +391,7 @@ pub fn now_secs() -> u64 {
 impl TestHub {
     /// Like [`TestHub::start`], on a listener the test prepared (socket options, ...).
     pub async fn start_on(listener: TcpListener, config: HubConfig) -> TestHub {
-        let hub = Hub::new(config).expect("valid test config");
+        let hub = Hub::new(config).await.expect("valid test config");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(herald_hub::serve(listener, hub.clone(), async {
@@ -339,6 +405,7 @@ impl TestHub {
             client: reqwest::Client::builder().build().unwrap(),
             stop: Some(stop),
             task: Some(task),
+            keep: Vec::new(),
         }
     }
 

@@ -42,7 +42,8 @@
 //!
 //! # Bounds
 //! Count: trimmed exactly at each publish (and in the background after `--history-size` is
-//! lowered). Age: every node runs a trim by age every second, measured on Redis's clock. With
+//! lowered). Age, measured on Redis's clock: a little at each publish and each replay plan
+//! (so that a replay never starts past the bound), the rest by every node once a second. With
 //! `--history-size 0` nothing is replayed, but the stream still keeps the last
 //! [`DELIVERY_BUFFER`] entries so that a node whose tail reconnects finds what it missed.
 //!
@@ -66,9 +67,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::record;
 use super::{
-    BoxFuture, Event, HistoryLimits, Position, ReplayPlan, ReplayStart, Transport, TransportError,
+    BoxFuture, Dispatcher, Event, HistoryLimits, Position, ReplayPlan, ReplaySource, ReplayStart,
+    Transport, TransportError,
 };
-use crate::Registry;
 use scripts::Scripts;
 
 /// The default `--redis-stream`: the stream's key, and the prefix of the other keys.
@@ -204,7 +205,7 @@ impl RedisTransport {
     /// probably misconfigured.
     pub async fn connect(
         options: &RedisOptions,
-        registry: Registry,
+        dispatcher: Dispatcher,
         limits: HistoryLimits,
     ) -> Result<RedisTransport, RedisStartError> {
         let client = options.client().map_err(RedisStartError::Url)?;
@@ -247,7 +248,7 @@ impl RedisTransport {
             keys: keys.clone(),
             after: start,
             limits,
-            registry,
+            dispatcher,
             stop: stop.clone(),
         });
         Ok(RedisTransport {
@@ -283,6 +284,8 @@ impl RedisTransport {
                 .key(&inner.keys.stream)
                 .key(&inner.keys.ids)
                 .arg(wanted)
+                .arg(Self::kept(&inner.limits))
+                .arg(max_age_ms(&inner.limits))
                 .invoke_async(&mut conn),
         )
         .await?;
@@ -348,14 +351,21 @@ async fn with_timeout<T>(
     match tokio::time::timeout(PUBLISH_TIMEOUT, request).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => Err(
-            TransportError::Storage(format!("Redis is unreachable ({e})")),
+            TransportError::Unavailable(format!("Redis is unreachable ({e})")),
         ),
         Ok(Err(e)) => Err(TransportError::Storage(format!("Redis refused it ({e})"))),
-        Err(_) => Err(TransportError::Storage(format!(
+        Err(_) => Err(TransportError::Unavailable(format!(
             "Redis did not answer within {} s",
             PUBLISH_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// The age bound in milliseconds as the scripts take it (0: none).
+fn max_age_ms(limits: &HistoryLimits) -> u64 {
+    limits
+        .max_age
+        .map_or(0, |age| (age.as_millis() as u64).max(1))
 }
 
 fn bad_id(id: &str) -> TransportError {
@@ -427,8 +437,25 @@ impl Transport for RedisTransport {
                     .arg(&update.id)
                     .arg(record)
                     .arg(Self::kept(&inner.limits))
+                    .arg(max_age_ms(&inner.limits))
                     .arg(u8::from(inner.limits.max_events > 0))
                     .invoke_async(&mut conn),
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn publish_live(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let record = record::encode(&update, now_ms());
+            let mut conn = inner.publisher.clone();
+            let _receivers: usize = with_timeout(
+                redis::cmd("PUBLISH")
+                    .arg(&inner.keys.live)
+                    .arg(record)
+                    .query_async(&mut conn),
             )
             .await?;
             Ok(())
@@ -438,7 +465,9 @@ impl Transport for RedisTransport {
     fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
         Box::pin(Self::plan(self.inner.clone(), from.clone()))
     }
+}
 
+impl ReplaySource for RedisTransport {
     fn replay_page(
         &self,
         after: Option<Position>,

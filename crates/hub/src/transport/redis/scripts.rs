@@ -34,6 +34,13 @@ local function drop_entries(stream, ids, entries)
   return #doomed
 end
 
+-- The stream id time before which entries are too old, on Redis's clock; 0 without an age bound.
+local function cutoff_of(max_age_ms)
+  if max_age_ms <= 0 then return 0 end
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age_ms
+end
+
 -- Trims the oldest entries past `keep`, then those older than `cutoff_ms` (0: no age bound),
 -- at most `budget` in all.
 local function trim(stream, ids, keep, cutoff_ms, budget)
@@ -52,12 +59,12 @@ local function trim(stream, ids, keep, cutoff_ms, budget)
 end
 "#;
 
-/// `KEYS`: stream, index. `ARGV`: update id, record, entries kept, whether to index (1/0).
-/// Returns the new entry's stream id.
+/// `KEYS`: stream, index. `ARGV`: update id, record, entries kept, max age in ms (0: none),
+/// whether to index (1/0). Returns the new entry's stream id.
 const PUBLISH: &str = r#"
 local sid = redis.call('XADD', KEYS[1], '*', 'i', ARGV[1], 'r', ARGV[2])
-if ARGV[4] == '1' then redis.call('HSET', KEYS[2], ARGV[1], sid) end
-trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), 0, 16)
+if ARGV[5] == '1' then redis.call('HSET', KEYS[2], ARGV[1], sid) end
+trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), cutoff_of(tonumber(ARGV[4])), 16)
 return sid
 "#;
 
@@ -65,19 +72,15 @@ return sid
 /// Returns how many entries were removed. The age is measured on Redis's clock, so that nodes
 /// whose clocks disagree still trim alike.
 const MAINTAIN: &str = r#"
-local cutoff = 0
-local max_age = tonumber(ARGV[2])
-if max_age > 0 then
-  local now = redis.call('TIME')
-  cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
-end
-return trim(KEYS[1], KEYS[2], tonumber(ARGV[1]), cutoff, tonumber(ARGV[3]))
+return trim(KEYS[1], KEYS[2], tonumber(ARGV[1]), cutoff_of(tonumber(ARGV[2])), tonumber(ARGV[3]))
 "#;
 
-/// `KEYS`: stream, index. `ARGV`: the update id to resume after ('' for none).
-/// Returns `{found stream id or '', first entry's id or '', last entry's id or ''}`, read at one
-/// instant.
+/// `KEYS`: stream, index. `ARGV`: the update id to resume after ('' for none), entries kept,
+/// max age in ms (0: none). Trims what is too old first (a little; maintenance does the rest),
+/// so that a replay never starts with events past the age bound. Returns `{found stream id or
+/// '', first entry's id or '', last entry's id or ''}`, read at one instant.
 const PLAN: &str = r#"
+trim(KEYS[1], KEYS[2], tonumber(ARGV[2]), cutoff_of(tonumber(ARGV[3])), 64)
 local found = ''
 if ARGV[1] ~= '' then found = redis.call('HGET', KEYS[2], ARGV[1]) or '' end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
@@ -99,7 +102,7 @@ impl Scripts {
         Scripts {
             publish: redis::Script::new(&format!("{TRIM}{PUBLISH}")),
             maintain: redis::Script::new(&format!("{TRIM}{MAINTAIN}")),
-            plan: redis::Script::new(PLAN),
+            plan: redis::Script::new(&format!("{TRIM}{PLAN}")),
         }
     }
 }

@@ -25,9 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::scripts::Scripts;
 use super::{CONNECT_TIMEOUT, Keys, RedisTransport, TAIL_BATCH, decode_entry, position_of};
-use crate::Registry;
 use crate::transport::record;
-use crate::transport::{Event, HistoryLimits};
+use crate::transport::{Dispatcher, Event, HistoryLimits, Matcher, Route};
 
 /// How long one `XREAD` blocks on an idle stream.
 const BLOCK: Duration = Duration::from_secs(5);
@@ -38,8 +37,8 @@ const MAINTENANCE_BUDGET: usize = 256;
 
 /// What the readers hand to the dispatch task.
 enum Delivery {
-    /// Entries read from the stream, in stream order.
-    Retained(Vec<Event>),
+    /// Entries read from the stream, in stream order, routed by the reader.
+    Retained(Vec<(Event, Route)>),
     /// An event from the live channel.
     Live(Update),
 }
@@ -53,18 +52,18 @@ pub(super) struct Tail {
     /// The id after which the tail starts reading.
     pub after: String,
     pub limits: HistoryLimits,
-    pub registry: Registry,
+    /// The hub's one dispatcher: moved into the dispatch task.
+    pub dispatcher: Dispatcher,
     pub stop: CancellationToken,
 }
 
 /// Starts the tail, the live reader, the dispatch task and the maintenance task.
 pub(super) fn spawn(tail: Tail) {
     let (deliveries, received) = mpsc::channel(64);
-    let dispatcher = Dispatcher {
-        registry: tail.registry,
-    };
-    tokio::spawn(dispatch(dispatcher, received));
+    let matcher = tail.dispatcher.matcher();
+    tokio::spawn(dispatch(tail.dispatcher, received));
     tokio::spawn(read_stream(
+        matcher,
         tail.client.clone(),
         tail.keys.clone(),
         tail.after,
@@ -80,30 +79,15 @@ pub(super) fn spawn(tail: Tail) {
     tokio::spawn(maintain(tail.publisher, tail.keys, tail.limits, tail.stop));
 }
 
-/// The one handle that delivers to this node's subscribers.
-struct Dispatcher {
-    registry: Registry,
-}
-
-impl Dispatcher {
-    fn dispatch(&mut self, event: &Event) {
-        self.registry.dispatch(event);
-    }
-
-    fn dispatch_live(&mut self, update: &Update) {
-        // Not kept, so never covered by a replay: the highest position is never skipped.
-        self.registry.dispatch(&Event::new(
-            crate::transport::Position(u64::MAX),
-            update.clone(),
-        ));
-    }
-}
-
 async fn dispatch(mut dispatcher: Dispatcher, mut received: mpsc::Receiver<Delivery>) {
     while let Some(delivery) = received.recv().await {
         match delivery {
-            Delivery::Retained(events) => events.iter().for_each(|e| dispatcher.dispatch(e)),
-            Delivery::Live(update) => dispatcher.dispatch_live(&update),
+            Delivery::Retained(events) => {
+                for (event, route) in &events {
+                    dispatcher.dispatch_routed(event, route);
+                }
+            }
+            Delivery::Live(update) => dispatcher.dispatch_live(update),
         }
     }
 }
@@ -138,6 +122,7 @@ impl Backoff {
 
 /// Reads the stream after `after`, forever, handing each batch to the dispatch task.
 async fn read_stream(
+    matcher: Matcher,
     client: redis::Client,
     keys: Keys,
     mut after: String,
@@ -203,7 +188,11 @@ async fn read_stream(
             for entry in entries {
                 // Every entry advances the tail, even one that is skipped.
                 after.clone_from(&entry.id);
-                batch.extend(decode_entry(&entry));
+                if let Some(event) = decode_entry(&entry) {
+                    // Topic matching happens here, not in the dispatch task.
+                    let route = matcher.route_off_thread(&event.update).await;
+                    batch.push((event, route));
+                }
             }
             if !batch.is_empty() && deliveries.send(Delivery::Retained(batch)).await.is_err() {
                 return;

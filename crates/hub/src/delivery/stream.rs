@@ -19,23 +19,22 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::outbox::Drained;
-use crate::registry::Registration;
-use crate::subscriptions::Presence;
-use crate::transport::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, Transport, TransportError};
+use super::outbox::Drained;
+use super::registry::Registration;
+use super::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, ReplaySource, TransportError};
 
 /// The timing of one stream.
 #[derive(Debug, Clone, Copy)]
-pub struct StreamTiming {
+pub(crate) struct StreamTiming {
     /// Idle period after which a heartbeat comment is written [R10]; `None` disables it.
-    pub heartbeat: Option<Duration>,
+    pub(crate) heartbeat: Option<Duration>,
     /// When the stream ends at the latest (token `exp`, maximum lifetime) [R11].
-    pub ends_at: Option<Instant>,
+    pub(crate) ends_at: Option<Instant>,
 }
 
 /// The part of history still to be replayed, read a page at a time as the client drains it.
-pub struct ReplayCursor {
-    transport: Arc<dyn Transport>,
+pub(crate) struct ReplayCursor {
+    source: Arc<dyn ReplaySource>,
     after: Option<Position>,
     through: Position,
     pending: Option<BoxFuture<'static, Result<Vec<Arc<Event>>, TransportError>>>,
@@ -43,13 +42,13 @@ pub struct ReplayCursor {
 
 impl ReplayCursor {
     /// Replays the events after `after` (from the oldest when `None`) through `through`.
-    pub fn new(
-        transport: Arc<dyn Transport>,
+    pub(crate) fn new(
+        source: Arc<dyn ReplaySource>,
         after: Option<Position>,
         through: Position,
     ) -> ReplayCursor {
         ReplayCursor {
-            transport,
+            source,
             after,
             through,
             pending: None,
@@ -57,11 +56,14 @@ impl ReplayCursor {
     }
 }
 
-pub struct EventStream {
-    // Field order is drop order: the subscriber leaves the index before its end is announced,
-    // so the subscriptions API never lists a subscription whose end was already published.
+/// A subscriber's response body.
+pub(crate) struct EventStream {
+    // Field order is drop order: the subscriber leaves the index before the end guard runs, so
+    // that the subscriptions API never lists a subscription whose end was already announced.
     registration: Registration,
-    _presence: Option<Presence>,
+    /// Dropped when the stream ends, after the registration: what the caller wants to happen
+    /// then (the subscriptions feature announces the subscription's end [R30]).
+    _end_guard: Option<Box<dyn Send>>,
     /// Written before anything else: the opening comment [R7].
     opening: Option<Bytes>,
     /// History to send before any live event [R25].
@@ -84,16 +86,16 @@ pub struct EventStream {
 const RECYCLE_MAX_FRAMES: usize = 32;
 
 impl EventStream {
-    pub fn new(
+    pub(crate) fn new(
         registration: Registration,
-        presence: Option<Presence>,
+        end_guard: Option<Box<dyn Send>>,
         replay: Option<ReplayCursor>,
         timing: StreamTiming,
     ) -> EventStream {
         let now = Instant::now();
         let mut stream = EventStream {
             registration,
-            _presence: presence,
+            _end_guard: end_guard,
             opening: Some(Bytes::from_static(herald_protocol::sse::OPENING_COMMENT)),
             replayed_through: replay.as_ref().map(|cursor| cursor.through),
             replay,
@@ -160,7 +162,7 @@ impl EventStream {
         while let Some(cursor) = self.replay.as_mut() {
             let pending = cursor.pending.get_or_insert_with(|| {
                 cursor
-                    .transport
+                    .source
                     .replay_page(cursor.after, cursor.through, REPLAY_PAGE_EVENTS)
             });
             let page = match pending.as_mut().poll(cx) {
@@ -176,7 +178,7 @@ impl EventStream {
             cursor.after = Some(last.position);
             let mut chunk = BytesMut::new();
             for event in page.iter().filter(|event| subscription.wants(event)) {
-                chunk.extend_from_slice(&event.frame);
+                chunk.extend_from_slice(event.frame());
             }
             if !chunk.is_empty() {
                 return Poll::Ready(Some(Ok(chunk.freeze())));

@@ -1,6 +1,6 @@
 //! A subscriber's queue of frames waiting to be written: bounded in bytes, drained whole.
 //!
-//! [`Registry::dispatch`](crate::registry::Registry::dispatch) pushes a cheap `Bytes` clone of the
+//! [`Dispatcher::dispatch`](super::Dispatcher::dispatch) pushes a cheap `Bytes` clone of the
 //! update's frame into each matching subscriber's outbox; the subscriber's stream takes
 //! *everything* queued at once and writes it as one chunk, so a burst of updates costs one
 //! syscall per subscriber, not one per update.
@@ -17,11 +17,11 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::transport::Position;
+use super::Position;
 
 /// Why an outbox stopped accepting frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// The subscriber did not read fast enough and its queue passed the byte bound.
     Overflow,
     /// The hub is shutting down.
@@ -30,7 +30,7 @@ pub enum CloseReason {
 
 /// What a push did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
+pub(crate) enum Pushed {
     Queued,
     /// This push overflowed the queue; the outbox is now closed.
     Overflowed,
@@ -39,13 +39,13 @@ pub enum Pushed {
 }
 
 /// What the stream gets when it drains.
-pub enum Drained {
+pub(crate) enum Drained {
     /// The queued frames were moved into the caller's buffer.
     Frames,
     Closed(CloseReason),
 }
 
-pub struct Outbox {
+pub(crate) struct Outbox {
     // A std Mutex, not tokio's: the critical sections are a few pointer moves and never span an
     // await, so blocking is shorter than any async lock's bookkeeping.
     state: Mutex<State>,
@@ -61,7 +61,7 @@ struct State {
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Outbox {
+    pub(crate) fn new(capacity: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
@@ -74,7 +74,7 @@ impl Outbox {
     }
 
     /// Queues a frame, or closes the outbox if the frame would pass the byte bound.
-    pub fn push(&self, position: Position, frame: Bytes) -> Pushed {
+    pub(crate) fn push(&self, position: Position, frame: Bytes) -> Pushed {
         let waker;
         let outcome;
         {
@@ -102,7 +102,7 @@ impl Outbox {
     }
 
     /// Closes the outbox; the stream ends after it notices.
-    pub fn close(&self, reason: CloseReason) {
+    pub(crate) fn close(&self, reason: CloseReason) {
         let waker = {
             let mut state = self.state.lock().unwrap();
             state.closed.get_or_insert(reason);
@@ -122,7 +122,7 @@ impl Outbox {
     ///
     /// Frames queued before a close are dropped with it: the subscriber will replay them from
     /// history, and a slow subscriber is exactly the one we should not keep writing to.
-    pub fn poll_drain(
+    pub(crate) fn poll_drain(
         &self,
         cx: &mut Context<'_>,
         into: &mut VecDeque<(Position, Bytes)>,

@@ -7,37 +7,39 @@
 //! - templates are grouped by their text, so that a pattern is checked once per topic (and that
 //!   check is usually a cache hit, see [`crate::selector`]) however many subscribers share it.
 //!
-//! Dispatch pushes a clone of the update's pre-encoded frame into each matching subscriber's
+//! Delivering pushes a clone of the update's pre-encoded frame into each matching subscriber's
 //! [`Outbox`]; it never writes to a socket and never awaits, so it can run under the transport's
-//! ordering lock without holding up anything but other dispatches.
+//! ordering lock without holding up anything but other dispatches. Only the hub's one
+//! [`Dispatcher`] (made together with the registry by [`Registry::new`]) may deliver.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use crate::outbox::{CloseReason, Outbox, Pushed};
-use crate::selector::{PatternTable, Selector};
-use crate::transport::Event;
+use super::outbox::{CloseReason, Outbox, Pushed};
+use super::route::Route;
+use super::{Dispatcher, Event};
+use crate::selector::{Pattern, PatternTable, Selector};
 
 /// What one subscriber asked for and what its token lets it see.
 #[derive(Debug)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// The `topic=` selectors: routing [R8].
-    pub selectors: Vec<Selector>,
+    pub(crate) selectors: Vec<Selector>,
     /// The token's `mercure.subscribe` selectors: authorization for private updates [R20].
-    pub rights: Vec<Selector>,
+    pub(crate) rights: Vec<Selector>,
     /// The token's `mercure.payload`.
-    pub payload: Option<Value>,
+    pub(crate) payload: Option<Value>,
 }
 
 impl Subscription {
     /// Whether an update is for this subscriber: routed by a selector and, when private,
     /// authorized by a right [R8][R20]. Used for replay; live dispatch reaches the same verdict
     /// through the index.
-    pub fn wants(&self, event: &Event) -> bool {
+    pub(crate) fn wants(&self, event: &Event) -> bool {
         let topics = &event.update.topics;
         self.selectors.iter().any(|s| s.matches_any(topics)) && self.may_receive(event)
     }
@@ -52,7 +54,7 @@ impl Subscription {
 }
 
 /// One connected subscriber, shared between the index and its stream.
-pub struct Subscriber {
+pub(crate) struct Subscriber {
     id: u64,
     /// The subscriber's IRI (`urn:uuid:...`), unique per connection [R30].
     iri: String,
@@ -64,15 +66,15 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    pub fn iri(&self) -> &str {
+    pub(crate) fn iri(&self) -> &str {
         &self.iri
     }
 
-    pub fn subscription(&self) -> &Subscription {
+    pub(crate) fn subscription(&self) -> &Subscription {
         &self.subscription
     }
 
-    pub fn outbox(&self) -> &Outbox {
+    pub(crate) fn outbox(&self) -> &Outbox {
         &self.outbox
     }
 }
@@ -86,16 +88,43 @@ struct Index {
     exact: HashMap<Box<str>, Members>,
     any: Members,
     patterns: HashMap<Box<str>, PatternGroup>,
+    /// The live pattern groups by the generation they were created in: routing snapshots it,
+    /// and delivery matches the groups created after a route was made itself.
+    generations: BTreeMap<u64, Arc<Pattern>>,
+    /// Counts pattern-group creations.
+    generation: u64,
 }
 
 struct PatternGroup {
-    pattern: Arc<crate::selector::Pattern>,
     members: Members,
+    generation: u64,
+}
+
+impl Index {
+    /// The members of `pattern`'s group, creating the group (in a new generation) if needed.
+    fn pattern_group(&mut self, pattern: &Arc<Pattern>) -> &mut Members {
+        if !self.patterns.contains_key(pattern.source()) {
+            self.generation += 1;
+            self.generations.insert(self.generation, pattern.clone());
+            self.patterns.insert(
+                pattern.source().into(),
+                PatternGroup {
+                    members: Members::default(),
+                    generation: self.generation,
+                },
+            );
+        }
+        &mut self
+            .patterns
+            .get_mut(pattern.source())
+            .expect("inserted above")
+            .members
+    }
 }
 
 /// A cheap `Clone` handle to the hub's subscribers.
 #[derive(Clone)]
-pub struct Registry {
+pub(crate) struct Registry {
     shared: Arc<Shared>,
 }
 
@@ -124,9 +153,10 @@ struct Shared {
 
 impl Registry {
     /// A registry whose subscribers may each have `queue_bytes` of frames waiting, tracking at
-    /// most `max_patterns` distinct topic templates.
-    pub fn new(queue_bytes: usize, max_patterns: usize) -> Registry {
-        Registry {
+    /// most `max_patterns` distinct topic templates, and the one [`Dispatcher`] that delivers to
+    /// it.
+    pub(crate) fn new(queue_bytes: usize, max_patterns: usize) -> (Registry, Dispatcher) {
+        let registry = Registry {
             shared: Arc::new(Shared {
                 index: RwLock::new(Index::default()),
                 patterns: PatternTable::new(max_patterns),
@@ -137,26 +167,23 @@ impl Registry {
                 queue_bytes,
                 closed: AtomicBool::new(false),
             }),
-        }
+        };
+        (registry.clone(), Dispatcher::new(registry))
     }
 
     /// The pattern table, to intern selectors before registering them.
-    pub fn patterns(&self) -> &PatternTable {
+    pub(crate) fn patterns(&self) -> &PatternTable {
         &self.shared.patterns
     }
 
     /// How many subscribers are connected.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shared.subscribers.load(Ordering::Relaxed) as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Adds a subscriber. It receives every update dispatched from now on until the returned
     /// guard is dropped.
-    pub fn register(&self, subscription: Subscription) -> Registration {
+    pub(crate) fn register(&self, subscription: Subscription) -> Registration {
         let subscriber = Arc::new(Subscriber {
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
             iri: herald_protocol::generate_id(),
@@ -171,16 +198,7 @@ impl Registry {
                 let members = match selector {
                     Selector::Any => &mut index.any,
                     Selector::Exact(topic) => index.exact.entry(topic.clone()).or_default(),
-                    Selector::Pattern(pattern) => {
-                        &mut index
-                            .patterns
-                            .entry(pattern.source().into())
-                            .or_insert_with(|| PatternGroup {
-                                pattern: pattern.clone(),
-                                members: Members::default(),
-                            })
-                            .members
-                    }
+                    Selector::Pattern(pattern) => index.pattern_group(pattern),
                 };
                 members.insert(subscriber.id, subscriber.clone());
             }
@@ -216,7 +234,9 @@ impl Registry {
                     if let Some(group) = index.patterns.get_mut(pattern.source()) {
                         group.members.swap_remove(&subscriber.id);
                         if group.members.is_empty() {
+                            let generation = group.generation;
                             index.patterns.remove(pattern.source());
+                            index.generations.remove(&generation);
                         }
                     }
                 }
@@ -225,12 +245,44 @@ impl Registry {
         self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Queues `event` for every subscriber it is for [R8][R20].
+    /// Which pattern groups match any of `topics`, with the generation the answer holds for.
     ///
-    /// Callers (the transports) call this in position order and never concurrently: that is
-    /// what makes the per-subscriber order the history order, and what makes the
-    /// `last_dispatch` de-duplication sound.
-    pub fn dispatch(&self, event: &Event) {
+    /// This is the expensive part of a publish (one template match per distinct pattern and
+    /// topic), and it needs no ordering: transports run it on the publisher's side, in
+    /// parallel, so that one update with many topics never holds up the others' dispatch. The
+    /// index is only read-locked to snapshot the patterns, never while matching.
+    pub(super) fn route(&self, topics: &[String]) -> Route {
+        let (generation, patterns) = {
+            let index = self.shared.index.read().unwrap();
+            if index.generations.is_empty() {
+                return Route::empty(index.generation);
+            }
+            let patterns: Vec<Arc<Pattern>> = index.generations.values().cloned().collect();
+            (index.generation, patterns)
+        };
+        let matched = patterns
+            .into_iter()
+            .filter(|pattern| topics.iter().any(|topic| pattern.matches(topic)))
+            .collect();
+        Route::new(generation, matched)
+    }
+
+    /// How many template checks routing `topics` would take now: transports route updates
+    /// above a threshold on a blocking thread.
+    pub(super) fn routing_work(&self, topics: &[String]) -> usize {
+        let patterns = self.shared.index.read().unwrap().generations.len();
+        patterns.saturating_mul(topics.len())
+    }
+
+    /// Queues `event` for every subscriber it is for [R8][R20], using `route` (made by
+    /// [`Registry::route`] for this event's topics, at any time before) for the pattern groups
+    /// that existed when it was made, and matching the ones created since here. A `retained`
+    /// event also becomes the API's `lastEventID` [R31].
+    ///
+    /// Only the [`Dispatcher`] calls this, one event at a time in position order: that is what
+    /// makes the per-subscriber order the history order, and what makes the `last_dispatch`
+    /// de-duplication sound.
+    pub(super) fn deliver(&self, event: &Event, route: &Route, retained: bool) {
         let seq = self.shared.dispatch_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let deliver = |subscriber: &Arc<Subscriber>| {
             if subscriber.last_dispatch.swap(seq, Ordering::Relaxed) == seq {
@@ -239,36 +291,53 @@ impl Registry {
             if !subscriber.subscription.may_receive(event) {
                 return;
             }
-            if subscriber.outbox.push(event.position, event.frame.clone()) == Pushed::Overflowed {
+            if subscriber
+                .outbox
+                .push(event.position, event.frame().clone())
+                == Pushed::Overflowed
+            {
                 tracing::debug!(
                     subscriber = subscriber.id,
                     "subscriber queue overflowed; disconnecting it (it resumes from history)"
                 );
             }
         };
+        let topics = &event.update.topics;
         let index = self.shared.index.read().unwrap();
-        for topic in &event.update.topics {
+        for topic in topics {
             if let Some(members) = index.exact.get(topic.as_str()) {
                 members.values().for_each(deliver);
             }
-            for group in index.patterns.values() {
-                if group.pattern.matches(topic) {
-                    group.members.values().for_each(deliver);
-                }
+        }
+        for pattern in route.matched() {
+            if let Some(group) = index.patterns.get(pattern.source())
+                && group.generation <= route.generation()
+            {
+                group.members.values().for_each(deliver);
+            }
+        }
+        // Groups created after the route was made (a subscriber that arrived meanwhile).
+        for (_, pattern) in index.generations.range(route.generation() + 1..) {
+            if topics.iter().any(|topic| pattern.matches(topic))
+                && let Some(group) = index.patterns.get(pattern.source())
+            {
+                group.members.values().for_each(deliver);
             }
         }
         index.any.values().for_each(deliver);
         drop(index);
-        *self.shared.last_event_id.lock().unwrap() = Some(event.update.id.as_str().into());
+        if retained {
+            *self.shared.last_event_id.lock().unwrap() = Some(event.update.id.as_str().into());
+        }
     }
 
     /// The id of the last dispatched update, if any.
-    pub fn last_event_id(&self) -> Option<Arc<str>> {
+    pub(crate) fn last_event_id(&self) -> Option<Arc<str>> {
         self.shared.last_event_id.lock().unwrap().clone()
     }
 
     /// The connected subscribers, in arrival order.
-    pub fn subscribers(&self) -> Vec<Arc<Subscriber>> {
+    pub(crate) fn subscribers(&self) -> Vec<Arc<Subscriber>> {
         let mut all: Vec<_> = self
             .shared
             .index
@@ -283,7 +352,7 @@ impl Registry {
     }
 
     /// Ends every stream, now and for subscribers that arrive later: the hub is shutting down.
-    pub fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         self.shared.closed.store(true, Ordering::Release);
         let index = self.shared.index.read().unwrap();
         for subscriber in index.all.values() {
@@ -294,13 +363,13 @@ impl Registry {
 
 /// Keeps a subscriber registered; dropping it (when the stream ends, for whatever reason)
 /// removes the subscriber from the index.
-pub struct Registration {
+pub(crate) struct Registration {
     registry: Registry,
     subscriber: Arc<Subscriber>,
 }
 
 impl Registration {
-    pub fn subscriber(&self) -> &Arc<Subscriber> {
+    pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
         &self.subscriber
     }
 }
