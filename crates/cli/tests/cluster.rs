@@ -291,3 +291,89 @@ async fn nginx_in_front_of_two_nodes_without_sticky_sessions() {
     assert_eq!(resumed.wait_for(10).await, more);
     drop(b);
 }
+
+/// The topics of the active subscriptions the API of `node` lists [R31].
+async fn listed_topics(node: &HubProcess) -> Vec<String> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/subscriptions", node.url()))
+        .bearer_auth(common::token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let mut topics: Vec<String> = body["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["topic"].as_str().unwrap().to_owned())
+        .collect();
+    topics.sort();
+    topics
+}
+
+/// Polls the API of `node` until it lists exactly `expected` (sorted), or panics after 30 s.
+async fn wait_for_listed(node: &HubProcess, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let topics = listed_topics(node).await;
+        if topics == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listed {topics:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r30_r31_subscriptions_of_the_whole_cluster_and_of_a_killed_node() {
+    const X: &str = "https://example.com/x";
+    const Y: &str = "https://example.com/y";
+    let redis = RedisServer::start(Persistence::None);
+    let start = || node(&redis, &["--subscriptions"]);
+    let (a, b, c) = (start(), start(), start());
+    // A watcher of subscription events on node C (its token's rights cover them).
+    let mut watcher = Subscription::open(&c.url(), None).await;
+    let _x = Subscription::open_query(&a.url(), &format!("topic={X}"), None).await;
+    let _y = Subscription::open_query(&b.url(), &format!("topic={Y}"), None).await;
+    // Subscription events reach watchers on any node [R30].
+    let started = |topic: &'static str| {
+        move |text: &str| {
+            text.lines().any(|line| {
+                line.contains(&format!("\"topic\":\"{topic}\"")) && line.contains("\"active\":true")
+            })
+        }
+    };
+    assert!(
+        watcher
+            .read_until(Duration::from_secs(10), started(X))
+            .await
+    );
+    assert!(
+        watcher
+            .read_until(Duration::from_secs(10), started(Y))
+            .await
+    );
+    // The API of every node lists every node's subscriptions (the watcher's `*` too) [R31].
+    for node in [&a, &b, &c] {
+        wait_for_listed(node, &["*", X, Y]).await;
+    }
+
+    // Node A dies without a word: once its lease runs out, a survivor announces the end of its
+    // subscriptions, and the API stops listing them.
+    a.kill9();
+    let ended = |text: &str| {
+        text.lines().any(|line| {
+            line.contains(&format!("\"topic\":\"{X}\"")) && line.contains("\"active\":false")
+        })
+    };
+    assert!(
+        watcher.read_until(Duration::from_secs(30), ended).await,
+        "the end of the dead node's subscription is announced"
+    );
+    wait_for_listed(&b, &["*", Y]).await;
+    wait_for_listed(&c, &["*", Y]).await;
+}

@@ -131,9 +131,15 @@ impl HubBuilder {
                     config.history,
                     *durability,
                 )?),
-                Storage::Redis(options) => {
-                    Arc::new(RedisTransport::connect(options, dispatcher, config.history).await?)
-                }
+                Storage::Redis(options) => Arc::new(
+                    RedisTransport::connect(
+                        options,
+                        dispatcher,
+                        config.history,
+                        config.subscriptions,
+                    )
+                    .await?,
+                ),
             },
         };
         let authorizer = Authorizer::new(

@@ -164,8 +164,13 @@ pub struct Subscription {
 impl Subscription {
     /// Subscribes to everything on `url`, after `last_event_id` when given.
     pub async fn open(url: &str, last_event_id: Option<&str>) -> Subscription {
+        Subscription::open_query(url, "topic=*", last_event_id).await
+    }
+
+    /// Subscribes with this query string (`topic=...`).
+    pub async fn open_query(url: &str, query: &str, last_event_id: Option<&str>) -> Subscription {
         let mut request = reqwest::Client::new()
-            .get(format!("{url}?topic=*"))
+            .get(format!("{url}?{query}"))
             .bearer_auth(token());
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);

@@ -14,6 +14,8 @@
 //!   shared by every node, so `Last-Event-ID` works whichever node a client reconnects to). It
 //!   is bounded like the stream: trimming deletes an entry's id with the entry.
 //! - `herald:live`: a pub/sub channel for events delivered but not kept (subscription events).
+//! - `herald:nodes`, `herald:node:{id}`: with `--subscriptions`, each node's active
+//!   subscriptions under a lease (see [`presence`]).
 //!
 //! # Publishing
 //! A publish is one `EVALSHA` (see [`scripts`]): `XADD`, `HSET` of the id, trimming of the
@@ -53,6 +55,7 @@
 //! the stream requires). An id that is not in the index, or whose entry is older than the
 //! stream's first, replays from the earliest entry. Pages are `XRANGE` with an exclusive start.
 
+mod presence;
 mod scripts;
 mod tail;
 
@@ -68,7 +71,7 @@ use tokio_util::sync::CancellationToken;
 use super::record;
 use super::{
     BoxFuture, Dispatcher, Event, HistoryLimits, Position, ReplayPlan, ReplaySource, ReplayStart,
-    Transport, TransportError,
+    SubscriptionDirectory, Transport, TransportError,
 };
 use scripts::Scripts;
 
@@ -180,6 +183,8 @@ struct Inner {
     keys: Keys,
     scripts: Scripts,
     limits: HistoryLimits,
+    /// The cluster's active subscriptions, when the hub publishes them.
+    directory: Option<presence::Directory>,
     /// Stops the background tasks when the transport is dropped.
     stop: CancellationToken,
 }
@@ -202,11 +207,13 @@ impl Drop for Inner {
 impl RedisTransport {
     /// Connects to Redis and starts tailing the stream from its current end. Fails (rather than
     /// retrying) when Redis cannot be reached: a node that cannot reach Redis at start is
-    /// probably misconfigured.
+    /// probably misconfigured. With `subscriptions`, the node also keeps its active
+    /// subscriptions in Redis for the whole cluster (see [`presence`]).
     pub async fn connect(
         options: &RedisOptions,
         dispatcher: Dispatcher,
         limits: HistoryLimits,
+        subscriptions: bool,
     ) -> Result<RedisTransport, RedisStartError> {
         let client = options.client().map_err(RedisStartError::Url)?;
         if options.url.starts_with("rediss://") {
@@ -251,12 +258,15 @@ impl RedisTransport {
             dispatcher,
             stop: stop.clone(),
         });
+        let directory = subscriptions
+            .then(|| presence::Directory::start(publisher.clone(), &keys, stop.clone()));
         Ok(RedisTransport {
             inner: Arc::new(Inner {
                 publisher,
                 keys,
                 scripts: Scripts::new(),
                 limits,
+                directory,
                 stop,
             }),
         })
@@ -464,6 +474,13 @@ impl Transport for RedisTransport {
 
     fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
         Box::pin(Self::plan(self.inner.clone(), from.clone()))
+    }
+
+    fn subscription_directory(&self) -> Option<&dyn SubscriptionDirectory> {
+        self.inner
+            .directory
+            .as_ref()
+            .map(|directory| directory as &dyn SubscriptionDirectory)
     }
 }
 
