@@ -1,17 +1,19 @@
 //! A node's side of the stream: the tail, the live channel, trimming, and THE dispatcher.
 //!
-//! Three readers feed one dispatch task over a channel:
+//! Two readers feed one dispatch task over a channel:
 //! - the tail: blocking `XREAD` on its own connection (so that publishing never waits behind a
-//!   read that blocks for seconds), from the last id it read, reconnecting with backoff;
-//! - the live reader: a pub/sub subscription to the live channel (events delivered, not kept);
-//! - none other: publishes on this node come back through the tail like everyone else's.
+//!   read that blocks for seconds), from the last id it read, reconnecting with backoff; it
+//!   also routes each event (topic matching), so the dispatch task only pushes into queues;
+//! - the live reader: a pub/sub subscription to the live channel (events delivered, not kept).
+//!
+//! Publishes on this node come back through the tail like everyone else's.
 //!
 //! The dispatch task is the only holder of the dispatching handle, so dispatch is in stream
 //! order and never concurrent, whatever the readers do. The channel is bounded: a dispatch that
 //! falls behind slows the tail's reads, not memory.
 //!
 //! A maintenance task trims the stream by age (and by count, after the bound was lowered) once
-//! a second.
+//! a second, on the publishing connection.
 
 use std::time::Duration;
 
