@@ -543,4 +543,40 @@ mod tests {
         assert!(config.ui);
         assert!(!config.dev_mode);
     }
+
+    #[test]
+    fn a_redis_transport_is_a_url_with_its_stream_name() {
+        let file: Settings =
+            toml::from_str("transport = \"redis://:pw@127.0.0.1:6379/2\"\nredis-stream = \"chat\"")
+                .unwrap();
+        let config = Settings {
+            jwt_key: Some("k".into()),
+            ..Settings::default()
+        }
+        .or(file)
+        .hub_config()
+        .unwrap();
+        let Storage::Redis(options) = &config.storage else {
+            panic!("not redis: {:?}", config.storage)
+        };
+        assert_eq!(options.url, "redis://:pw@127.0.0.1:6379/2");
+        assert_eq!(options.stream, "chat");
+        assert!(
+            !format!("{config:?}").contains(":pw@"),
+            "no password in Debug"
+        );
+        let tls = Settings {
+            transport: Some("rediss://cache.example.com:6380".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            tls.hub_config().unwrap().storage,
+            Storage::Redis(_)
+        ));
+        let bad = Settings {
+            transport: Some("postgres://x".into()),
+            ..Settings::default()
+        };
+        assert_eq!(bad.hub_config().unwrap_err().setting, "transport");
+    }
 }
