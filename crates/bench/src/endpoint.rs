@@ -6,6 +6,7 @@ use crate::run::Topics;
 use crate::{ServerArgs, Target};
 
 /// The server's URLs and formats.
+#[derive(Clone)]
 pub struct Endpoint {
     pub target: Target,
     pub addr: std::net::SocketAddr,
@@ -31,6 +32,15 @@ impl Endpoint {
             nchan_pub: args.nchan_pub.clone(),
             authorization,
         })
+    }
+
+    /// The same server kind and paths, at another address (another node of a cluster).
+    pub fn at(&self, addr: std::net::SocketAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            host: addr.to_string(),
+            ..self.clone()
+        }
     }
 
     pub fn subscribe_request(&self, selectors: &[String], last_event_id: Option<&str>) -> Vec<u8> {

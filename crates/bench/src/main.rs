@@ -3,7 +3,9 @@
 //! - `run`: N SSE subscribers (one topic, one topic each, or URI templates), M updates from P
 //!   publishers at a rate or as fast as possible; reports deliveries/s, delivery latency, the
 //!   server's CPU seconds and memory (from /proc), errors; `--connections-only` just holds idle
-//!   subscribers (a helper process, so that one test can pass one process's open-file limit).
+//!   subscribers (a helper process, so that one test can pass one process's open-file limit);
+//!   on a cluster, `--publish-addr` publishes to another node than the subscribers' and
+//!   `--also-subscribe-at` spreads subscribers over several nodes.
 //! - `replay`: fills a history, then measures reconnections with `Last-Event-ID` near its end.
 //! - `hostile-templates`: the worst one anonymous client can do with topic templates, and a
 //!   normal publisher's latency meanwhile.

@@ -93,6 +93,14 @@ pub struct RunArgs {
     /// Names the topics of this run (default: from the clock), so runs never see each other.
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Cluster runs: publishers send to this node instead of --addr, so that latency is
+    /// publish-to-delivery across nodes.
+    #[arg(long)]
+    pub publish_addr: Option<std::net::SocketAddr>,
+    /// Cluster runs: this process's subscribers are spread round-robin over --addr and these
+    /// nodes (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub also_subscribe_at: Vec<std::net::SocketAddr>,
 }
 
 /// Counters shared by every task of the run.
@@ -358,12 +366,20 @@ fn open_subscribers(
     templates: usize,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let permits = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let endpoints: Vec<Arc<Endpoint>> = std::iter::once(endpoint.clone())
+        .chain(
+            args.also_subscribe_at
+                .iter()
+                .map(|addr| Arc::new(endpoint.at(*addr))),
+        )
+        .collect();
     let selectors = (offset..offset + count)
         .map(|i| layout.subscriber(i))
         .chain((0..templates).map(|k| layout.template_subscriber(k)));
     selectors
         .enumerate()
         .map(|(n, selectors)| {
+            let endpoint = &endpoints[(offset + n) % endpoints.len()];
             let request = endpoint.subscribe_request(&selectors, None);
             tokio::spawn(subscriber(
                 endpoint.clone(),
@@ -498,10 +514,13 @@ pub async fn main(mut args: RunArgs) -> Result<(), String> {
     let publish_start_ns = now_ns();
     let publish_start = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
+    let publish_endpoint = args
+        .publish_addr
+        .map_or_else(|| endpoint.clone(), |addr| Arc::new(endpoint.at(addr)));
     let publishers: Vec<_> = (0..args.publishers.max(1))
         .map(|_| {
             tokio::spawn(publisher(
-                endpoint.clone(),
+                publish_endpoint.clone(),
                 layout.clone(),
                 shared.clone(),
                 next.clone(),

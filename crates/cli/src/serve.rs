@@ -3,7 +3,7 @@
 use std::io::{self, IsTerminal};
 
 use clap::Args;
-use herald_hub::{ConfigError, Hub, HubError, OpenError};
+use herald_hub::{ConfigError, Hub, HubError, OpenError, RedisStartError};
 use tracing_subscriber::EnvFilter;
 
 use crate::dev;
@@ -23,6 +23,8 @@ pub(crate) enum ServeError {
     Setting(#[from] ConfigError),
     #[error("{0}")]
     History(#[from] OpenError),
+    #[error("{0}")]
+    Redis(#[from] RedisStartError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
     #[error("cannot start the runtime: {0}")]
@@ -47,6 +49,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     let hub = runtime.block_on(Hub::new(config)).map_err(|e| match e {
         HubError::Config(e) => ServeError::Setting(settings.name_jwks_setting(e)),
         HubError::Storage(e) => ServeError::History(e),
+        HubError::Redis(e) => ServeError::Redis(e),
         HubError::Runtime(e) => ServeError::Runtime(std::io::Error::other(e)),
     })?;
     runtime.block_on(async move {

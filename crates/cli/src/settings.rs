@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use herald_hub::config::{TemplateLimits, Timeouts};
-use herald_hub::{ConfigError, Durability, HistoryLimits, HubConfig, JwksSource, JwtKey, Storage};
+use herald_hub::{
+    ConfigError, Durability, HistoryLimits, HubConfig, JwksSource, JwtKey, RedisOptions, Storage,
+};
 use serde::Deserialize;
 
 use crate::values::{algorithm, count, optional_duration, read_key, size};
@@ -138,10 +140,16 @@ pub struct Settings {
     #[arg(long, env = "HERALD_SUBSCRIBER_QUEUE_SIZE", value_name = "BYTES")]
     pub subscriber_queue_size: Option<String>,
 
-    /// Where history is kept: `embedded` (a file in --data-dir, survives restarts) or `memory`
-    /// (lost on restart) [default: embedded].
-    #[arg(long, env = "HERALD_TRANSPORT", value_name = "KIND")]
+    /// Where history is kept: `embedded` (a file in --data-dir, survives restarts), `memory`
+    /// (lost on restart), or a Redis URL, `redis://[:PASSWORD@]HOST:PORT[/DB]` (`rediss://` for
+    /// TLS), shared by every node of a cluster [default: embedded].
+    #[arg(long, env = "HERALD_TRANSPORT", value_name = "KIND|URL")]
     pub transport: Option<String>,
+
+    /// With a Redis transport: the stream's key, also the prefix of the other keys
+    /// (NAME:ids, NAME:live, ...). Nodes with the same NAME form one hub [default: herald].
+    #[arg(long, env = "HERALD_REDIS_STREAM", value_name = "NAME")]
+    pub redis_stream: Option<String>,
 
     /// Directory of the embedded history (created on first start) [default: herald-data].
     #[arg(long, env = "HERALD_DATA_DIR", value_name = "DIR")]
@@ -274,6 +282,7 @@ impl Settings {
             max_body_size: self.max_body_size.or(file.max_body_size),
             subscriber_queue_size: self.subscriber_queue_size.or(file.subscriber_queue_size),
             transport: self.transport.or(file.transport),
+            redis_stream: self.redis_stream.or(file.redis_stream),
             data_dir: self.data_dir.or(file.data_dir),
             durability: self.durability.or(file.durability),
             max_templates: self.max_templates.or(file.max_templates),
@@ -512,10 +521,17 @@ impl Settings {
                 })
             }
             Some("memory") => Ok(Storage::Memory),
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                let mut options = RedisOptions::new(url);
+                if let Some(stream) = &self.redis_stream {
+                    options.stream.clone_from(stream);
+                }
+                Ok(Storage::Redis(options))
+            }
             Some(other) => Err(ConfigError::new(
                 "transport",
                 format!("{other:?} is not a transport"),
-                "use embedded or memory",
+                "use embedded, memory, or a Redis URL: redis://HOST:PORT[/DB] (rediss:// for TLS)",
             )),
         }
     }
@@ -665,5 +681,41 @@ mod tests {
         .unwrap();
         assert!(config.ui);
         assert!(!config.dev_mode);
+    }
+
+    #[test]
+    fn a_redis_transport_is_a_url_with_its_stream_name() {
+        let file: Settings =
+            toml::from_str("transport = \"redis://:pw@127.0.0.1:6379/2\"\nredis-stream = \"chat\"")
+                .unwrap();
+        let config = Settings {
+            jwt_key: Some("k".into()),
+            ..Settings::default()
+        }
+        .or(file)
+        .hub_config()
+        .unwrap();
+        let Storage::Redis(options) = &config.storage else {
+            panic!("not redis: {:?}", config.storage)
+        };
+        assert_eq!(options.url, "redis://:pw@127.0.0.1:6379/2");
+        assert_eq!(options.stream, "chat");
+        assert!(
+            !format!("{config:?}").contains(":pw@"),
+            "no password in Debug"
+        );
+        let tls = Settings {
+            transport: Some("rediss://cache.example.com:6380".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            tls.hub_config().unwrap().storage,
+            Storage::Redis(_)
+        ));
+        let bad = Settings {
+            transport: Some("postgres://x".into()),
+            ..Settings::default()
+        };
+        assert_eq!(bad.hub_config().unwrap_err().setting, "transport");
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use herald_protocol::{Algorithm, TokenVerifier};
 
 use crate::jwks::{JwksRefresh, JwksSource, JwksVerifier, KeySource};
-use crate::transport::{Durability, HistoryLimits};
+use crate::transport::{Durability, HistoryLimits, RedisOptions};
 
 /// A key that verifies tokens.
 #[derive(Clone)]
@@ -261,6 +261,8 @@ pub enum Storage {
         path: PathBuf,
         durability: Durability,
     },
+    /// A Redis Stream shared by every node of a cluster (see `transport::redis`).
+    Redis(RedisOptions),
 }
 
 /// A setting that cannot work, with what to do about it.
@@ -366,6 +368,22 @@ impl HubConfig {
             ));
         }
         self.template_limits.validate()?;
+        if let Storage::Redis(redis) = &self.storage {
+            redis.client().map_err(|problem| {
+                ConfigError::new(
+                    "transport",
+                    problem,
+                    "write it as redis://[:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS)",
+                )
+            })?;
+            if redis.stream.is_empty() {
+                return Err(ConfigError::new(
+                    "redis-stream",
+                    "is empty",
+                    "name the stream, e.g. herald (the default)",
+                ));
+            }
+        }
         // Last, as loading a set may take a network round trip.
         let publisher_jwks = self
             .publisher_jwks

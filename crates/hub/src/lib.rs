@@ -39,11 +39,11 @@ pub use jwks::{JwksRefresh, JwksSource};
 pub use server::serve;
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
-pub use transport::{Durability, Transport, TransportError};
+pub use transport::{Durability, RedisOptions, RedisStartError, Transport, TransportError};
 
 use auth::Authorizer;
 use delivery::registry::Registry;
-use transport::{EmbeddedTransport, MemoryTransport};
+use transport::{EmbeddedTransport, MemoryTransport, RedisTransport};
 
 /// Why a hub could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,9 @@ pub enum HubError {
     /// The history database cannot be opened (the error names the file, the problem, the fix).
     #[error(transparent)]
     Storage(#[from] OpenError),
+    /// The Redis transport could not start (the error says why).
+    #[error(transparent)]
+    Redis(#[from] RedisStartError),
     /// The task that validates the configuration failed (it panicked or the runtime is
     /// shutting down).
     #[error("the hub could not be built: {0}")]
@@ -134,6 +137,15 @@ impl HubBuilder {
                     config.history,
                     *durability,
                 )?),
+                Storage::Redis(options) => Arc::new(
+                    RedisTransport::connect(
+                        options,
+                        dispatcher,
+                        config.history,
+                        config.subscriptions,
+                    )
+                    .await?,
+                ),
             },
         };
         let authorizer = Authorizer::new(

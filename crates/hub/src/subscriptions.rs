@@ -66,9 +66,18 @@ pub(crate) fn document(topic: &str, subscriber: &Subscriber, active: bool) -> Va
 
 /// Publishes one event per topic selector of `subscriber`.
 pub(crate) fn announce(hub: &Hub, subscriber: &Subscriber, active: bool) {
+    let directory = hub.transport().subscription_directory();
     for selector in &subscriber.subscription().selectors {
         let topic = selector.as_str();
         let mut data = document(topic, subscriber, active);
+        if let Some(directory) = directory {
+            let id = subscription_id(topic, subscriber.iri());
+            if active {
+                directory.started(id, data.to_string());
+            } else {
+                directory.ended(id);
+            }
+        }
         data["@context"] = json!("https://mercure.rocks/");
         let update = Update {
             id: generate_id(),

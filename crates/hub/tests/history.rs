@@ -1,5 +1,5 @@
 //! Reconnection and history over real TCP [R25]-[R29], on every transport: each test runs
-//! once per [`Backend`] (`memory::NAME`, `embedded::NAME`).
+//! once per [`Backend`] (`memory::NAME`, `embedded::NAME`, `redis::NAME`).
 
 mod common;
 

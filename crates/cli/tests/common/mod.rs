@@ -1,14 +1,22 @@
 //! The one way these tests run the `herald` binary: a clean environment, stderr and stdout read
 //! on threads (so that the process never blocks on a full pipe), and `herald serve` started on
-//! a free port and waited for until it says where it listens.
+//! a free port and waited for until it says where it listens; `redis` and `nginx` start the
+//! servers the cluster tests put around it, and `HubProcess`/`Subscription` serve those tests.
 
 #![allow(dead_code)] // each test file uses its own part of it
 #![allow(unreachable_pub)] // helpers shared by the test files, not an API
 
+pub mod nginx;
+pub mod redis;
+
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
@@ -185,4 +193,241 @@ impl Drop for Herald {
             let _ = self.child.wait();
         }
     }
+}
+
+// ---- processes and streams of the durability and cluster tests ----
+
+pub const KEY: &str = "durability-test-key-0123456789";
+
+/// A token that may publish and receive everything.
+pub fn token() -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"mercure": {"publish": ["*"], "subscribe": ["*"]}}),
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A `herald serve` process on a free port, killed when dropped.
+pub struct HubProcess {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl HubProcess {
+    /// A hub with its own data directory (the default embedded transport).
+    pub fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
+        let dir = data_dir.to_str().expect("UTF-8 temporary path");
+        let mut args = vec!["--data-dir", dir];
+        args.extend_from_slice(extra);
+        HubProcess::start_with(&args)
+    }
+
+    /// A hub with these arguments after `serve --listen 127.0.0.1:0 --jwt-key KEY`; returns once
+    /// it listens.
+    pub fn start_with(args: &[&str]) -> HubProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--jwt-key", KEY])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald binary runs");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("herald exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stderr so the hub never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        HubProcess { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/.well-known/mercure", self.addr)
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "clean stop exits 0, got {status}");
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn publish(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    data: &str,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .bearer_auth(token())
+        .form(&[
+            ("topic", "https://example.com/t"),
+            ("id", id),
+            ("data", data),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Publishes `ids` with `concurrency` publishers at a time, asserting each is acknowledged.
+pub async fn publish_all(url: &str, ids: &[String], concurrency: usize) {
+    let client = reqwest::Client::new();
+    futures_util::stream::iter(ids)
+        .for_each_concurrent(concurrency, |id| {
+            let client = client.clone();
+            async move {
+                let response = publish(&client, url, id, &format!("data of {id}")).await;
+                assert_eq!(response.status(), 200, "publish {id}");
+            }
+        })
+        .await;
+}
+
+/// Publishes `ids` one after the other (so their order in history is theirs).
+pub async fn publish_in_order(url: &str, ids: &[String]) {
+    let client = reqwest::Client::new();
+    for id in ids {
+        let response = publish(&client, url, id, &format!("data of {id}")).await;
+        assert_eq!(response.status(), 200, "publish {id}");
+    }
+}
+
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:06}")).collect()
+}
+
+/// The ids of the complete events (ended by a blank line) in an SSE text.
+pub fn event_ids(text: &str) -> Vec<String> {
+    let complete = text.rfind("\n\n").map_or("", |end| &text[..end + 2]);
+    complete
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An open subscription (`topic=*`, every right), read as it arrives.
+pub struct Subscription {
+    stream: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    /// Everything received so far.
+    pub text: String,
+    /// The response's `Last-Event-ID` header (where a replay started), if any.
+    pub replay_start: Option<String>,
+    ended: bool,
+}
+
+impl Subscription {
+    /// Subscribes to everything on `url`, after `last_event_id` when given.
+    pub async fn open(url: &str, last_event_id: Option<&str>) -> Subscription {
+        Subscription::open_query(url, "topic=*", last_event_id).await
+    }
+
+    /// Subscribes with this query string (`topic=...`).
+    pub async fn open_query(url: &str, query: &str, last_event_id: Option<&str>) -> Subscription {
+        let mut request = reqwest::Client::new()
+            .get(format!("{url}?{query}"))
+            .bearer_auth(token());
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let replay_start = response
+            .headers()
+            .get("last-event-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let mut subscription = Subscription {
+            stream: response.bytes_stream().boxed(),
+            text: String::new(),
+            replay_start,
+            ended: false,
+        };
+        // The opening comment: the subscriber is registered from here on.
+        subscription
+            .read_until(Duration::from_secs(10), |text| !text.is_empty())
+            .await;
+        subscription
+    }
+
+    /// The ids of the complete events received so far.
+    pub fn ids(&self) -> Vec<String> {
+        event_ids(&self.text)
+    }
+
+    /// Reads until `done(text)`, the stream ends, or `timeout`; says whether `done` holds.
+    pub async fn read_until(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.text) && !self.ended {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(chunk))) => self.text.push_str(std::str::from_utf8(&chunk).unwrap()),
+                // The hub went away (killed) or ended the stream.
+                Ok(Some(Err(_)) | None) => self.ended = true,
+            }
+        }
+        done(&self.text)
+    }
+
+    /// Reads until `count` events arrived, or panics after 60 s.
+    pub async fn wait_for(&mut self, count: usize) -> Vec<String> {
+        let arrived = self
+            .read_until(Duration::from_secs(60), |text| {
+                event_ids(text).len() >= count
+            })
+            .await;
+        assert!(
+            arrived,
+            "{} of {count} events arrived (stream ended: {})",
+            self.ids().len(),
+            self.ended
+        );
+        self.ids()
+    }
+
+    /// Reads until the stream ends (the hub was killed), or panics after 60 s.
+    pub async fn wait_for_end(&mut self) -> Vec<String> {
+        self.read_until(Duration::from_secs(60), |_| false).await;
+        assert!(self.ended, "the stream ended");
+        self.ids()
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+}
+
+/// Reads a stream with `Last-Event-ID: after` (or `earliest`) until `count` events arrived.
+pub async fn read_events(url: &str, after: &str, count: usize) -> Vec<String> {
+    Subscription::open(url, Some(after))
+        .await
+        .wait_for(count)
+        .await
 }

@@ -1,8 +1,9 @@
 //! `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`: the active subscriptions
 //! API [R31].
 //!
-//! Lists the live subscriptions of this hub as JSON-LD. The caller's token must hold a
-//! `mercure.subscribe` selector matching the requested path (as requested, percent-encoded), so
+//! Lists the live subscriptions of this hub (of every live node, on a Redis cluster) as JSON-LD.
+//! The caller's token must hold a `mercure.subscribe` selector matching the requested path (as
+//! requested, percent-encoded), so
 //! the same claim that lets a client receive subscription events lets it read the API. Every
 //! response carries the id of the last dispatched update as `lastEventID` and as its `ETag`; a
 //! client can then subscribe from there and miss nothing in between.
@@ -53,26 +54,23 @@ pub async fn subscriptions(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
 
-    let subscribers = hub.registry().subscribers();
-    let live = subscribers.iter().flat_map(|subscriber| {
-        subscriber
-            .subscription()
-            .selectors
-            .iter()
-            .map(move |selector| (selector.as_str(), subscriber))
-    });
+    let documents = active_documents(&hub).await?;
+    let field = |document: &Value, name: &str| document[name].as_str().map(str::to_owned);
     let mut body = match &resource {
-        Resource::All => collection(path, live.map(|(t, s)| document(t, s, true)).collect()),
+        Resource::All => collection(path, documents),
         Resource::Topic(topic) => collection(
             path,
-            live.filter(|(t, _)| t == topic)
-                .map(|(t, s)| document(t, s, true))
+            documents
+                .into_iter()
+                .filter(|d| field(d, "topic").as_ref() == Some(topic))
                 .collect(),
         ),
-        Resource::One { topic, subscriber } => live
-            .filter(|(t, s)| t == topic && s.iri() == subscriber)
-            .map(|(t, s)| document(t, s, true))
-            .next()
+        Resource::One { topic, subscriber } => documents
+            .into_iter()
+            .find(|d| {
+                field(d, "topic").as_ref() == Some(topic)
+                    && field(d, "subscriber").as_ref() == Some(subscriber)
+            })
             .ok_or_else(|| {
                 Rejection::new(StatusCode::NOT_FOUND, "no such active subscription")
                     .with_detail(format!("topic {topic:?}, subscriber {subscriber:?}"))
@@ -94,6 +92,36 @@ pub async fn subscriptions(
         body.to_string(),
     )
         .into_response())
+}
+
+/// The documents of the active subscriptions: of the whole cluster when the transport keeps
+/// them (Redis), else of this hub, in arrival order.
+async fn active_documents(hub: &Hub) -> Result<Vec<Value>, Rejection> {
+    if let Some(directory) = hub.transport().subscription_directory() {
+        let documents = directory.list().await.map_err(|e| {
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the cluster's subscriptions cannot be read right now",
+            )
+            .with_detail(e.to_string())
+        })?;
+        return Ok(documents
+            .iter()
+            .filter_map(|document| serde_json::from_str(document).ok())
+            .collect());
+    }
+    Ok(hub
+        .registry()
+        .subscribers()
+        .iter()
+        .flat_map(|subscriber| {
+            subscriber
+                .subscription()
+                .selectors
+                .iter()
+                .map(move |selector| document(selector.as_str(), subscriber, true))
+        })
+        .collect())
 }
 
 fn collection(path: &str, subscriptions: Vec<Value>) -> Value {

@@ -13,6 +13,8 @@
 //! - [`memory`]: a bounded ring in RAM (the library's default: tests, ephemeral deployments);
 //! - [`embedded`]: history on local disk in one redb file, written by group commit (the
 //!   default of `herald serve`);
+//! - [`redis`]: one Redis Stream shared by every node of a cluster, tailed by each node (so
+//!   that N hubs deliver the same events in the same order);
 //! - an application can supply its own by implementing [`Transport`] (and [`ReplaySource`]).
 //!
 //! Futures are boxed so that the hub can hold any transport as `Arc<dyn Transport>`.
@@ -20,6 +22,7 @@
 pub mod embedded;
 pub mod memory;
 mod record;
+pub mod redis;
 
 use herald_protocol::{LastEventId, Update};
 
@@ -30,6 +33,7 @@ pub use crate::delivery::{
 
 pub use embedded::{Durability, EmbeddedTransport};
 pub use memory::MemoryTransport;
+pub use redis::{RedisOptions, RedisStartError, RedisTransport};
 
 /// How much history a transport keeps [R29].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +80,25 @@ pub struct ReplayPlan {
     pub head: Option<Position>,
 }
 
+/// The active subscriptions of every node of a cluster [R30][R31], for transports that span
+/// several nodes (see [`redis`]). A single-node hub has none: its registry is the whole truth.
+///
+/// The hub reports this node's subscriptions as they start and end; the transport keeps them
+/// where every node can read them, and announces the end of the subscriptions of a node that
+/// died (`active: false` events, through [`Transport::publish_live`]).
+pub trait SubscriptionDirectory: Send + Sync + std::fmt::Debug {
+    /// A subscription of this node started: `id` is its IRI
+    /// (`/.well-known/mercure/subscriptions/{topic}/{subscriber}`), `document` its JSON-LD.
+    /// Returns at once; the write happens in the background, in call order.
+    fn started(&self, id: String, document: String);
+
+    /// A subscription of this node ended (its end is announced by the hub).
+    fn ended(&self, id: String);
+
+    /// The JSON-LD documents of the subscriptions of every live node.
+    fn list(&self) -> BoxFuture<'static, Result<Vec<String>, TransportError>>;
+}
+
 /// Orders, stores and dispatches updates. See the module documentation.
 ///
 /// An implementation MUST dispatch through the [`Dispatcher`] it was built with, in position
@@ -96,4 +119,10 @@ pub trait Transport: ReplaySource {
     /// Plans a replay of the retained events after `from` [R25]-[R28]: an id lookup through the
     /// index, never a scan. The events are read with [`ReplaySource::replay_page`].
     fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
+
+    /// Where the subscriptions of the whole cluster are kept, for a transport that spans nodes;
+    /// `None` (the default) lists this node's own.
+    fn subscription_directory(&self) -> Option<&dyn SubscriptionDirectory> {
+        None
+    }
 }

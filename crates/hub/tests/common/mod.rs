@@ -80,7 +80,14 @@ pub enum Backend {
     /// thousands of sequential fsyncs would make the suite slow; what `Sync` promises is tested
     /// with `kill -9` in crates/cli/tests/durability.rs.
     Embedded,
+    /// A Redis stream on a `redis-server` of its own (started on a free port, killed with the
+    /// hub; the Debian package `redis-server` must be installed).
+    Redis,
 }
+
+/// The `redis-server` helper of the command-line tests, shared rather than copied.
+#[path = "../../../cli/tests/common/redis.rs"]
+pub mod redis_server;
 
 impl Backend {
     /// Starts a hub with `config`, its storage set to this backend.
@@ -97,6 +104,12 @@ impl Backend {
                     durability: herald_hub::Durability::Periodic,
                 }
             }
+            Backend::Redis => {
+                let server = redis_server::RedisServer::start(redis_server::Persistence::None);
+                let options = herald_hub::RedisOptions::new(server.url());
+                keep.push(Box::new(server));
+                herald_hub::Storage::Redis(options)
+            }
         };
         let mut hub = TestHub::start(config).await;
         hub.keep = keep;
@@ -105,7 +118,7 @@ impl Backend {
 }
 
 /// Generates, for each named `async fn name(backend: Backend)`, one `#[tokio::test]` per
-/// backend: `memory::name`, `embedded::name`.
+/// backend: `memory::name`, `embedded::name`, `redis::name`.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -114,6 +127,9 @@ macro_rules! on_every_backend {
         }
         mod embedded {
             $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Embedded).await })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $name() { super::$name($crate::common::Backend::Redis).await })*
         }
     };
 }
