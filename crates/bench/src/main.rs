@@ -5,6 +5,9 @@
 //!   server's CPU seconds and memory (from /proc), errors; `--connections-only` just holds idle
 //!   subscribers (a helper process, so that one test can pass one process's open-file limit).
 //! - `replay`: fills a history, then measures reconnections with `Last-Event-ID` near its end.
+//! - `soak`: 10,000 subscribers and a steady publish rate for a set time; the hub's RSS, open
+//!   files and CPU every second to a CSV and an SVG plot, and a verdict (RSS flat after warm-up,
+//!   no delivery lost). `bench/soak.sh` runs it against a fresh release hub.
 //! - `table`: a table of medians (and Herald/nchan ratios) over the JSON reports of several runs.
 //! - `plot`: an SVG latency-percentile plot from JSON reports.
 //!
@@ -19,6 +22,8 @@ mod procfs;
 mod replay;
 mod report;
 mod run;
+mod soak;
+mod soak_report;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -40,6 +45,8 @@ enum Command {
     Run(run::RunArgs),
     /// Replay from Last-Event-ID in a large history.
     Replay(replay::ReplayArgs),
+    /// A long steady load: RSS, open files and CPU sampled every second, and a verdict.
+    Soak(soak::SoakArgs),
     /// Medians over several JSON reports, with Herald/nchan ratios.
     Table(report::TableArgs),
     /// An SVG plot of delivery latency percentiles from JSON reports.
@@ -126,6 +133,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => runtime(args.server.threads).block_on(run::main(args)),
         Command::Replay(args) => runtime(args.server.threads).block_on(replay::main(args)),
+        Command::Soak(args) => runtime(args.server.threads).block_on(soak::main(args)),
         Command::Table(args) => report::table(args),
         Command::Plot(args) => plot::main(args),
     };
