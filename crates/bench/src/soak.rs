@@ -107,7 +107,7 @@ struct Plan {
 
 impl Plan {
     fn topic(&self, t: usize) -> String {
-        let kind = if t % 2 == 0 { "rooms" } else { "news" };
+        let kind = if t.is_multiple_of(2) { "rooms" } else { "news" };
         format!("{}/{kind}/{t}", self.prefix)
     }
 

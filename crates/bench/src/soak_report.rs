@@ -322,9 +322,12 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 const W: f64 = 900.0;
 const LEFT: f64 = 80.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 56.0;
+const TOP: f64 = 70.0;
 const PANEL: f64 = 130.0;
 const GAP: f64 = 34.0;
+
+/// A panel of the plot: its label, its colour and the value it draws.
+type Panel = (&'static str, &'static str, fn(&Row) -> f64);
 
 /// A round step for about four ticks up to `max`.
 fn tick_step(max: f64) -> f64 {
@@ -341,23 +344,11 @@ fn tick_step(max: f64) -> f64 {
 /// CPU (% of one core) and deliveries per second. Every y axis starts at 0, so that a flat line
 /// looks flat at its true scale.
 fn svg(totals: &Totals, f: &Figures, rows: &[Row], pass: bool) -> String {
-    let panels: [(&str, &str, Box<dyn Fn(&Row) -> f64>); 4] = [
-        ("hub RSS (MiB)", "#1f77b4", Box::new(|r| mib(r.rss_kib))),
-        (
-            "hub open files",
-            "#2ca02c",
-            Box::new(|r| r.open_files as f64),
-        ),
-        (
-            "hub CPU (% of one core)",
-            "#d62728",
-            Box::new(|r| r.cpu_pct),
-        ),
-        (
-            "deliveries / s",
-            "#9467bd",
-            Box::new(|r| r.deliveries_per_sec),
-        ),
+    let panels: [Panel; 4] = [
+        ("hub RSS (MiB)", "#1f77b4", |r| mib(r.rss_kib)),
+        ("hub open files", "#2ca02c", |r| r.open_files as f64),
+        ("hub CPU (% of one core)", "#d62728", |r| r.cpu_pct),
+        ("deliveries / s", "#9467bd", |r| r.deliveries_per_sec),
     ];
     let h = TOP + 4.0 * (PANEL + GAP) + 20.0;
     let t_max = rows.last().map_or(1.0, |r| r.t_secs).max(1.0) / 60.0;
@@ -369,10 +360,10 @@ fn svg(totals: &Totals, f: &Figures, rows: &[Row], pass: bool) -> String {
     );
     let _ = writeln!(svg, r#"<rect width="{W}" height="{h}" fill="white"/>"#);
     let title = format!(
-        "Soak: {} subscribers, {} updates/s for {:.0} min: {}",
+        "Soak: {} subscribers, {} updates/s for {} min: {}",
         totals.subscribers,
         totals.rate,
-        totals.minutes,
+        trim(totals.minutes),
         if pass { "PASS" } else { "FAIL" }
     );
     let subtitle = format!(
@@ -392,7 +383,7 @@ fn svg(totals: &Totals, f: &Figures, rows: &[Row], pass: bool) -> String {
     for (p, (label, color, value)) in panels.iter().enumerate() {
         let top = TOP + p as f64 * (PANEL + GAP);
         let bottom = top + PANEL;
-        let max = rows.iter().map(|r| value(r)).fold(0.0, f64::max);
+        let max = rows.iter().map(value).fold(0.0, f64::max);
         let step = tick_step(max.max(1e-9) * 1.05);
         let y_max = (max * 1.05 / step).ceil().max(1.0) * step;
         let py = |v: f64| bottom - v / y_max * PANEL;
@@ -400,8 +391,8 @@ fn svg(totals: &Totals, f: &Figures, rows: &[Row], pass: bool) -> String {
         let _ = writeln!(
             svg,
             r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{PANEL}" fill="#f2f2f2"/>"##,
-            px(totals.publish_start_secs / 60.0),
-            px(f.window_start_secs / 60.0) - px(totals.publish_start_secs / 60.0)
+            px(0.0),
+            px(f.window_start_secs / 60.0) - px(0.0)
         );
         let mut v = 0.0;
         while v <= y_max + step / 2.0 {
