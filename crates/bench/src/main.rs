@@ -9,6 +9,9 @@
 //! - `replay`: fills a history, then measures reconnections with `Last-Event-ID` near its end.
 //! - `hostile-templates`: the worst one anonymous client can do with topic templates, and a
 //!   normal publisher's latency meanwhile.
+//! - `soak`: 10,000 subscribers and a steady publish rate for a set time; the hub's RSS, open
+//!   files and CPU every second to a CSV and an SVG plot, and a verdict (RSS flat after warm-up,
+//!   no delivery lost). `bench/soak.sh` runs it against a fresh release hub.
 //! - `table`: a table of medians (and Herald/nchan ratios) over the JSON reports of several runs.
 //! - `plot`: an SVG latency-percentile plot from JSON reports.
 //!
@@ -24,6 +27,8 @@ mod procfs;
 mod replay;
 mod report;
 mod run;
+mod soak;
+mod soak_report;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -47,6 +52,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Hostile topic templates from one anonymous client: RSS, CPU, a publisher's latency.
     HostileTemplates(hostile::HostileArgs),
+    /// A long steady load: RSS, open files and CPU sampled every second, and a verdict.
+    Soak(soak::SoakArgs),
     /// Medians over several JSON reports, with Herald/nchan ratios.
     Table(report::TableArgs),
     /// An SVG plot of delivery latency percentiles from JSON reports.
@@ -136,6 +143,7 @@ fn main() -> ExitCode {
         Command::HostileTemplates(args) => {
             runtime(args.server.threads).block_on(hostile::main(args))
         }
+        Command::Soak(args) => runtime(args.server.threads).block_on(soak::main(args)),
         Command::Table(args) => report::table(args),
         Command::Plot(args) => plot::main(args),
     };

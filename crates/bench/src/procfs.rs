@@ -1,4 +1,5 @@
-//! The server's resource use, read from /proc: CPU seconds (utime + stime), RSS and PSS.
+//! The server's resource use, read from /proc: CPU seconds (utime + stime), RSS and PSS, open
+//! files and threads.
 //!
 //! A server may be several processes (nginx: a master and its workers), so every figure is a sum
 //! over the server's processes: the PID given (or every process holding the listening socket)
@@ -69,6 +70,38 @@ impl Server {
         }
         sample
     }
+
+    /// Open file descriptors (sockets included), summed over the server's processes.
+    pub fn open_files(&self) -> u64 {
+        self.pids
+            .iter()
+            .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
+            .map(|dir| dir.count() as u64)
+            .sum()
+    }
+
+    /// Threads, summed over the server's processes.
+    pub fn threads(&self) -> u64 {
+        self.pids
+            .iter()
+            .map(|pid| count_field(&format!("/proc/{pid}/status"), "Threads:"))
+            .sum()
+    }
+}
+
+/// This process's RSS.
+pub fn own_rss_bytes() -> u64 {
+    kib_field("/proc/self/status", "VmRSS:")
+}
+
+fn count_field(path: &str, name: &str) -> u64 {
+    let Ok(text) = fs::read_to_string(path) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 fn kib_field(path: &str, name: &str) -> u64 {
