@@ -165,7 +165,7 @@ impl Credentials {
                 ttl,
                 cached,
             } => {
-                let mut cached = cached.lock().unwrap_or_else(|e| e.into_inner());
+                let mut cached = cached.lock().unwrap();
                 // Reuse a token while more than half of its lifetime is left, so that it never
                 // expires in flight, even with some clock skew.
                 if let Some((token, refresh_at)) = cached.as_ref()

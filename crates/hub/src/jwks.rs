@@ -188,11 +188,11 @@ impl JwksVerifier {
     }
 
     fn current(&self) -> Arc<KeySet> {
-        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.set.read().unwrap().clone()
     }
 
     fn replace(&self, set: KeySet) {
-        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        *self.set.write().unwrap() = Arc::new(set);
     }
 
     /// Reloads the set unless it was (re)loaded less than `min_interval` ago; true when the set
