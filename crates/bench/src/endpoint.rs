@@ -7,7 +7,7 @@ use crate::{ServerArgs, Target};
 
 /// The server's URLs and formats.
 #[derive(Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub target: Target,
     pub addr: std::net::SocketAddr,
     host: String,
@@ -18,7 +18,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(args: &ServerArgs) -> Result<Endpoint, String> {
+    pub(crate) fn new(args: &ServerArgs) -> Result<Endpoint, String> {
         let authorization = match (&args.jwt_key, args.target) {
             (Some(key), Target::Herald) => Some(format!("Bearer {}", crate::publisher_token(key)?)),
             _ => None,
@@ -35,7 +35,7 @@ impl Endpoint {
     }
 
     /// The same server kind and paths, at another address (another node of a cluster).
-    pub fn at(&self, addr: std::net::SocketAddr) -> Endpoint {
+    pub(crate) fn at(&self, addr: std::net::SocketAddr) -> Endpoint {
         Endpoint {
             addr,
             host: addr.to_string(),
@@ -43,7 +43,11 @@ impl Endpoint {
         }
     }
 
-    pub fn subscribe_request(&self, selectors: &[String], last_event_id: Option<&str>) -> Vec<u8> {
+    pub(crate) fn subscribe_request(
+        &self,
+        selectors: &[String],
+        last_event_id: Option<&str>,
+    ) -> Vec<u8> {
         let path = match self.target {
             Target::Herald => {
                 let query: Vec<String> = selectors
@@ -65,7 +69,7 @@ impl Endpoint {
         request.into_bytes()
     }
 
-    pub fn publish_request(&self, topic: &str, data: &str, id: Option<&str>) -> Vec<u8> {
+    pub(crate) fn publish_request(&self, topic: &str, data: &str, id: Option<&str>) -> Vec<u8> {
         let (path, content_type, body) = match self.target {
             Target::Herald => {
                 let mut body = format!("topic={}&data={}", http::encode(topic), http::encode(data));
@@ -99,7 +103,7 @@ impl Endpoint {
 }
 
 /// Topic names of one run.
-pub struct Layout {
+pub(crate) struct Layout {
     pub target: Target,
     pub mode: Topics,
     /// Subscribers across all processes (topic numbering).
@@ -114,7 +118,7 @@ impl Layout {
     }
 
     /// The topic of subscriber (or update) number `i`.
-    pub fn topic(&self, i: usize) -> String {
+    pub(crate) fn topic(&self, i: usize) -> String {
         match (self.target, self.mode) {
             (Target::Nchan, Topics::One) => format!("b{}_all", self.run_id),
             (Target::Nchan, _) => format!("b{}_{}", self.run_id, i % self.total.max(1)),
@@ -130,20 +134,20 @@ impl Layout {
         }
     }
 
-    pub fn subscriber(&self, i: usize) -> Vec<String> {
+    pub(crate) fn subscriber(&self, i: usize) -> Vec<String> {
         match self.mode {
             Topics::Template => vec![format!("{}/rooms/{{id}}", self.prefix())],
             _ => vec![self.topic(i)],
         }
     }
 
-    pub fn template_subscriber(&self, k: usize) -> Vec<String> {
+    pub(crate) fn template_subscriber(&self, k: usize) -> Vec<String> {
         vec![format!("{}/g{k}/rooms/{{id}}", self.prefix())]
     }
 
     /// Deliveries expected for `updates` updates, with `local` subscribers (and all template
     /// subscribers) in this process.
-    pub fn expected(&self, updates: usize, local: usize) -> u64 {
+    pub(crate) fn expected(&self, updates: usize, local: usize) -> u64 {
         let updates = updates as u64;
         match self.mode {
             Topics::One | Topics::Template => updates * local as u64,

@@ -27,7 +27,7 @@ use crate::report::Percentiles;
 use crate::run::Endpoint;
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct HostileArgs {
+pub(crate) struct HostileArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Concurrent requests of 1,000 `{a:128}/N` selectors.
@@ -172,7 +172,7 @@ impl Meter<'_> {
     }
 }
 
-pub async fn main(args: HostileArgs) -> Result<(), String> {
+pub(crate) async fn main(args: HostileArgs) -> Result<(), String> {
     let endpoint = Arc::new(Endpoint::new(&args.server)?);
     if args.server.jwt_key.is_none() {
         return Err("give --jwt-key (or HERALD_JWT_KEY): the normal publisher needs it".into());

@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// The status and the few headers the generator acts on.
 #[derive(Debug, Default)]
-pub struct Head {
+pub(crate) struct Head {
     pub status: u16,
     pub content_length: Option<usize>,
     pub chunked: bool,
@@ -21,7 +21,7 @@ pub struct Head {
 }
 
 impl Head {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -30,7 +30,7 @@ impl Head {
 }
 
 /// Opens a TCP connection to `addr`, from `source` (port chosen by the kernel) when given.
-pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -45,14 +45,14 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Tcp
 }
 
 /// A connection with its read buffer: `buf[..filled]` is read but not yet consumed.
-pub struct Conn {
+pub(crate) struct Conn {
     pub stream: TcpStream,
     pub buf: Vec<u8>,
     pub filled: usize,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, capacity: usize) -> Conn {
+    pub(crate) fn new(stream: TcpStream, capacity: usize) -> Conn {
         Conn {
             stream,
             buf: vec![0; capacity],
@@ -81,13 +81,13 @@ impl Conn {
     }
 
     /// Writes a request and reads the response head.
-    pub async fn request_head(&mut self, request: &[u8]) -> io::Result<Head> {
+    pub(crate) async fn request_head(&mut self, request: &[u8]) -> io::Result<Head> {
         self.stream.write_all(request).await?;
         self.read_head().await
     }
 
     /// Reads a response head; what follows it stays in the buffer.
-    pub async fn read_head(&mut self) -> io::Result<Head> {
+    pub(crate) async fn read_head(&mut self) -> io::Result<Head> {
         loop {
             if let Some(end) = find(&self.buf[..self.filled], b"\r\n\r\n") {
                 let head = parse_head(&self.buf[..end])?;
@@ -99,7 +99,7 @@ impl Conn {
     }
 
     /// Reads a whole (non-streaming) response body.
-    pub async fn read_body(&mut self, head: &Head) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read_body(&mut self, head: &Head) -> io::Result<Vec<u8>> {
         if head.chunked {
             let mut decoder = Chunked::default();
             let mut body = Vec::new();
@@ -130,7 +130,7 @@ impl Conn {
     }
 }
 
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -166,7 +166,7 @@ fn parse_head(raw: &[u8]) -> io::Result<Head> {
 
 /// A streaming decoder of `Transfer-Encoding: chunked`.
 #[derive(Default)]
-pub struct Chunked {
+pub(crate) struct Chunked {
     state: ChunkState,
     size: usize,
     line: usize,
@@ -187,11 +187,11 @@ enum ChunkState {
 }
 
 impl Chunked {
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.state == ChunkState::Done
     }
 
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         self.state == ChunkState::Error
     }
 
@@ -206,7 +206,7 @@ impl Chunked {
 
     /// Feeds raw bytes; the decoded data goes to `sink`. Returns how many bytes were used (all
     /// of them unless the body ended or was malformed).
-    pub fn feed(&mut self, input: &[u8], sink: &mut impl FnMut(&[u8])) -> usize {
+    pub(crate) fn feed(&mut self, input: &[u8], sink: &mut impl FnMut(&[u8])) -> usize {
         let mut at = 0;
         while at < input.len() {
             match self.state {
@@ -269,13 +269,13 @@ impl Chunked {
 
 /// Finds `data: ` lines in an SSE stream fed in arbitrary pieces.
 #[derive(Default)]
-pub struct SseScanner {
+pub(crate) struct SseScanner {
     carry: Vec<u8>,
 }
 
 impl SseScanner {
     /// Calls `on_data` with the value of each complete `data:` line.
-    pub fn feed(&mut self, mut input: &[u8], on_data: &mut impl FnMut(&[u8])) {
+    pub(crate) fn feed(&mut self, mut input: &[u8], on_data: &mut impl FnMut(&[u8])) {
         if !self.carry.is_empty() {
             match input.iter().position(|&b| b == b'\n') {
                 None => {
@@ -308,7 +308,7 @@ fn line_data(line: &[u8], on_data: &mut impl FnMut(&[u8])) {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3 / 2);
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -322,7 +322,7 @@ pub fn encode(text: &str) -> String {
 
 /// Sends one request on a keep-alive connection (opened, or reopened after the server closed
 /// it, as needed), reads the whole response, and returns its status.
-pub async fn exchange(
+pub(crate) async fn exchange(
     conn: &mut Option<Conn>,
     addr: SocketAddr,
     request: &[u8],

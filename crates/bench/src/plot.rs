@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 #[derive(clap::Args, Debug)]
-pub struct PlotArgs {
+pub(crate) struct PlotArgs {
     /// JSON reports (from `run --out`).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -41,7 +41,7 @@ fn nines(q: f64) -> f64 {
     (-(1.0 - q).max(1e-5).log10()).min(MAX_NINES)
 }
 
-pub fn main(args: PlotArgs) -> Result<(), String> {
+pub(crate) fn main(args: PlotArgs) -> Result<(), String> {
     let mut series = Vec::new();
     let mut runs: std::collections::HashMap<String, usize> = Default::default();
     for path in &args.files {

@@ -14,21 +14,21 @@ use serde::Serialize;
 
 /// A snapshot of the server's processes.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub cpu_secs: f64,
     pub rss_bytes: u64,
     pub pss_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
-pub struct Server {
+pub(crate) struct Server {
     pub pids: Vec<u32>,
     ticks_per_sec: f64,
 }
 
 impl Server {
     /// The server: `pid` and its children, or the processes listening on `addr` and theirs.
-    pub fn find(pid: Option<u32>, addr: SocketAddr) -> Result<Server, String> {
+    pub(crate) fn find(pid: Option<u32>, addr: SocketAddr) -> Result<Server, String> {
         let roots: BTreeSet<u32> = match pid {
             Some(pid) => [pid].into(),
             None => listeners(addr)?,
@@ -44,7 +44,10 @@ impl Server {
                 pids.insert(child);
             }
         }
+        // The one unsafe block of the workspace: the clock tick rate that /proc's CPU times are
+        // counted in has no safe std API.
         // SAFETY: sysconf has no preconditions.
+        #[allow(unsafe_code)]
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Ok(Server {
             pids: pids.into_iter().collect(),
@@ -52,7 +55,7 @@ impl Server {
         })
     }
 
-    pub fn sample(&self) -> Sample {
+    pub(crate) fn sample(&self) -> Sample {
         let mut sample = Sample::default();
         for pid in &self.pids {
             if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -72,7 +75,7 @@ impl Server {
     }
 
     /// Open file descriptors (sockets included), summed over the server's processes.
-    pub fn open_files(&self) -> u64 {
+    pub(crate) fn open_files(&self) -> u64 {
         self.pids
             .iter()
             .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
@@ -81,7 +84,7 @@ impl Server {
     }
 
     /// Threads, summed over the server's processes.
-    pub fn threads(&self) -> u64 {
+    pub(crate) fn threads(&self) -> u64 {
         self.pids
             .iter()
             .map(|pid| count_field(&format!("/proc/{pid}/status"), "Threads:"))
@@ -90,7 +93,7 @@ impl Server {
 }
 
 /// This process's RSS.
-pub fn own_rss_bytes() -> u64 {
+pub(crate) fn own_rss_bytes() -> u64 {
     kib_field("/proc/self/status", "VmRSS:")
 }
 

@@ -19,7 +19,7 @@ use crate::run::{Endpoint, Shared, progress, rate_of, update_data};
 use crate::{ServerArgs, Target, now_ns};
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Updates published into the history before measuring.
@@ -165,7 +165,7 @@ async fn probe(
     }
 }
 
-pub async fn main(args: ReplayArgs) -> Result<(), String> {
+pub(crate) async fn main(args: ReplayArgs) -> Result<(), String> {
     if args.server.target != Target::Herald {
         return Err("replay measures a Mercure hub's Last-Event-ID: use --target herald".into());
     }

@@ -13,7 +13,7 @@ use crate::{ServerArgs, Target};
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub count: u64,
     pub mean: f64,
     pub p50: f64,
@@ -32,7 +32,7 @@ fn histogram(samples_ns: &[u64]) -> Histogram<u64> {
 }
 
 impl Percentiles {
-    pub fn of(samples_ns: &[u64]) -> Option<Percentiles> {
+    pub(crate) fn of(samples_ns: &[u64]) -> Option<Percentiles> {
         if samples_ns.is_empty() {
             return None;
         }
@@ -52,7 +52,7 @@ impl Percentiles {
 }
 
 /// `[quantile, milliseconds]` points of the latency distribution, dense in the tail.
-pub fn cdf(samples_ns: &[u64]) -> Vec<[f64; 2]> {
+pub(crate) fn cdf(samples_ns: &[u64]) -> Vec<[f64; 2]> {
     if samples_ns.is_empty() {
         return Vec::new();
     }
@@ -67,7 +67,7 @@ pub fn cdf(samples_ns: &[u64]) -> Vec<[f64; 2]> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ServerReport {
+pub(crate) struct ServerReport {
     pub pids: Vec<u32>,
     /// Before any subscriber connected.
     pub baseline: Sample,
@@ -88,7 +88,7 @@ pub struct ServerReport {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub scenario: String,
     pub target: Target,
     pub run_id: String,
@@ -118,7 +118,7 @@ pub struct Report {
 }
 
 /// Writes a report: JSON to --out, and a table (or JSON with --json) on stdout.
-pub fn emit<T: Serialize>(report: &T, args: &ServerArgs) -> Result<(), String> {
+pub(crate) fn emit<T: Serialize>(report: &T, args: &ServerArgs) -> Result<(), String> {
     let value = serde_json::to_value(report).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
     if let Some(path) = &args.out {
@@ -143,7 +143,7 @@ pub fn emit<T: Serialize>(report: &T, args: &ServerArgs) -> Result<(), String> {
 }
 
 impl Report {
-    pub fn emit(&self, args: &ServerArgs) -> Result<(), String> {
+    pub(crate) fn emit(&self, args: &ServerArgs) -> Result<(), String> {
         emit(self, args)
     }
 }
@@ -243,7 +243,7 @@ fn format_number(v: f64) -> String {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct TableArgs {
+pub(crate) struct TableArgs {
     /// JSON reports written with --out.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -264,7 +264,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 /// Prints, per scenario, the median of every figure over the runs of each target, and the ratio
 /// Herald/nchan where both ran.
-pub fn table(args: TableArgs) -> Result<(), String> {
+pub(crate) fn table(args: TableArgs) -> Result<(), String> {
     let mut groups: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
     for path in &args.files {
         let text = std::fs::read_to_string(path)

@@ -15,7 +15,7 @@ use clap::ValueEnum;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 
-pub use crate::endpoint::Endpoint;
+pub(crate) use crate::endpoint::Endpoint;
 use crate::endpoint::Layout;
 use crate::http::{self, Chunked, Conn, SseScanner};
 use crate::procfs::Server;
@@ -24,7 +24,7 @@ use crate::{ServerArgs, Target, now_ns};
 
 /// What the subscribers subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Topics {
+pub(crate) enum Topics {
     /// Every subscriber on one topic; every update to it.
     One,
     /// Subscriber i on its own topic i; update j to topic j mod N. With `--templates K`, K more
@@ -35,7 +35,7 @@ pub enum Topics {
 }
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Subscriber connections in all (split over --processes).
@@ -105,7 +105,7 @@ pub struct RunArgs {
 
 /// Counters shared by every task of the run.
 #[derive(Default)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub connected: AtomicUsize,
     pub connect_failed: AtomicUsize,
     pub stream_errors: AtomicU64,
@@ -118,13 +118,13 @@ pub struct Shared {
 }
 
 /// The send time carried at the start of an update's data: `<ns>.<seq>.<padding>`.
-pub fn sent_ns(data: &[u8]) -> Option<u64> {
+pub(crate) fn sent_ns(data: &[u8]) -> Option<u64> {
     let end = data.iter().position(|&b| b == b'.').unwrap_or(data.len());
     std::str::from_utf8(&data[..end]).ok()?.parse().ok()
 }
 
 /// The data of update `seq`, sent now, padded to `payload` bytes.
-pub fn update_data(seq: usize, payload: usize) -> String {
+pub(crate) fn update_data(seq: usize, payload: usize) -> String {
     let mut data = format!("{}.{seq}.", now_ns());
     while data.len() < payload {
         data.push('x');
@@ -133,7 +133,7 @@ pub fn update_data(seq: usize, payload: usize) -> String {
 }
 
 /// The `i`-th source address: 127.0.0.2, 127.0.0.3, ...
-pub fn source(i: usize, sources: usize) -> Option<IpAddr> {
+pub(crate) fn source(i: usize, sources: usize) -> Option<IpAddr> {
     (sources > 0).then(|| {
         let n = 2 + (i % sources) as u32;
         IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | n))
@@ -142,7 +142,7 @@ pub fn source(i: usize, sources: usize) -> Option<IpAddr> {
 
 /// One subscriber: connect (holding a connect permit), check the response, then count the
 /// deliveries and their latencies until the task is aborted.
-pub async fn subscriber(
+pub(crate) async fn subscriber(
     endpoint: Arc<Endpoint>,
     request: Vec<u8>,
     from: Option<IpAddr>,
@@ -259,7 +259,7 @@ async fn publisher(
 }
 
 /// A line on stderr every second while the run goes on.
-pub fn progress(
+pub(crate) fn progress(
     shared: Arc<Shared>,
     subscribers: usize,
     updates: usize,
@@ -454,7 +454,7 @@ fn layout(args: &RunArgs) -> Layout {
     }
 }
 
-pub async fn main(mut args: RunArgs) -> Result<(), String> {
+pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
     if args.connections_only {
         return hold(args).await;
     }
@@ -626,6 +626,6 @@ pub async fn main(mut args: RunArgs) -> Result<(), String> {
     report.emit(&args.server)
 }
 
-pub fn rate_of(count: u64, secs: f64) -> f64 {
+pub(crate) fn rate_of(count: u64, secs: f64) -> f64 {
     if secs > 0.0 { count as f64 / secs } else { 0.0 }
 }

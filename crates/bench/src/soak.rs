@@ -31,7 +31,7 @@ use crate::soak_report::{self, Row, Totals};
 use crate::{ServerArgs, now_ns};
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Subscriber connections in all (templates included).
@@ -398,7 +398,7 @@ async fn sampler(
     }
 }
 
-pub async fn main(args: SoakArgs) -> Result<(), String> {
+pub(crate) async fn main(args: SoakArgs) -> Result<(), String> {
     let room_and_all = args.room_watchers + args.all_watchers;
     if args.topics < 2 || args.subscribers < room_and_all + args.topics {
         return Err("--subscribers must cover --room-watchers + --all-watchers + --topics (at least 2 topics)".into());

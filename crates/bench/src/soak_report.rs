@@ -16,7 +16,7 @@ use crate::soak::SoakArgs;
 
 /// One second of a soak run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// Seconds since the soak started (subscribers connect first, then the publishing).
     pub t_secs: f64,
     pub rss_kib: u64,
@@ -40,9 +40,9 @@ pub struct Row {
 }
 
 impl Row {
-    pub const CSV_HEADER: &str = "t_secs,rss_kib,pss_kib,open_files,threads,cpu_secs,cpu_pct,open_streams,reconnects,connect_failures,published,publish_errors,delivered,deliveries_per_sec,max_latency_ms,generator_rss_kib";
+    pub(crate) const CSV_HEADER: &str = "t_secs,rss_kib,pss_kib,open_files,threads,cpu_secs,cpu_pct,open_streams,reconnects,connect_failures,published,publish_errors,delivered,deliveries_per_sec,max_latency_ms,generator_rss_kib";
 
-    pub fn csv(&self) -> String {
+    pub(crate) fn csv(&self) -> String {
         format!(
             "{:.1},{},{},{},{},{:.2},{:.1},{},{},{},{},{},{},{:.0},{:.1},{}",
             self.t_secs,
@@ -64,7 +64,7 @@ impl Row {
         )
     }
 
-    pub fn progress(&self) -> String {
+    pub(crate) fn progress(&self) -> String {
         format!(
             "[soak {:>6.0}s] hub RSS {:.1} MiB, open files {}, CPU {:.0}%; streams {}, reconnects {}, published {} (errors {}), delivered {} ({:.0}/s)",
             self.t_secs,
@@ -83,7 +83,7 @@ impl Row {
 
 /// The run's counts, filled in by [`crate::soak::main`].
 #[derive(Debug, Default, Serialize)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub subscribers: usize,
     pub topics: usize,
     pub room_watchers: usize,
@@ -113,7 +113,7 @@ pub struct Totals {
 
 /// The figures the verdict rests on.
 #[derive(Debug, Serialize)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub window_start_secs: f64,
     pub window_end_secs: f64,
     pub rss_mib_at_publish_start: f64,
@@ -157,7 +157,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 /// Least-squares slope of `(x, y)` points; 0 with fewer than two distinct x.
-pub fn slope(points: &[(f64, f64)]) -> f64 {
+pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
     if points.len() < 2 {
         return 0.0;
@@ -173,7 +173,7 @@ pub fn slope(points: &[(f64, f64)]) -> f64 {
 }
 
 /// The figures over `rows`, with the window after `warmup` of the publishing phase.
-pub fn figures(totals: &Totals, rows: &[Row], warmup: f64) -> Result<Figures, String> {
+pub(crate) fn figures(totals: &Totals, rows: &[Row], warmup: f64) -> Result<Figures, String> {
     let (start, end) = (totals.publish_start_secs, totals.publish_end_secs);
     let window_start = start + warmup.clamp(0.0, 0.95) * (end - start);
     let publishing: Vec<&Row> = rows
@@ -236,7 +236,7 @@ pub fn figures(totals: &Totals, rows: &[Row], warmup: f64) -> Result<Figures, St
 }
 
 /// Writes the summary and the plot, prints the verdict; an error if the soak failed.
-pub fn finish(
+pub(crate) fn finish(
     args: &SoakArgs,
     server_pids: &[u32],
     totals: Totals,

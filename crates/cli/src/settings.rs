@@ -21,7 +21,7 @@ use crate::values::{algorithm, count, optional_duration, read_key, size};
 /// The settings of `herald serve`. All optional: absent ones fall through to the next source.
 #[derive(Args, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Address to listen on [default: 127.0.0.1:3000].
     #[arg(long, env = "HERALD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -232,11 +232,11 @@ pub struct Settings {
 }
 
 /// A bad setting: which, what is wrong, what to do.
-pub type SettingError = ConfigError;
+pub(crate) type SettingError = ConfigError;
 
 impl Settings {
     /// Reads a TOML file of settings.
-    pub fn from_file(path: &Path) -> Result<Settings, SettingError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Settings, SettingError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(
                 "config",
@@ -258,7 +258,7 @@ impl Settings {
     }
 
     /// Fills what `self` (flags and environment) left unset from `file`.
-    pub fn or(self, file: Settings) -> Settings {
+    pub(crate) fn or(self, file: Settings) -> Settings {
         let list = |a: Vec<String>, b: Vec<String>| if a.is_empty() { b } else { a };
         Settings {
             listen: self.listen.or(file.listen),
@@ -332,7 +332,7 @@ impl Settings {
     }
 
     /// The listen address, parsed.
-    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, SettingError> {
+    pub(crate) fn listen_addr(&self) -> Result<std::net::SocketAddr, SettingError> {
         let text = self.listen.as_deref().unwrap_or("127.0.0.1:3000");
         text.parse().map_err(|_| {
             ConfigError::new(
@@ -345,7 +345,7 @@ impl Settings {
 
     /// The hub configuration these settings describe. Dev-mode defaults are applied by the
     /// caller before this.
-    pub fn hub_config(&self) -> Result<HubConfig, SettingError> {
+    pub(crate) fn hub_config(&self) -> Result<HubConfig, SettingError> {
         let defaults = HubConfig::default();
         let shared_alg = algorithm("jwt-alg", self.jwt_alg.as_deref())?;
         let (publisher_key, publisher_jwks) =
@@ -429,7 +429,7 @@ impl Settings {
 impl Settings {
     /// A hub's error about a role's JWK Set, renamed to `jwks` when that is the setting the user
     /// actually wrote.
-    pub fn name_jwks_setting(&self, mut e: ConfigError) -> ConfigError {
+    pub(crate) fn name_jwks_setting(&self, mut e: ConfigError) -> ConfigError {
         let own = match e.setting {
             "publisher-jwks" => &self.publisher_jwks,
             "subscriber-jwks" => &self.subscriber_jwks,
@@ -539,7 +539,7 @@ impl Settings {
 
 /// Where `herald serve` reads its file from.
 #[derive(Args, Debug)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     /// A TOML file of settings (keys are the flag names, e.g. `listen = "0.0.0.0:3000"`).
     #[arg(long, env = "HERALD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -18,6 +18,7 @@ use crate::transport::{Durability, HistoryLimits, RedisOptions};
 /// A key that verifies tokens.
 #[derive(Clone)]
 pub struct JwtKey {
+    /// The one algorithm tokens must be signed with (no `none`, no other family).
     pub algorithm: Algorithm,
     /// The shared secret (HS*) or the PEM-encoded public key (every other family).
     pub key: Vec<u8>,
@@ -258,7 +259,9 @@ pub enum Storage {
     Memory,
     /// A redb file on local disk, written by group commit.
     Embedded {
+        /// The history file (`--data-dir`/history.redb for `herald serve`).
         path: PathBuf,
+        /// What an acknowledged publish survives.
         durability: Durability,
     },
     /// A Redis Stream shared by every node of a cluster (see `transport::redis`).
@@ -269,12 +272,16 @@ pub enum Storage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting {setting}: {problem}; {fix}")]
 pub struct ConfigError {
+    /// The setting, as its command-line flag without dashes.
     pub setting: &'static str,
+    /// What is wrong with it.
     pub problem: String,
+    /// What to do about it.
     pub fix: String,
 }
 
 impl ConfigError {
+    /// An error naming `setting`, its `problem` and the `fix`.
     pub fn new(setting: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         ConfigError {
             setting,
@@ -416,7 +423,9 @@ impl HubConfig {
 /// The token verifiers a valid configuration yields.
 #[derive(Debug, Clone)]
 pub struct Verifiers {
+    /// Verifies publishers' tokens; `None`: nobody may publish over HTTP.
     pub publisher: Option<KeySource>,
+    /// Verifies subscribers' tokens; `None`: only anonymous subscribers, if allowed.
     pub subscriber: Option<KeySource>,
 }
 

@@ -58,7 +58,7 @@ const CACHE_RESULTS_FROM_COST: u64 = 32 << 10;
 
 /// Most bytes of cached match results over all patterns: the topic text of each entry plus
 /// [`RESULT_ENTRY_OVERHEAD`].
-pub const RESULT_CACHE_BYTES: usize = 32 << 20;
+pub(crate) const RESULT_CACHE_BYTES: usize = 32 << 20;
 
 /// What a cached result costs besides its topic's bytes: the boxed key, the flag, the hash
 /// table's control bytes and the allocator's header, rounded up.
@@ -66,14 +66,14 @@ const RESULT_ENTRY_OVERHEAD: usize = 64;
 
 /// A selector ready for matching.
 #[derive(Debug, Clone)]
-pub enum Selector {
+pub(crate) enum Selector {
     Any,
     Exact(Box<str>),
     Pattern(Arc<Pattern>),
 }
 
 impl Selector {
-    pub fn matches(&self, topic: &str) -> bool {
+    pub(crate) fn matches(&self, topic: &str) -> bool {
         match self {
             Selector::Any => true,
             Selector::Exact(exact) => &**exact == topic,
@@ -81,11 +81,11 @@ impl Selector {
         }
     }
 
-    pub fn matches_any(&self, topics: &[String]) -> bool {
+    pub(crate) fn matches_any(&self, topics: &[String]) -> bool {
         topics.iter().any(|topic| self.matches(topic))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Selector::Any => "*",
             Selector::Exact(exact) => exact,
@@ -96,7 +96,7 @@ impl Selector {
 
 /// A compiled URI template with its match cache and a cache of its results.
 #[derive(Debug)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     template: UriTemplate,
     // A std Mutex: a match is a hash probe or a bounded automaton run, never an await.
     state: Mutex<PatternState>,
@@ -123,11 +123,11 @@ impl Drop for Pattern {
 }
 
 impl Pattern {
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         self.template.as_str()
     }
 
-    pub fn matches(&self, topic: &str) -> bool {
+    pub(crate) fn matches(&self, topic: &str) -> bool {
         // A template also matches itself as a literal [R3].
         if self.template.as_str() == topic {
             return true;
@@ -185,13 +185,13 @@ impl ResultBudget {
 /// The hub already tracks as many distinct templates as it allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("this hub already tracks {max} distinct topic templates, its limit")]
-pub struct TooManyPatterns {
+pub(crate) struct TooManyPatterns {
     pub max: usize,
 }
 
 /// Why templates were refused: each answer tells the client what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateRefused {
+pub(crate) enum TemplateRefused {
     #[error(
         "topic template {template:?} is too complex: it would cost {cost} KiB to compile and \
          match, the limit is {limit} KiB; {advice}"
@@ -240,7 +240,7 @@ impl From<TemplateRefused> for Rejection {
 
 /// Who is charged for the templates a subscription keeps alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientKey {
+pub(crate) enum ClientKey {
     /// Every subscriber without a token.
     Anonymous,
     /// A hash of the token the subscriber presented (keyed per table, so not guessable).
@@ -260,7 +260,7 @@ type Clients = Mutex<HashMap<ClientKey, ClientTemplates>>;
 /// Keeps a client charged for its subscription's templates; dropping it (when the subscription
 /// ends) gives their cost back.
 #[derive(Debug)]
-pub struct TemplateLease {
+pub(crate) struct TemplateLease {
     clients: Arc<Clients>,
     key: ClientKey,
     templates: Vec<Box<str>>,
@@ -292,7 +292,7 @@ impl Drop for TemplateLease {
 
 /// A subscription's selectors, interned and paid for.
 #[derive(Debug)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// The `topic=` selectors.
     pub selectors: Vec<Selector>,
     /// The token's `mercure.subscribe` selectors.
@@ -308,7 +308,7 @@ pub struct Admitted {
 /// it, clients allowed to subscribe could make every publish slower by subscribing with many
 /// different templates.
 #[derive(Debug)]
-pub struct PatternTable {
+pub(crate) struct PatternTable {
     patterns: Mutex<HashMap<Box<str>, Weak<Pattern>>>,
     live: Arc<AtomicUsize>,
     max: usize,
@@ -319,7 +319,7 @@ pub struct PatternTable {
 
 impl PatternTable {
     /// A table allowing at most `max` distinct live patterns.
-    pub fn new(max: usize) -> PatternTable {
+    pub(crate) fn new(max: usize) -> PatternTable {
         PatternTable::with_result_cache(max, RESULT_CACHE_BYTES)
     }
 
@@ -339,7 +339,7 @@ impl PatternTable {
     }
 
     /// The key of the client presenting `token` (none: anonymous).
-    pub fn client_key(&self, token: Option<&str>) -> ClientKey {
+    pub(crate) fn client_key(&self, token: Option<&str>) -> ClientKey {
         match token {
             None => ClientKey::Anonymous,
             Some(token) => ClientKey::Token(self.token_hasher.hash_one(token)),
@@ -349,7 +349,7 @@ impl PatternTable {
     /// Checks a subscription's templates against `limits`, charges `client` for the ones it
     /// does not already keep alive, and only then interns (compiles) them. `selectors` are the
     /// request's, `rights` its token's `mercure.subscribe`.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         client: ClientKey,
         selectors: Vec<TopicSelector>,
@@ -373,7 +373,7 @@ impl PatternTable {
 
     /// Parses, checks against `limits` and interns each of `selectors`, with no client charged:
     /// for selectors used during one request (a publisher's `mercure.publish`).
-    pub fn intern_all<S: AsRef<str>>(
+    pub(crate) fn intern_all<S: AsRef<str>>(
         &self,
         selectors: &[S],
         limits: &TemplateLimits,

@@ -12,20 +12,33 @@ use crate::{MAX_TOPICS, Update, generate_id};
 /// Why a publish body was refused. Each message is safe to show to the publisher.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
+    /// The body has no `topic` field [R12].
     #[error("missing \"topic\": an update needs at least one topic")]
     NoTopic,
+    /// A `topic` field is empty.
     #[error("empty \"topic\": every topic must be a non-empty IRI")]
     EmptyTopic,
+    /// More `topic` fields than the hub allows for one update.
     #[error("too many topics: {count} given, at most {max} allowed")]
-    TooManyTopics { count: usize, max: usize },
+    TooManyTopics {
+        /// How many were given.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// The `id` cannot be an update id (reserved, control characters, ...); says why.
     #[error("invalid \"id\": {0}")]
     InvalidId(&'static str),
+    /// The `type` would break the SSE framing.
     #[error("invalid \"type\": it must not contain CR, LF or NUL")]
     InvalidType,
+    /// The `retry` is not a number of milliseconds (the value given).
     #[error("invalid \"retry\": {0:?} is not a non-negative integer (milliseconds)")]
     InvalidRetry(String),
+    /// A JSON body that does not parse or has the wrong shape (the parser's message).
     #[error("invalid JSON body: {0}")]
     InvalidJson(String),
+    /// A form body whose decoded text is not UTF-8.
     #[error("invalid form body: not UTF-8 after percent-decoding")]
     InvalidEncoding,
 }
@@ -33,11 +46,17 @@ pub enum PublishError {
 /// The fields of a publish request, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishRequest {
+    /// The `topic` fields, in order [R12].
     pub topics: Vec<String>,
+    /// The `data` field, if any.
     pub data: Option<String>,
+    /// Whether a `private` field was present [R19].
     pub private: bool,
+    /// The `id` field, if any [R13].
     pub id: Option<String>,
+    /// The `type` field, if any.
     pub event_type: Option<String>,
+    /// The `retry` field, as given, if any.
     pub retry: Option<String>,
 }
 

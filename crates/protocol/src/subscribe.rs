@@ -5,12 +5,21 @@ use crate::{MAX_TOPICS, TopicSelector};
 /// Why a subscribe query was refused. Each message is safe to show to the subscriber.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
+    /// The query has no `topic` parameter [R8].
     #[error("missing \"topic\": subscribe with at least one topic selector, e.g. ?topic=*")]
     NoTopic,
+    /// A `topic` parameter is empty.
     #[error("empty \"topic\": every topic selector must be non-empty (use * for every topic)")]
     EmptyTopic,
+    /// More selectors than one subscription may have.
     #[error("too many topic selectors: {count} given, at most {max} allowed")]
-    TooManyTopics { count: usize, max: usize },
+    TooManyTopics {
+        /// How many were given.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A query whose decoded text is not UTF-8.
     #[error("invalid query string: not UTF-8 after percent-decoding")]
     InvalidEncoding,
 }
@@ -42,6 +51,7 @@ impl LastEventId {
 /// The parts of a subscribe query the hub acts on.
 #[derive(Debug, Clone)]
 pub struct SubscribeRequest {
+    /// The `topic` selectors, in order [R8].
     pub selectors: Vec<TopicSelector>,
     /// From the `lastEventID` parameter; a `Last-Event-ID` header overrides it [R25].
     pub last_event_id: Option<LastEventId>,

@@ -80,18 +80,44 @@ impl MatchCache {
 /// Why a string is not a valid URI template. Offsets are byte offsets into the template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// A `{` that is never closed.
     #[error("unclosed expression: the `{{` at offset {offset} has no matching `}}`")]
-    UnclosedExpression { offset: usize },
+    UnclosedExpression {
+        /// Where, in bytes from the start of the template.
+        offset: usize,
+    },
+    /// A `}` with no `{` before it.
     #[error("unexpected `}}` at offset {offset} outside of an expression")]
-    UnmatchedClosingBrace { offset: usize },
+    UnmatchedClosingBrace {
+        /// Where, in bytes from the start of the template.
+        offset: usize,
+    },
+    /// `{}` with nothing inside.
     #[error("empty expression at offset {offset}")]
-    EmptyExpression { offset: usize },
+    EmptyExpression {
+        /// Where, in bytes from the start of the template.
+        offset: usize,
+    },
+    /// A variable name with characters RFC 6570 does not allow.
     #[error("invalid variable name at offset {offset}")]
-    InvalidVariableName { offset: usize },
+    InvalidVariableName {
+        /// Where, in bytes from the start of the template.
+        offset: usize,
+    },
+    /// A modifier that is neither `*` nor `:N` with N from 1 to 9999.
     #[error("invalid modifier at offset {offset}: expected `*` or `:` and a length from 1 to 9999")]
-    InvalidModifier { offset: usize },
+    InvalidModifier {
+        /// Where, in bytes from the start of the template.
+        offset: usize,
+    },
+    /// An operator RFC 6570 reserves for future use (`=`, `,`, `!`, `@`, `|`).
     #[error("operator `{operator}` at offset {offset} is reserved by RFC 6570 and not supported")]
-    ReservedOperator { operator: char, offset: usize },
+    ReservedOperator {
+        /// The operator.
+        operator: char,
+        /// Where, in bytes from the start of the template.
+        offset: usize,
+    },
     /// The template's cost is past [`MAX_TEMPLATE_COST`], or the regex engine refused it anyway.
     #[error("template too complex to compile into a matcher")]
     TooComplex,
@@ -118,6 +144,7 @@ impl TemplateSource {
         })
     }
 
+    /// The template as written.
     /// The template as written.
     pub fn as_str(&self) -> &str {
         &self.source
@@ -216,6 +243,7 @@ impl UriTemplate {
         self.regex.memory_usage()
     }
 
+    /// The template as written.
     pub fn as_str(&self) -> &str {
         &self.source
     }

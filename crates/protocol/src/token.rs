@@ -17,16 +17,27 @@ use serde_json::Value;
 /// Why a token was refused. The messages are safe to return to the client [R24].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// Not a JWT at all (bad base64, bad JSON, wrong number of parts): says what.
     #[error("malformed token: {0}")]
     Malformed(String),
+    /// The header's `alg` is not the one algorithm the hub's key is for (`none` included).
     #[error("token signed with {found}, but this hub only accepts {expected}")]
-    WrongAlgorithm { expected: String, found: String },
+    WrongAlgorithm {
+        /// The hub's algorithm.
+        expected: String,
+        /// The token's `alg`.
+        found: String,
+    },
+    /// The signature does not match the hub's key.
     #[error("token signature does not verify with the hub's key")]
     BadSignature,
+    /// `exp` is in the past.
     #[error("token expired")]
     Expired,
+    /// `nbf` is in the future.
     #[error("token not valid yet (nbf is in the future)")]
     NotYetValid,
+    /// The claims do not have the shape Mercure expects (says which).
     #[error("invalid claims: {0}")]
     InvalidClaims(String),
     /// The token's `kid` names no key of the hub's JWK Set (after a refresh of the set).
@@ -38,8 +49,11 @@ pub enum TokenError {
     /// The token's `alg` is not one the chosen key of the JWK Set may verify.
     #[error("token signed with {found}, but key {kid:?} only verifies {allowed}")]
     WrongAlgorithmForKey {
+        /// The key the token named.
         kid: String,
+        /// The token's `alg`.
         found: String,
+        /// What that key verifies.
         allowed: String,
     },
 }
@@ -47,12 +61,20 @@ pub enum TokenError {
 /// Why a key could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// No key material at all.
     #[error("the key is empty")]
     Empty,
+    /// An algorithm the hub does not verify.
     #[error("algorithm {0:?} is not supported")]
     Unsupported(Algorithm),
+    /// An asymmetric algorithm whose key is not a usable PEM public key.
     #[error("{alg:?} needs a PEM-encoded public key: {reason}")]
-    InvalidPem { alg: Algorithm, reason: String },
+    InvalidPem {
+        /// The algorithm the key was for.
+        alg: Algorithm,
+        /// Why the PEM was refused.
+        reason: String,
+    },
 }
 
 /// The `mercure` claim of a draft-07 token.
@@ -73,6 +95,7 @@ pub struct MercureClaim {
 /// The verified claims the hub acts on.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
+    /// The `mercure` claim (empty when absent).
     pub mercure: MercureClaim,
     /// `exp`, in seconds since the Unix epoch: a subscription ends then at the latest [R11].
     pub expires_at: Option<u64>,

@@ -15,7 +15,7 @@ use crate::rejection::Rejection;
 use crate::subscription_conn::MAX_HEAD_BYTES;
 
 /// The hub's routes, with CORS and security headers.
-pub fn router(hub: Hub) -> Router {
+pub(crate) fn router(hub: Hub) -> Router {
     let cors = cors_layer(&hub.config().cors_origins);
     Router::new()
         .route(

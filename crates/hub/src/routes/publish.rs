@@ -17,7 +17,7 @@ enum BodyFormat {
     Json,
 }
 
-pub async fn publish(
+pub(super) async fn publish(
     State(hub): State<Hub>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

@@ -76,7 +76,7 @@ async fn accept(
     })
 }
 
-pub async fn subscribe(
+pub(super) async fn subscribe(
     State(hub): State<Hub>,
     version: Version,
     headers: HeaderMap,
@@ -155,7 +155,7 @@ pub async fn subscribe(
 }
 
 /// `HEAD`: the same checks and headers as `GET`, without opening a stream [R5].
-pub async fn subscribe_head(
+pub(super) async fn subscribe_head(
     State(hub): State<Hub>,
     version: Version,
     headers: HeaderMap,

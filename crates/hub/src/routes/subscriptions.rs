@@ -26,7 +26,7 @@ enum Resource {
     One { topic: String, subscriber: String },
 }
 
-pub async fn subscriptions(
+pub(super) async fn subscriptions(
     State(hub): State<Hub>,
     uri: Uri,
     headers: HeaderMap,

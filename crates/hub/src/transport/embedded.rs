@@ -69,8 +69,11 @@ pub enum Durability {
 #[derive(Debug, thiserror::Error)]
 #[error("history file {}: {problem}; {fix}", path.display())]
 pub struct OpenError {
+    /// The history file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub problem: String,
+    /// What to do about it.
     pub fix: String,
 }
 

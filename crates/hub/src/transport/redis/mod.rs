@@ -100,6 +100,7 @@ pub struct RedisOptions {
 }
 
 impl RedisOptions {
+    /// Options for the server at `url` (`redis://` or `rediss://`), with the default stream.
     pub fn new(url: impl Into<String>) -> RedisOptions {
         RedisOptions {
             url: url.into(),
@@ -147,9 +148,16 @@ pub enum RedisStartError {
     #[error(
         "invalid setting transport: {0}; write it as redis://[:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS)"
     )]
+    /// The URL cannot be used (the message says why; the password is never shown).
     Url(String),
+    /// Redis did not answer at start.
     #[error("cannot reach Redis at {url}: {reason}; start Redis or correct --transport")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// The server, without its password.
+        url: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
 }
 
 /// The keys of one deployment.

@@ -34,9 +34,9 @@ use super::{Keys, record, with_timeout};
 use crate::transport::{BoxFuture, SubscriptionDirectory, TransportError};
 
 /// How long a node's subscriptions outlive its last renewal.
-pub const LEASE: Duration = Duration::from_secs(5);
+pub(super) const LEASE: Duration = Duration::from_secs(5);
 /// How often a node renews its lease and looks for dead nodes.
-pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+pub(super) const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// Most dead nodes reaped per tick.
 const REAP_PER_TICK: usize = 16;
 
@@ -113,7 +113,11 @@ impl std::fmt::Debug for Change {
 
 impl Directory {
     /// Registers this node and starts its keeper.
-    pub fn start(publisher: ConnectionManager, keys: &Keys, stop: CancellationToken) -> Directory {
+    pub(super) fn start(
+        publisher: ConnectionManager,
+        keys: &Keys,
+        stop: CancellationToken,
+    ) -> Directory {
         let node = generate_id();
         let nodes_key = format!("{}:nodes", keys.stream);
         let node_prefix = format!("{}:node:", keys.stream);

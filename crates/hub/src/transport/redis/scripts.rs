@@ -98,7 +98,7 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    pub fn new() -> Scripts {
+    pub(super) fn new() -> Scripts {
         Scripts {
             publish: redis::Script::new(&format!("{TRIM}{PUBLISH}")),
             maintain: redis::Script::new(&format!("{TRIM}{MAINTAIN}")),
