@@ -3,138 +3,17 @@
 //! Each test runs the binary as a user would (default embedded transport, its own data
 //! directory), talks to it over TCP, and kills or restarts it for real.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{
+    HubProcess, KEY, event_ids, ids, publish, publish_all, publish_in_order, read_events, token,
+};
 use futures_util::StreamExt;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-mod common;
-
-const KEY: &str = "durability-test-key-0123456789";
-
-fn token() -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"mercure": {"publish": ["*"], "subscribe": ["*"]}}),
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap()
-}
-
-/// A `herald serve` process with its own data directory.
-struct HubProcess(common::Herald);
-
-impl std::ops::Deref for HubProcess {
-    type Target = common::Herald;
-    fn deref(&self) -> &common::Herald {
-        &self.0
-    }
-}
-
-impl HubProcess {
-    fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
-        let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
-        let mut args = vec!["--jwt-key", KEY, "--data-dir", data_dir];
-        args.extend_from_slice(extra);
-        HubProcess(common::Herald::start(&args))
-    }
-
-    fn url(&self) -> String {
-        self.0.url.clone()
-    }
-
-    fn kill9(self) {
-        self.0.kill9();
-    }
-
-    fn terminate(mut self) {
-        let status = self.0.terminate().expect("herald stops on SIGTERM");
-        assert!(status.success(), "clean stop exits 0, got {status}");
-    }
-}
-
-async fn publish(client: &reqwest::Client, url: &str, id: &str, data: &str) -> reqwest::Response {
-    client
-        .post(url)
-        .bearer_auth(token())
-        .form(&[
-            ("topic", "https://example.com/t"),
-            ("id", id),
-            ("data", data),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Publishes `ids` with `concurrency` publishers at a time, asserting each is acknowledged.
-async fn publish_all(url: &str, ids: &[String], concurrency: usize) {
-    let client = reqwest::Client::new();
-    futures_util::stream::iter(ids)
-        .for_each_concurrent(concurrency, |id| {
-            let client = client.clone();
-            async move {
-                let response = publish(&client, url, id, &format!("data of {id}")).await;
-                assert_eq!(response.status(), 200, "publish {id}");
-            }
-        })
-        .await;
-}
-
-/// Publishes `ids` one after the other (so their order in history is theirs).
-async fn publish_in_order(url: &str, ids: &[String]) {
-    let client = reqwest::Client::new();
-    for id in ids {
-        let response = publish(&client, url, id, &format!("data of {id}")).await;
-        assert_eq!(response.status(), 200, "publish {id}");
-    }
-}
-
-fn ids(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i:06}")).collect()
-}
-
-/// The ids of the complete events (ended by a blank line) in an SSE text.
-fn event_ids(text: &str) -> Vec<String> {
-    let complete = text.rfind("\n\n").map_or("", |end| &text[..end + 2]);
-    complete
-        .lines()
-        .filter_map(|line| line.strip_prefix("id: "))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Reads a stream with `Last-Event-ID: after` (or `earliest`) until `count` events arrived.
-async fn read_events(url: &str, after: &str, count: usize) -> Vec<String> {
-    let response = reqwest::Client::new()
-        .get(format!("{url}?topic=*"))
-        .bearer_auth(token())
-        .header("Last-Event-ID", after)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut stream = response.bytes_stream();
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while event_ids(&text).len() < count {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "timed out with {} of {count} events",
-                    event_ids(&text).len()
-                )
-            })
-            .expect("stream ended early")
-            .unwrap();
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    event_ids(&text)
-}
 
 fn data_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
