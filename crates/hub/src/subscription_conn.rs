@@ -568,7 +568,10 @@ mod tests {
                         assert!(!request.headers().contains_key(header::CONTENT_LENGTH));
                         assert!(!request.headers().contains_key(header::TRANSFER_ENCODING));
                         assert_eq!(request.method().as_str(), method);
-                        assert_eq!(request.uri().to_string(), path);
+                        // A fragment is not part of the request target: `http::Uri` (hyper's
+                        // too) drops it.
+                        let target = path.split('#').next().unwrap_or_default();
+                        assert_eq!(request.uri().to_string(), target);
                         let version = match theirs.version {
                             Some(1) => Version::HTTP_11,
                             _ => Version::HTTP_10,
