@@ -140,6 +140,21 @@ pub(crate) fn source(i: usize, sources: usize) -> Option<IpAddr> {
     })
 }
 
+/// Connects, sends a subscription `request` and reads the response head, which must be 200.
+pub(crate) async fn open_stream(
+    endpoint: &Endpoint,
+    from: Option<IpAddr>,
+    request: &[u8],
+) -> std::io::Result<(Conn, http::Head)> {
+    let stream = http::connect(endpoint.addr, from).await?;
+    let mut conn = Conn::new(stream, 4096);
+    let head = conn.request_head(request).await?;
+    if head.status != 200 {
+        return Err(std::io::Error::other(format!("status {}", head.status)));
+    }
+    Ok((conn, head))
+}
+
 /// One subscriber: connect (holding a connect permit), check the response, then count the
 /// deliveries and their latencies until the task is aborted.
 pub(crate) async fn subscriber(
@@ -150,16 +165,7 @@ pub(crate) async fn subscriber(
     shared: Arc<Shared>,
 ) {
     let permit = permits.acquire_owned().await.expect("semaphore open");
-    let opened = async {
-        let stream = http::connect(endpoint.addr, from).await?;
-        let mut conn = Conn::new(stream, 4096);
-        let head = conn.request_head(&request).await?;
-        if head.status != 200 {
-            return Err(std::io::Error::other(format!("status {}", head.status)));
-        }
-        Ok::<_, std::io::Error>((conn, head))
-    }
-    .await;
+    let opened = open_stream(&endpoint, from, &request).await;
     drop(permit);
     let (mut conn, head) = match opened {
         Ok(opened) => opened,

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use crate::endpoint::Endpoint;
 use crate::http::{self, Chunked, Conn, SseScanner};
 use crate::procfs::Server;
-use crate::run::source;
+use crate::run::{open_stream, source};
 use crate::soak_report::{self, Row, Totals};
 use crate::{ServerArgs, now_ns};
 
@@ -205,15 +205,7 @@ async fn subscriber(
             .acquire_owned()
             .await
             .expect("semaphore open");
-        let opened = async {
-            let stream = http::connect(endpoint.addr, from).await?;
-            let mut conn = Conn::new(stream, 4096);
-            let head = conn.request_head(&request).await?;
-            if head.status != 200 {
-                return Err(std::io::Error::other(format!("status {}", head.status)));
-            }
-            Ok::<_, std::io::Error>((conn, head))
-        };
+        let opened = open_stream(&endpoint, from, &request);
         let opened = tokio::time::timeout(Duration::from_secs(30), opened).await;
         drop(permit);
         let Ok(Ok((mut conn, head))) = opened else {
