@@ -19,6 +19,7 @@ pub mod subscribe;
 pub mod template;
 pub mod token;
 pub mod update;
+pub mod version;
 
 pub use jwks::{JwksError, KeySet};
 pub use publish::{PublishError, PublishRequest};
@@ -27,6 +28,7 @@ pub use subscribe::{LastEventId, SubscribeError, SubscribeRequest};
 pub use template::{MatchCache, TemplateCost, TemplateError, TemplateSource, UriTemplate};
 pub use token::{Algorithm, Claims, KeyError, MercureClaim, TokenError, TokenVerifier};
 pub use update::{Update, generate_id, is_reserved_topic};
+pub use version::ProtocolVersion;
 
 /// The path of the hub endpoint [R1].
 pub const HUB_PATH: &str = "/.well-known/mercure";
