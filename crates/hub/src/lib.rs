@@ -198,6 +198,14 @@ impl Hub {
         self.shared.registry.close_all();
     }
 
+    /// Closes the transport once the last publish was answered, at the end of a shutdown:
+    /// acknowledged updates are made durable and the history file is closed cleanly, so that
+    /// the next start needs no repair. [`serve`] calls it; an application serving
+    /// [`Hub::router`] itself calls it after its server stopped. Publishes after it fail.
+    pub async fn close(&self) {
+        self.shared.transport.close().await;
+    }
+
     /// The configuration this hub was built with, after validation.
     pub fn config(&self) -> &HubConfig {
         &self.shared.config

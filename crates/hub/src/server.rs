@@ -105,6 +105,7 @@ pub async fn serve(
     {
         tracing::warn!("connections still open after {timeout:?}; closing them");
     }
+    hub.close().await;
     Ok(())
 }
 

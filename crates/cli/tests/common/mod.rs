@@ -214,6 +214,8 @@ pub struct HubProcess {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// What the hub logged before it said it listens.
+    pub startup_log: Vec<String>,
 }
 
 impl HubProcess {
@@ -237,6 +239,7 @@ impl HubProcess {
             .spawn()
             .expect("herald binary runs");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut startup_log = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
@@ -245,10 +248,15 @@ impl HubProcess {
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 break rest.split('/').next().unwrap().to_owned();
             }
+            startup_log.push(line);
         };
         // Keep draining stderr so the hub never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        HubProcess { child, addr }
+        HubProcess {
+            child,
+            addr,
+            startup_log,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -89,7 +89,15 @@ struct Inner {
     matcher: Matcher,
     /// Dropping the last handle drops this sender: the writer sees the channel close, commits
     /// what it has, and exits (the writer thread's drop guard).
-    requests: Sender<Request>,
+    requests: Sender<Message>,
+}
+
+/// What the writer thread is asked to do.
+enum Message {
+    Publish(Request),
+    /// Commit what came before, close the database cleanly and exit; answered once the file
+    /// is closed.
+    Close(oneshot::Sender<()>),
 }
 
 /// The database, replaceable after an I/O error (redb refuses further use of a database that
@@ -180,7 +188,16 @@ mod inspect;
 /// Opens (or creates) the history file. An existing file is inspected first ([`inspect`]): a
 /// damaged one is refused with a message of its own and never opened for writing.
 fn open_database(path: &Path) -> Result<Database, OpenError> {
-    inspect::inspect(path).map_err(|refusal| refusal.into_error(path))?;
+    let inspection = inspect::inspect(path).map_err(|refusal| refusal.into_error(path))?;
+    if inspection == inspect::Inspection::NeedsRepair {
+        // Not a problem (nothing acknowledged is lost), but a slow start with a large history,
+        // and a sign that the previous run was killed rather than stopped.
+        tracing::info!(
+            "history file {} was not closed cleanly (the previous run was killed or crashed): \
+             repairing it",
+            path.display()
+        );
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             open_error(
@@ -272,10 +289,15 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, requests: Receiver<Request>) {
-        loop {
+    fn run(mut self, requests: Receiver<Message>) {
+        let mut closed = None;
+        while closed.is_none() {
             let first = match requests.recv_timeout(IDLE_TICK) {
-                Ok(request) => request,
+                Ok(Message::Publish(request)) => request,
+                Ok(Message::Close(done)) => {
+                    closed = Some(done);
+                    break;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.idle();
                     continue;
@@ -285,7 +307,11 @@ impl Writer {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match requests.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(Message::Publish(request)) => batch.push(request),
+                    Ok(Message::Close(done)) => {
+                        closed = Some(done);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
@@ -295,6 +321,35 @@ impl Writer {
         if self.unsynced {
             let _ = self.sync();
         }
+        if let Some(done) = closed {
+            // Publishes sent after the close are refused when `requests` drops below.
+            self.close_database();
+            let _ = done.send(());
+        }
+    }
+
+    /// Drops the database once readers (replays on blocking threads) let go of it, so that
+    /// redb marks the file as cleanly closed and the next start needs no repair. A reader
+    /// that holds on past a second leaves the file to the repair at the next start, as after a
+    /// crash: nothing acknowledged is lost either way.
+    fn close_database(&mut self) {
+        let Some(mut db) = self.store.db.write().unwrap().take() else {
+            return;
+        };
+        for _ in 0..100 {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    tracing::debug!("history file closed");
+                    return;
+                }
+                Err(still_shared) => {
+                    db = still_shared;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        tracing::warn!("history file left open by a reader: the next start will check it");
     }
 
     fn commit_batch(&mut self, batch: Vec<Request>) {
@@ -590,13 +645,13 @@ impl EmbeddedTransport {
         let frame = Frame::encode(&update);
         let record = keep.then(|| record::encode(&update, now_ms()));
         let (done, acknowledged) = oneshot::channel();
-        let sent = self.inner.requests.send(Request {
+        let sent = self.inner.requests.send(Message::Publish(Request {
             update,
             frame,
             route,
             record,
             done,
-        });
+        }));
         async move {
             sent.map_err(|_| TransportError::Closed)?;
             acknowledged.await.map_err(|_| TransportError::Closed)?
@@ -611,6 +666,16 @@ impl Transport for EmbeddedTransport {
 
     fn publish_live(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>> {
         self.submit(update, false)
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
+        let (done, closed) = oneshot::channel();
+        let sent = self.inner.requests.send(Message::Close(done));
+        Box::pin(async move {
+            if sent.is_ok() {
+                let _ = closed.await;
+            }
+        })
     }
 
     fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {

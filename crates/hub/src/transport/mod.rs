@@ -125,4 +125,12 @@ pub trait Transport: ReplaySource {
     fn subscription_directory(&self) -> Option<&dyn SubscriptionDirectory> {
         None
     }
+
+    /// Stops the transport at the end of a graceful shutdown, after the last publish was
+    /// answered: what was acknowledged is made durable and files are closed, so that the next
+    /// start opens them without a repair. Publishes after it fail with
+    /// [`TransportError::Closed`]. The default does nothing.
+    fn close(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
