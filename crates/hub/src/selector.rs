@@ -34,6 +34,9 @@
 //! template, and since the cheapest template costs 7 KiB, that is at most about 100 MB for the
 //! default 16 MiB (1,530 cheap templates measured 36 MB, docs/benchmarks.md).
 
+// Budgets add up what clients asked for: saturating arithmetic only.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -144,7 +147,7 @@ impl Pattern {
         if self.template.cost().bytes() < CACHE_RESULTS_FROM_COST {
             return hit;
         }
-        let entry_bytes = topic.len() + RESULT_ENTRY_OVERHEAD;
+        let entry_bytes = topic.len().saturating_add(RESULT_ENTRY_OVERHEAD);
         if state.results.len() >= MATCH_CACHE_ENTRIES || !self.results_budget.reserve(entry_bytes) {
             // Forget our own results, then try once more: a pattern never holds results while
             // the budget refuses it the first one.
@@ -156,7 +159,7 @@ impl Pattern {
             }
         }
         state.results.insert(topic.into(), hit);
-        state.result_bytes += entry_bytes;
+        state.result_bytes = state.result_bytes.saturating_add(entry_bytes);
         hit
     }
 }
@@ -277,9 +280,9 @@ impl Drop for TemplateLease {
         };
         for template in &self.templates {
             if let Some((cost, uses)) = client.templates.get_mut(template) {
-                *uses -= 1;
+                *uses = uses.saturating_sub(1);
                 if *uses == 0 {
-                    client.cost -= *cost;
+                    client.cost = client.cost.saturating_sub(*cost);
                     client.templates.remove(template);
                 }
             }
@@ -408,8 +411,7 @@ impl PatternTable {
         let added: u64 = costs
             .iter()
             .filter(|(template, _)| !account.templates.contains_key(**template))
-            .map(|(_, cost)| cost)
-            .sum();
+            .fold(0u64, |sum, (_, cost)| sum.saturating_add(*cost));
         if account.cost.saturating_add(added) > limits.max_client_cost {
             let live = account.cost;
             if account.templates.is_empty() {
@@ -421,13 +423,13 @@ impl PatternTable {
                 limit: limits.max_client_cost / 1024,
             });
         }
-        account.cost += added;
+        account.cost = account.cost.saturating_add(added);
         for (template, cost) in costs {
-            account
+            let (_, uses) = account
                 .templates
                 .entry(template.into())
-                .or_insert((cost, 0))
-                .1 += 1;
+                .or_insert((cost, 0));
+            *uses = uses.saturating_add(1);
             lease.templates.push(template.into());
         }
         Ok(lease)

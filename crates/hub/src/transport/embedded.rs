@@ -93,6 +93,10 @@ struct Inner {
 }
 
 /// What the writer thread is asked to do.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "publishes are the traffic; boxing them would allocate once more per publish"
+)]
 enum Message {
     Publish(Request),
     /// Commit what came before, close the database cleanly and exit; answered once the file
