@@ -1,0 +1,221 @@
+// The examples of examples/, as a user runs them: each example's real backend (Python), the
+// real `herald` binary with the flags the example's run.sh gives it, and its page in headless
+// Debian Chromium, clicked through as a person would.
+//
+// Nothing sleeps: every wait is for something a page shows.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { exampleScenario } from './examples-helpers.mjs';
+import { launchBrowser, publish } from './hub.mjs';
+
+const WAIT_MS = 10_000;
+const TEST_TIMEOUT_MS = 40_000;
+
+let browser;
+
+before(async () => {
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const scenario = (body) => exampleScenario(browser, body);
+
+/** Waits until the text of `selector` in `page` contains `text`. */
+async function waitForText(page, selector, text) {
+  await page.locator(selector).filter({ hasText: text }).waitFor({ timeout: WAIT_MS });
+}
+
+/** Waits until `selector` matches at least `count` elements; resolves with their texts. */
+async function waitForCount(page, selector, count) {
+  await page.waitForFunction(
+    ([selector, count]) => document.querySelectorAll(selector).length >= count,
+    [selector, count],
+    { timeout: WAIT_MS },
+  );
+  return page.locator(selector).allTextContents();
+}
+
+/** Every request `page` makes to `hub`, with its headers, as the browser sent it. */
+function hubRequests(page, hub) {
+  const requests = [];
+  page.on('request', (request) => {
+    if (request.url().startsWith(hub.url)) requests.push({ url: request.url(), headers: request.allHeaders() });
+  });
+  return async () => Promise.all(requests.map(async ({ url, headers }) => ({ url, headers: await headers })));
+}
+
+// --- chat -----------------------------------------------------------------------------------
+
+/** Joins the chat on `page` as `user`, subscribed to `topics`, and waits for the stream. */
+async function joinChat(page, user, topics) {
+  await page.locator('#user').fill(user);
+  for (const topic of topics) await page.locator(`input[name=topic][value=${topic}]`).check();
+  await page.locator('#join-button').click();
+  await waitForText(page, '#status', 'connected as');
+}
+
+/** The chat messages `page` shows, as `topic: text`. */
+function chatMessages(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('#messages li')].map((li) => `${li.dataset.topic}: ${li.lastChild.textContent}`),
+  );
+}
+
+test('chat_message_reaches_exactly_the_users_subscribed_to_its_topic', { timeout: TEST_TIMEOUT_MS }, () =>
+  scenario(async ({ start, page: openPage }) => {
+    const { backend } = await start('chat', { hubArgs: ['--transport', 'memory'] });
+    const ada = await openPage();
+    const bob = await openPage();
+    await joinChat(ada, 'ada', ['chatgpt']);
+    await joinChat(bob, 'bob', ['robot']);
+
+    // The tutorials' publish: a JSON {topic, data} POSTed to the backend.
+    await backend.postJson('/publish', { topic: 'robot', data: 'hi robot' });
+    await backend.postJson('/publish', { topic: 'chatgpt', data: 'hi chatgpt' });
+    // And from a page's own form: ada writes to a topic she has not joined.
+    await ada.locator('#send-topic').selectOption('robot');
+    await ada.locator('#send-data').fill('bye robot');
+    await ada.locator('#send button').click();
+
+    await waitForCount(bob, '#messages li', 2);
+    await waitForCount(ada, '#messages li', 1);
+    assert.deepEqual(await chatMessages(bob), ['robot: hi robot', 'robot: ada: bye robot']);
+    // One stream delivers in publication order: had "hi robot" (published first) been going to
+    // reach ada, it would have come before "hi chatgpt".
+    assert.deepEqual(await chatMessages(ada), ['chatgpt: hi chatgpt']);
+  }),
+);
+
+// --- private notifications ------------------------------------------------------------------
+
+/** Logs `user` in on `page` and waits until their notification stream is open. */
+async function logIn(page, user) {
+  await page.locator('#user').fill(user);
+  await page.locator('#login button').click();
+  await waitForText(page, '#status', 'connected');
+}
+
+const listed = (page, selector) => page.locator(`${selector} li`).allTextContents();
+
+test('private_notifications_by_cookie_never_reach_another_user', { timeout: TEST_TIMEOUT_MS }, () =>
+  scenario(async ({ start, page: openPage }) => {
+    const { hub, backend } = await start('private-notifications', { hubArgs: ['--transport', 'memory'] });
+    const alice = await openPage();
+    const bob = await openPage();
+    const aliceRequests = hubRequests(alice, hub);
+    await logIn(alice, 'alice');
+    await logIn(bob, 'bob');
+
+    // The token is in an HttpOnly cookie for the hub's path only: scripts cannot read it, and
+    // it is in no URL [R19].
+    const [cookie] = await alice.context().cookies(hub.url);
+    assert.equal(cookie?.name, 'mercureAuthorization');
+    assert.equal(cookie.path, '/.well-known/mercure');
+    assert.equal(cookie.httpOnly, true);
+    assert.equal(await alice.evaluate(() => document.cookie), '');
+    const [subscription] = await aliceRequests();
+    assert.match(subscription.headers.cookie, /mercureAuthorization=/);
+    assert.doesNotMatch(subscription.url, /authorization/i);
+
+    // Bob asks the hub for alice's topic, with his own cookie: the subscription is accepted...
+    await bob.locator('#spy-user').fill('alice');
+    await bob.locator('#spy button').click();
+    await waitForText(bob, '#spy-status', 'connected');
+
+    await backend.postJson('/notify', { to: 'alice', message: 'for alice: your order has shipped' });
+    await backend.postJson('/notify', { to: 'bob', message: 'for bob: welcome' });
+    // ...and gets a public update published to alice's topic after her private one, but never
+    // the private one, which would have come first [R8][R20].
+    await publish(hub, { topic: 'https://example.com/users/alice/notifications', data: 'public probe' });
+
+    await waitForCount(alice, '#notifications li', 2);
+    await waitForCount(bob, '#notifications li', 1);
+    await waitForCount(bob, '#spied li', 1);
+    assert.deepEqual(await listed(alice, '#notifications'), ['for alice: your order has shipped', 'public probe']);
+    assert.deepEqual(await listed(bob, '#notifications'), ['for bob: welcome']);
+    assert.deepEqual(await listed(bob, '#spied'), ['public probe']);
+
+    // Without the cookie (no withCredentials), the hub refuses the subscription: it allows no
+    // anonymous subscribers [R21], and a refusal closes an EventSource for good.
+    const state = await bob.evaluate(
+      (url) =>
+        new Promise((done) => {
+          const source = new EventSource(url);
+          source.onopen = () => done('open');
+          source.onerror = () => done(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+        }),
+      `${hub.url}?topic=${encodeURIComponent('https://example.com/users/bob/notifications')}`,
+    );
+    assert.equal(state, 'closed');
+  }),
+);
+
+// --- progress -------------------------------------------------------------------------------
+
+const STEPS = 12;
+
+test('progress_shows_every_step_once_across_a_hub_restart', { timeout: TEST_TIMEOUT_MS }, () =>
+  scenario(async ({ start, page: openPage }) => {
+    // History on disk (the hub's default transport), as run.sh runs it.
+    const { hub } = await start('progress', {
+      hubArgs: ['--anonymous'],
+      env: { JOB_STEPS: String(STEPS), JOB_STEP_SECONDS: '0.25' },
+    });
+    const page = await openPage();
+    const requests = hubRequests(page, hub);
+    await page.locator('#start').click();
+    await waitForCount(page, '#steps li', 3);
+
+    // Mid-job: the backend's next steps wait for the hub, the page reconnects by itself [R25].
+    const exit = await hub.restart();
+    assert.deepEqual(exit, { code: 0, signal: null }, 'the hub shut down cleanly on SIGTERM');
+
+    await page.locator('#done').waitFor({ timeout: WAIT_MS });
+    const expected = Array.from({ length: STEPS }, (_, i) => `step ${i + 1} of ${STEPS}`);
+    assert.deepEqual(await listed(page, '#steps'), expected, 'every step exactly once, in order');
+
+    // The page reconnected, and told the new process where it was with Last-Event-ID.
+    const sent = await requests();
+    assert.ok(sent.length >= 2, `the page reconnected: ${JSON.stringify(sent)}`);
+    assert.equal(sent[0].headers['last-event-id'], undefined);
+    assert.match(sent.at(-1).headers['last-event-id'] ?? '', /^urn:uuid:/);
+    assert.match(sent[0].url, /lastEventID=earliest/);
+  }),
+);
+
+// --- dashboard ------------------------------------------------------------------------------
+
+const FIGURES = ['visitors', 'orders', 'load', 'clock'];
+
+test('dashboard_updates_every_figure_over_one_connection', { timeout: TEST_TIMEOUT_MS }, () =>
+  scenario(async ({ start, page: openPage }) => {
+    const { hub } = await start('dashboard', {
+      hubArgs: ['--anonymous', '--transport', 'memory'],
+      env: { INTERVAL_SECONDS: '0.2' },
+    });
+    const page = await openPage();
+    const requests = hubRequests(page, hub);
+    await page.reload(); // now that requests are watched
+    await waitForText(page, '#status', 'live');
+
+    // Every figure changes several times...
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('[data-figure]')].every((card) => Number(card.dataset.updates) >= 3),
+      null,
+      { timeout: WAIT_MS },
+    );
+    const values = await page.locator('[data-figure] .value').allTextContents();
+    assert.ok(values.every((value) => value !== '-'), `every figure has a value: ${values}`);
+
+    // ...over one connection, one subscription with a topic= per figure.
+    const sent = await requests();
+    assert.equal(sent.length, 1, `one request to the hub: ${JSON.stringify(sent.map((r) => r.url))}`);
+    const topics = new URL(sent[0].url).searchParams.getAll('topic');
+    assert.deepEqual(topics, FIGURES.map((name) => `https://example.com/dashboard/${name}`));
+  }),
+);
