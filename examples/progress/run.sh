@@ -3,13 +3,14 @@
 # Run: bash examples/progress/run.sh   then open http://127.0.0.1:8000/
 # To see a job survive a restart of the hub, start a job, then in another terminal:
 #   kill "$(cat examples/progress/herald-data/hub.pid)"
+# (HERALD_DATA_DIR sets another directory for the hub's history and hub.pid.)
 # This script starts the hub again at once; the page catches up without losing a step.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../lib/run-example.sh"
 
 # History on disk (the default `embedded` transport) survives the restart; job topics are
 # public, so subscribers need no token (--anonymous).
-data_dir="$here/herald-data"
+data_dir="${HERALD_DATA_DIR:-$here/herald-data}"
 mkdir -p "$data_dir"
 bin="$(herald_bin)"
 (

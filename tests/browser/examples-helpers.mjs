@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
-import { KEY, REPO_ROOT, startHub } from './hub.mjs';
+import { HERALD_BIN, KEY, REPO_ROOT, startHub } from './hub.mjs';
 
 /** Python 3 (`PYTHON` overrides). The backends use its standard library only. */
 export const PYTHON = process.env.PYTHON || 'python3';
@@ -100,6 +100,73 @@ export async function startBackend(name, { hub, port, env = {} }) {
       return answer;
     },
     stop: () => stop(child, exited),
+  };
+}
+
+/**
+ * Runs `bash examples/NAME/run.sh`, the example's one command, in a process group of its own,
+ * with the hub on `hubPort` and the backend on `port` (and `env`); resolves once both report their address.
+ * The result has `log()` and `interrupt()`, which sends SIGINT to the whole group, as Ctrl-C in
+ * a terminal does, and resolves with how run.sh exited (it is SIGKILLed, and the promise
+ * rejects, if it has not exited 10 s later).
+ */
+export async function runExample(name, { hubPort, port, env = {} }) {
+  const script = join(REPO_ROOT, 'examples', name, 'run.sh');
+  const child = spawn('bash', [script], {
+    detached: true,
+    env: { ...withoutHubSettings(process.env), HERALD_BIN, HUB_PORT: String(hubPort), PORT: String(port), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  const describe = () => `bash ${script}\n--- its output ---\n${log}`;
+  const ready = [`listening on http://127.0.0.1:${hubPort}/`, `listening on http://127.0.0.1:${port}/`];
+  const group = (signal) => {
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // the group is gone already
+    }
+  };
+  await new Promise((done, fail) => {
+    const timer = setTimeout(
+      () => fail(new Error(`run.sh did not start the hub and the backend within ${START_TIMEOUT_MS} ms: ${describe()}`)),
+      START_TIMEOUT_MS,
+    );
+    const collect = (chunk) => {
+      log += chunk;
+      if (ready.every((line) => log.includes(line))) {
+        clearTimeout(timer);
+        done();
+      }
+    };
+    child.stdout.setEncoding('utf8').on('data', collect);
+    child.stderr.setEncoding('utf8').on('data', collect);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      fail(new Error(`run.sh exited (code ${code}, signal ${signal}) before both were listening: ${describe()}`));
+    });
+  }).catch((error) => {
+    group('SIGKILL');
+    throw error;
+  });
+  return {
+    log: () => log,
+    async interrupt() {
+      group('SIGINT');
+      let timer;
+      const late = new Promise((_, fail) => {
+        timer = setTimeout(() => {
+          group('SIGKILL');
+          fail(new Error(`run.sh still running 10 s after SIGINT: ${describe()}`));
+        }, 10_000);
+      });
+      try {
+        return await Promise.race([exited, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
   };
 }
 

@@ -5,10 +5,13 @@
 // Nothing sleeps: every wait is for something a page shows.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { exampleScenario } from './examples-helpers.mjs';
-import { launchBrowser, publish } from './hub.mjs';
+import { exampleScenario, freePort, runExample } from './examples-helpers.mjs';
+import { launchBrowser, publish, startHub } from './hub.mjs';
 
 const WAIT_MS = 10_000;
 const TEST_TIMEOUT_MS = 40_000;
@@ -142,18 +145,32 @@ test('private_notifications_by_cookie_never_reach_another_user', { timeout: TEST
 
     // Without the cookie (no withCredentials), the hub refuses the subscription: it allows no
     // anonymous subscribers [R21], and a refusal closes an EventSource for good.
-    const state = await bob.evaluate(
-      (url) =>
-        new Promise((done) => {
-          const source = new EventSource(url);
-          source.onopen = () => done('open');
-          source.onerror = () => done(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
-        }),
-      `${hub.url}?topic=${encodeURIComponent('https://example.com/users/bob/notifications')}`,
-    );
-    assert.equal(state, 'closed');
+    const bobTopic = encodeURIComponent('https://example.com/users/bob/notifications');
+    assert.equal(await firstState(bob, `${hub.url}?topic=${bobTopic}`, false), 'closed');
+
+    // With --cors-origin '*' the hub may not allow credentials [R23]: the browser refuses the
+    // stream that would carry the cookie.
+    const anyOrigin = await startHub(['--cors-origin', '*']);
+    try {
+      assert.equal(await firstState(bob, `${anyOrigin.url}?topic=${bobTopic}`, true), 'closed');
+    } finally {
+      await anyOrigin.stop();
+    }
   }),
 );
+
+/** Opens an EventSource in `page`; resolves with `open`, or the state its first error left. */
+function firstState(page, url, withCredentials) {
+  return page.evaluate(
+    ([url, withCredentials]) =>
+      new Promise((done) => {
+        const source = new EventSource(url, { withCredentials });
+        source.onopen = () => done('open');
+        source.onerror = () => done(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+      }),
+    [url, withCredentials],
+  );
+}
 
 // --- progress -------------------------------------------------------------------------------
 
@@ -219,3 +236,40 @@ test('dashboard_updates_every_figure_over_one_connection', { timeout: TEST_TIMEO
     assert.deepEqual(topics, FIGURES.map((name) => `https://example.com/dashboard/${name}`));
   }),
 );
+
+// --- the one command of each example --------------------------------------------------------
+
+test('each_example_runs_with_one_command_and_stops_with_ctrl_c', { timeout: 4 * TEST_TIMEOUT_MS }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'herald-example-'));
+  try {
+    for (const name of ['chat', 'private-notifications', 'progress', 'dashboard']) {
+      const [hubPort, port] = [await freePort(), await freePort()];
+      const hubUrl = `http://127.0.0.1:${hubPort}/.well-known/mercure`;
+      const example = await runExample(name, { hubPort, port, env: { HERALD_DATA_DIR: dataDir } });
+      let exit;
+      try {
+        const page = await fetch(`http://127.0.0.1:${port}/`);
+        assert.equal(page.status, 200, name);
+        assert.match(await page.text(), /<title>Herald example: /, name);
+        const config = await (await fetch(`http://127.0.0.1:${port}/config`)).json();
+        assert.deepEqual(config, { hub: hubUrl }, name);
+        // The hub is up and is Herald: a subscription without a topic names what is missing.
+        const hub = await fetch(hubUrl);
+        assert.equal(hub.status, 400, name);
+        assert.match(await hub.text(), /topic/, name);
+      } catch (error) {
+        error.message += `\n${example.log()}`;
+        throw error;
+      } finally {
+        exit = await example.interrupt();
+      }
+      assert.equal(exit.code, 0, `${name}: run.sh exits cleanly on Ctrl-C:\n${example.log()}`);
+      // Ctrl-C stopped both: nothing listens on their ports any more.
+      for (const url of [hubUrl, `http://127.0.0.1:${port}/`]) {
+        await assert.rejects(fetch(url), /fetch failed/, `${name}: ${url} still answers:\n${example.log()}`);
+      }
+    }
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
