@@ -191,6 +191,8 @@ test('progress_shows_every_step_once_across_a_hub_restart', { timeout: TEST_TIME
     // Mid-job: the backend's next steps wait for the hub, the page reconnects by itself [R25].
     const exit = await hub.restart();
     assert.deepEqual(exit, { code: 0, signal: null }, 'the hub shut down cleanly on SIGTERM');
+    // The job waits for the hub while it is down, so most of it is still to come.
+    assert.ok(!(await page.locator('#done').isVisible()), 'the job was still running');
 
     await page.locator('#done').waitFor({ timeout: WAIT_MS });
     const expected = Array.from({ length: STEPS }, (_, i) => `step ${i + 1} of ${STEPS}`);
@@ -202,8 +204,32 @@ test('progress_shows_every_step_once_across_a_hub_restart', { timeout: TEST_TIME
     assert.equal(sent[0].headers['last-event-id'], undefined);
     assert.match(sent.at(-1).headers['last-event-id'] ?? '', /^urn:uuid:/);
     assert.match(sent[0].url, /lastEventID=earliest/);
+
+    // What the page was sent: named events, each with the reconnection delay [R9].
+    const stream = await streamUntil(sent[0].url, 'event: done');
+    const firstStep = `event: progress\nretry: 1000\nid: urn:uuid:\\S+\ndata: \\{"step": 1, "of": ${STEPS}\\}\n\n`;
+    assert.match(stream, new RegExp(`^${firstStep}`, 'm'));
   }),
 );
+
+/** The text of the stream at `url` up to and including `marker`. */
+async function streamUntil(url, marker) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), WAIT_MS);
+  try {
+    const response = await fetch(url, { signal: abort.signal });
+    const decoder = new TextDecoder();
+    let text = '';
+    for await (const chunk of response.body) {
+      text += decoder.decode(chunk, { stream: true });
+      if (text.includes(marker)) return text;
+    }
+    return text;
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+}
 
 // --- dashboard ------------------------------------------------------------------------------
 
