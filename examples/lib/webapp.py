@@ -11,7 +11,9 @@ An example's `backend.py` builds an `App` on its own directory, adds its few JSO
   for that line).
 
 Each request is handled on a thread of its own (`ThreadingHTTPServer`), so a route may block on a
-publish. This is demonstration code: no sessions, no CSRF protection of the backend's own
+publish. A route raises `BadRequest` for a bad request (400) and lets `HubError` through when the
+hub refuses an update or cannot be reached (502); both answer `{"error": "..."}`, which the pages
+show. This is demonstration code: no sessions, no CSRF protection of the backend's own
 routes, no TLS.
 """
 
@@ -25,6 +27,8 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
+
+from mercure import HubError
 
 # Weaker HMAC keys are refused by the hub outside --dev; refuse them here too, with the same fix.
 MIN_KEY_BYTES = 32
@@ -47,7 +51,8 @@ class Settings:
         if len(key.encode()) < MIN_KEY_BYTES:
             sys.exit(
                 f"HERALD_JWT_KEY must hold the hub's HMAC key, at least {MIN_KEY_BYTES} bytes: "
-                "export HERALD_JWT_KEY=\"$(openssl rand -base64 48)\" (run.sh does)"
+                "export HERALD_JWT_KEY=\"$(openssl rand -base64 48)\", or start the example with its "
+                "run.sh, which makes one"
             )
         port = os.environ.get("PORT", "8000")
         if not port.isdigit() or int(port) > 65535:
@@ -134,14 +139,17 @@ class App:
                     response = handler(self.request_of(path))
                 except BadRequest as error:
                     response = Response({"error": str(error)}, status=400)
-                except Exception as error:  # the page shows why, the console has the trace
-                    self.log_error("%s %s failed: %r", method, path, error)
+                except HubError as error:  # the page shows why
+                    self.log_error("%s %s: %s", method, path, error)
                     response = Response({"error": str(error)}, status=502)
                 body = json.dumps(response.body).encode()
                 self.send(response.status, body, "application/json", response.cookies)
 
             def request_of(self, path: str) -> Request:
-                length = int(self.headers.get("Content-Length") or 0)
+                length = self.headers.get("Content-Length") or "0"
+                if not length.isdigit():
+                    raise BadRequest("Content-Length must be a number")
+                length = int(length)
                 raw = self.rfile.read(length) if length else b"{}"
                 try:
                     body = json.loads(raw)

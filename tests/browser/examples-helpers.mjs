@@ -188,7 +188,8 @@ async function stop(child, exited) {
  * Runs `body` with an example's hub and backend and browser pages, all stopped afterwards. The
  * body gets `start(name, {hubArgs, env})`, which starts a hub (allowing the backend's origin by
  * CORS, plus `hubArgs`) and the example's backend, resolving with `{hub, backend}`; and
- * `page()`, which opens the backend's page in a fresh browser context (its own cookies).
+ * `page({beforeLoad})`, which opens the backend's page in a fresh browser context (its own
+ * cookies), calling `beforeLoad(page)`, if given, before the page loads.
  */
 export async function exampleScenario(browser, body) {
   const stoppable = [];
@@ -204,10 +205,11 @@ export async function exampleScenario(browser, body) {
       stoppable.push({ name: `backend ${backend.origin}`, stop: () => backend.stop(), log: () => backend.log() });
       return { hub, backend };
     },
-    async page() {
+    async page({ beforeLoad } = {}) {
       const context = await browser.newContext();
       contexts.push(context);
       const page = await context.newPage();
+      beforeLoad?.(page);
       const record = { page, console: [] };
       page.on('console', (m) => record.console.push(`${m.type()}: ${m.text()}`));
       page.on('pageerror', (e) => record.console.push(`pageerror: ${e.message}`));

@@ -12,8 +12,8 @@ import { after, before, test } from 'node:test';
 
 import { exampleScenario, freePort, runExample } from './examples-helpers.mjs';
 import { launchBrowser, publish, startHub } from './hub.mjs';
+import { WAIT_MS, waitForText } from './ui-helpers.mjs';
 
-const WAIT_MS = 10_000;
 const TEST_TIMEOUT_MS = 40_000;
 
 let browser;
@@ -27,11 +27,6 @@ after(async () => {
 });
 
 const scenario = (body) => exampleScenario(browser, body);
-
-/** Waits until the text of `selector` in `page` contains `text`. */
-async function waitForText(page, selector, text) {
-  await page.locator(selector).filter({ hasText: text }).waitFor({ timeout: WAIT_MS });
-}
 
 /** Waits until `selector` matches at least `count` elements; resolves with their texts. */
 async function waitForCount(page, selector, count) {
@@ -241,9 +236,8 @@ test('dashboard_updates_every_figure_over_one_connection', { timeout: TEST_TIMEO
       hubArgs: ['--anonymous', '--transport', 'memory'],
       env: { INTERVAL_SECONDS: '0.2' },
     });
-    const page = await openPage();
-    const requests = hubRequests(page, hub);
-    await page.reload(); // now that requests are watched
+    let requests;
+    const page = await openPage({ beforeLoad: (page) => (requests = hubRequests(page, hub)) });
     await waitForText(page, '#status', 'live');
 
     // Every figure changes several times...
