@@ -38,13 +38,29 @@ herald_bin() {
 }
 
 # start_hub [FLAGS...]: `herald serve` on 127.0.0.1:$HUB_PORT, allowing the page's origin, with
-# the example's own flags; stopped (SIGTERM) when run.sh exits.
+# the example's own flags; returns once it listens, and stops it (SIGTERM) when run.sh exits.
+# Exits if the hub cannot start, naming the setting to change when the port is taken.
 start_hub() {
     local bin
     bin="$(herald_bin)"
-    "$bin" serve --listen "127.0.0.1:$HUB_PORT" --cors-origin "$page_origin" "$@" &
+    hub_log="$(mktemp)"
+    # The hub's log goes to the terminal, and to hub_log, where its "listening on" line is awaited.
+    "$bin" serve --listen "127.0.0.1:$HUB_PORT" --cors-origin "$page_origin" "$@" \
+        2> >(tee "$hub_log" >&2) &
     hub_pid=$!
-    trap 'kill "$hub_pid" 2>/dev/null || true; wait "$hub_pid" 2>/dev/null || true' EXIT
+    trap 'kill "$hub_pid" 2>/dev/null || true; wait "$hub_pid" 2>/dev/null || true; rm -f "$hub_log"' EXIT
+    until grep -q "listening on" "$hub_log"; do
+        if ! kill -0 "$hub_pid" 2>/dev/null; then
+            sleep 0.1 # the last of its log
+            if grep -qi "in use" "$hub_log"; then
+                echo "run.sh: port $HUB_PORT is taken: choose another with HUB_PORT=3001" >&2
+            else
+                echo "run.sh: the hub did not start (its log is above)" >&2
+            fi
+            exit 1
+        fi
+        sleep 0.1
+    done
 }
 
 # run_backend BACKEND.py: the example's backend in the foreground, until Ctrl-C.

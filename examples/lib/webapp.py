@@ -171,7 +171,13 @@ class App:
                 self.end_headers()
                 self.wfile.write(body)
 
-        server = ThreadingHTTPServer((self.settings.host, self.settings.port), Handler)
+        try:
+            server = ThreadingHTTPServer((self.settings.host, self.settings.port), Handler)
+        except OSError as error:
+            sys.exit(
+                f"cannot listen on {self.settings.host}:{self.settings.port} ({error.strerror}): "
+                "choose another port with PORT=8001"
+            )
         server.daemon_threads = True
         host, port = server.server_address[:2]
         print(f"listening on http://{host}:{port}/ (hub: {self.settings.hub_url})", flush=True)

@@ -24,7 +24,8 @@ bin="$(herald_bin)"
         wait "$hub" || status=$?
         # 1: the hub cannot run (port in use...), 2: a wrong setting; its log says which.
         if ((status == 1 || status == 2)); then
-            echo "the hub cannot start (exit $status); Ctrl-C to stop the backend" >&2
+            echo "run.sh: the hub cannot start (exit $status, its log is above; if port $HUB_PORT" \
+                "is taken, choose another with HUB_PORT=3001); Ctrl-C stops the backend" >&2
             exit "$status"
         fi
         echo "the hub stopped; starting it again" >&2

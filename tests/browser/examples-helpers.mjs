@@ -170,6 +170,30 @@ export async function runExample(name, { hubPort, port, env = {} }) {
   };
 }
 
+/**
+ * Runs `bash examples/NAME/run.sh` with `env` until it exits by itself, as it does when it cannot
+ * start; resolves with `{code, output}` (stdout and stderr together). Still running after
+ * `START_TIMEOUT_MS`, its whole process group is killed and `code` is `null`.
+ */
+export function runExampleToExit(name, env) {
+  const settings = Object.fromEntries(Object.entries(env).map(([key, value]) => [key, String(value)]));
+  const child = spawn('bash', [join(REPO_ROOT, 'examples', name, 'run.sh')], {
+    detached: true,
+    env: { ...withoutHubSettings(process.env), HERALD_BIN, ...settings },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk) => (output += chunk));
+  const timer = setTimeout(() => process.kill(-child.pid, 'SIGKILL'), START_TIMEOUT_MS);
+  return new Promise((done) => {
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      done({ code, output });
+    });
+  });
+}
+
 /** The environment without the caller's hub settings (HERALD_*, MERCURE_*). */
 function withoutHubSettings(env) {
   return Object.fromEntries(Object.entries(env).filter(([name]) => !/^(HERALD_|MERCURE_)/.test(name)));

@@ -6,11 +6,12 @@
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { exampleScenario, freePort, runExample } from './examples-helpers.mjs';
+import { exampleScenario, freePort, runExample, runExampleToExit } from './examples-helpers.mjs';
 import { launchBrowser, publish, startHub } from './hub.mjs';
 import { WAIT_MS, waitForText } from './ui-helpers.mjs';
 
@@ -291,5 +292,28 @@ test('each_example_runs_with_one_command_and_stops_with_ctrl_c', { timeout: 4 * 
     }
   } finally {
     await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('run_sh_names_the_port_to_change_when_one_is_taken', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const taken = createServer();
+  await new Promise((done) => taken.listen(0, '127.0.0.1', done));
+  const takenPort = taken.address().port;
+  try {
+    // The hub's port: run.sh stops before starting the backend.
+    const port = await freePort();
+    const hubTaken = await runExampleToExit('chat', { HUB_PORT: takenPort, PORT: port });
+    assert.equal(hubTaken.code, 1, hubTaken.output);
+    assert.match(hubTaken.output, /port \d+ is taken: choose another with HUB_PORT=/);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/`), /fetch failed/, 'no backend was started');
+
+    // The backend's port: the backend says so, and run.sh stops the hub it had started.
+    const hubPort = await freePort();
+    const pageTaken = await runExampleToExit('chat', { HUB_PORT: hubPort, PORT: takenPort });
+    assert.equal(pageTaken.code, 1, pageTaken.output);
+    assert.match(pageTaken.output, /cannot listen on 127\.0\.0\.1:\d+ .*: choose another port with PORT=/);
+    await assert.rejects(fetch(`http://127.0.0.1:${hubPort}/.well-known/mercure`), /fetch failed/, 'the hub was stopped');
+  } finally {
+    taken.close();
   }
 });
