@@ -23,7 +23,6 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
@@ -75,7 +74,6 @@ class Request:
 
     path: str
     json: dict
-    cookies: dict
 
 
 @dataclass
@@ -157,9 +155,7 @@ class App:
                     raise BadRequest("the body must be JSON") from None
                 if not isinstance(body, dict):
                     raise BadRequest("the body must be a JSON object")
-                jar = SimpleCookie(self.headers.get("Cookie", ""))
-                cookies = {name: morsel.value for name, morsel in jar.items()}
-                return Request(path=path, json=body, cookies=cookies)
+                return Request(path=path, json=body)
 
             def send(self, status: int, body: bytes, content_type: str, cookies=()) -> None:
                 self.send_response(status)

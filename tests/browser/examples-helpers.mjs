@@ -1,7 +1,8 @@
 // Helpers for the tests of examples/: each example's own backend (examples/NAME/backend.py, a
-// real Python process) on a free port, next to a real hub started with hub.mjs's `startHub`, and
-// an `exampleScenario` that tears everything down and, when a test fails, adds every log and
-// every page's text to the error.
+// real Python process) on a free port, next to a real hub started with hub.mjs's `startHub`; an
+// `exampleScenario` that tears everything down and, when a test fails, adds every log and every
+// page's text to the error; and `runExample` / `runExampleToExit`, which run an example's one
+// command, `bash examples/NAME/run.sh`, as a user does.
 //
 // The examples' backends serve their own page, so the page's origin is the backend's: the hub
 // must name it in --cors-origin before the backend starts, hence `freePort()` first.
