@@ -120,6 +120,11 @@ impl Outbox {
         }
     }
 
+    /// Why the outbox was closed, if it was.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().unwrap().closed
+    }
+
     /// Moves everything queued into `into`, or registers the task to be woken by the next push.
     ///
     /// `into` must be empty: the two buffers are swapped, so the outbox keeps `into`'s

@@ -316,10 +316,16 @@ impl Registry {
                 .push(event.position, event.frame().clone(), dispatched)
             {
                 Pushed::Queued => queued += 1,
-                Pushed::Overflowed => tracing::debug!(
-                    subscriber = subscriber.id,
-                    "subscriber queue overflowed; disconnecting it (it resumes from history)"
-                ),
+                Pushed::Overflowed => {
+                    // Counted now: its connection may not notice until its client reads.
+                    self.shared
+                        .metrics
+                        .disconnected(crate::metrics::DisconnectReason::SlowReader);
+                    tracing::debug!(
+                        subscriber = subscriber.iri(),
+                        "subscriber queue overflowed; disconnecting it (it resumes from history)"
+                    );
+                }
                 Pushed::Closed => {}
             }
         };

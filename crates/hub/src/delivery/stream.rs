@@ -262,8 +262,17 @@ impl EventStream {
 
 impl Drop for EventStream {
     fn drop(&mut self) {
-        let reason = self.ended.unwrap_or(DisconnectReason::ClientGone);
-        self.registration.metrics().disconnected(reason);
+        let closed = self.registration.subscriber().outbox().close_reason();
+        let reason = self.ended.unwrap_or(match closed {
+            // Its client went away before the stream saw the close.
+            Some(CloseReason::Overflow) => DisconnectReason::SlowReader,
+            Some(CloseReason::Shutdown) => DisconnectReason::Shutdown,
+            None => DisconnectReason::ClientGone,
+        });
+        // A slow reader was counted when its queue overflowed (the registry).
+        if reason != DisconnectReason::SlowReader {
+            self.registration.metrics().disconnected(reason);
+        }
         tracing::debug!(
             subscriber = self.registration.subscriber().iri(),
             reason = reason.as_str(),

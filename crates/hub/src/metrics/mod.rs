@@ -129,19 +129,20 @@ impl LatencyHistogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// The cumulative buckets (upper bound, count at or below it), the count and the sum in
-    /// seconds, as Prometheus wants them.
+    /// The buckets (upper bound, observations in that bucket alone: the encoder makes them
+    /// cumulative), the count and the sum in seconds.
     fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = 0;
+        let mut count = 0;
         let mut buckets = Vec::with_capacity(self.buckets.len());
         for (i, bucket) in self.buckets.iter().enumerate() {
-            cumulative += bucket.load(Ordering::Relaxed);
+            let observed = bucket.load(Ordering::Relaxed);
+            count += observed;
             let bound = LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY);
-            buckets.push((bound, cumulative));
+            buckets.push((bound, observed));
         }
         HistogramSnapshot {
             sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            count: cumulative,
+            count,
             buckets,
         }
     }
@@ -551,7 +552,7 @@ mod tests {
             "herald_history_events 7",
             "herald_publish_duration_seconds_bucket{le=\"0.0001\"} 1",
             "herald_publish_duration_seconds_count 1",
-            "herald_delivery_duration_seconds_bucket{le=\"10.0\"} 0",
+            "herald_delivery_duration_seconds_bucket{le=\"10\"} 0",
             "herald_delivery_duration_seconds_bucket{le=\"+Inf\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
