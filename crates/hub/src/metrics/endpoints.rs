@@ -90,8 +90,8 @@ pub(crate) async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         io::Error::new(
             e.kind(),
             format!(
-                "invalid setting metrics-listen: cannot listen on {addr}: {e}; choose a free \
-                 address (IP:PORT) or leave it unset"
+                "cannot listen on {addr} for --metrics-listen: {e}; choose a free address \
+                 (IP:PORT) or leave it unset"
             ),
         )
     })
