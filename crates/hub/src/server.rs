@@ -9,6 +9,10 @@
 //! ends every stream cleanly so that clients reconnect elsewhere, and waits a bounded time for
 //! connections to finish.
 //!
+//! With `HubConfig::metrics_listen`, a second listener serves `/metrics`, `/healthz` and
+//! `/readyz` (crate::metrics::endpoints) for as long as this one, drain included; the accept loop
+//! counts open and refused connections for it.
+//!
 //! HTTP/1 and HTTP/2 (prior knowledge) are both served. Which one a connection speaks is decided
 //! by peeking at its first bytes (`MSG_PEEK`, nothing consumed) rather than by hyper-util's
 //! `auto::Builder`, which reads them into a 24-byte prefix and hands them back to hyper first:
