@@ -38,7 +38,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
         Some(path) => args.settings.or(Settings::from_file(path)?),
         None => args.settings,
     };
-    init_logging(settings.log.as_deref())?;
+    init_logging(settings.log.as_deref(), settings.log_format.as_deref())?;
     let dev = settings.dev.then(|| dev::prepare(&mut settings));
     let addr = settings.listen_addr()?;
     let config = settings.hub_config()?;
@@ -78,7 +78,21 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn init_logging(filter: Option<&str>) -> Result<(), ConfigError> {
+/// Logs to stderr, filtered by `filter` (or `RUST_LOG`), as text for people or, with
+/// `--log-format json`, one JSON object per line for log shippers (timestamp, level, target,
+/// message and fields, e.g. a disconnect's `subscriber` and `reason`).
+fn init_logging(filter: Option<&str>, format: Option<&str>) -> Result<(), ConfigError> {
+    let json = match format {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "log-format",
+                format!("{other:?} is not a log format"),
+                "use text or json",
+            ));
+        }
+    };
     let filter = match filter {
         Some(filter) => EnvFilter::try_new(filter),
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
@@ -90,10 +104,13 @@ fn init_logging(filter: Option<&str>) -> Result<(), ConfigError> {
             "use a level (error, warn, info, debug, trace) or target=level pairs",
         )
     })?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(io::stderr().is_terminal())
-        .with_writer(io::stderr)
-        .init();
+        .with_writer(io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(io::stderr().is_terminal()).init();
+    }
     Ok(())
 }

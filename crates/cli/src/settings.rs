@@ -229,6 +229,16 @@ pub(crate) struct Settings {
     /// given, and ready-to-use tokens and curl commands printed at start.
     #[arg(long, env = "HERALD_DEV")]
     pub dev: bool,
+
+    /// Address of a second listener serving Prometheus metrics at /metrics, with /healthz and
+    /// /readyz, e.g. 127.0.0.1:9090 (keep it private) [default: none].
+    #[arg(long, env = "HERALD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// Log format: `text` (for people) or `json` (one object per line, for log shippers)
+    /// [default: text].
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 /// A bad setting: which, what is wrong, what to do.
@@ -303,6 +313,8 @@ impl Settings {
             max_connections: self.max_connections.or(file.max_connections),
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            log_format: self.log_format.or(file.log_format),
         }
     }
 
@@ -341,6 +353,22 @@ impl Settings {
                 "write it as IP:PORT, e.g. 127.0.0.1:3000 or 0.0.0.0:80",
             )
         })
+    }
+
+    /// The metrics listener's address, parsed.
+    fn metrics_listen_addr(&self) -> Result<Option<std::net::SocketAddr>, SettingError> {
+        self.metrics_listen
+            .as_deref()
+            .map(|text| {
+                text.parse().map_err(|_| {
+                    ConfigError::new(
+                        "metrics-listen",
+                        format!("{text:?} is not an address"),
+                        "write it as IP:PORT, e.g. 127.0.0.1:9090",
+                    )
+                })
+            })
+            .transpose()
     }
 
     /// The hub configuration these settings describe. Dev-mode defaults are applied by the
@@ -422,6 +450,7 @@ impl Settings {
                 .filter(|&n| n > 0),
             ui: self.ui,
             dev_mode: self.dev,
+            metrics_listen: self.metrics_listen_addr()?,
         })
     }
 }

@@ -90,6 +90,10 @@ pub struct HubConfig {
     /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
     /// (`POST /.well-known/mercure/ui/token`, HS* keys only). Never on in production.
     pub dev_mode: bool,
+    /// Where [`serve`](crate::serve) serves Prometheus metrics (`/metrics`), `/healthz` and
+    /// `/readyz`, on a listener of their own so that metrics are not public by accident;
+    /// `None`: no metrics listener.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for HubConfig {
@@ -118,6 +122,7 @@ impl Default for HubConfig {
             max_connections: None,
             ui: false,
             dev_mode: false,
+            metrics_listen: None,
         }
     }
 }

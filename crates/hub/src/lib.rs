@@ -1,9 +1,11 @@
 //! The Herald hub as a library.
 //!
 //! A [`Hub`] is built from a [`HubConfig`]; [`Hub::router`] gives an axum `Router` that serves the
-//! Mercure endpoint (`/.well-known/mercure`) and `/healthz`, which an application can mount in
-//! its own server next to its own routes, and [`serve`] runs it on a listener with the limits and
-//! graceful shutdown a standalone hub needs.
+//! Mercure endpoint (`/.well-known/mercure`), `/healthz` and `/readyz`, which an application can
+//! mount in its own server next to its own routes, and [`serve`] runs it on a listener with the
+//! limits and graceful shutdown a standalone hub needs (and, with
+//! [`HubConfig::metrics_listen`], the Prometheus metrics on a listener of their own:
+//! [`serve_metrics`]).
 //!
 //! Inside, one update travels: `routes` (parse, authorize) → [`Transport::publish`] (position,
 //! history) → the hub's one [`Dispatcher`] (selector index, one shared frame per update) → each
@@ -18,6 +20,7 @@ pub mod config;
 mod deadline;
 pub mod delivery;
 pub mod jwks;
+mod metrics;
 mod rejection;
 mod routes;
 mod selector;
@@ -36,6 +39,7 @@ use herald_protocol::Update;
 pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
+pub use metrics::endpoints::{READY_TIMEOUT, serve_metrics};
 pub use server::serve;
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
@@ -190,7 +194,19 @@ impl Hub {
 
     /// Publishes an update from inside the application, bypassing HTTP and authorization.
     pub async fn publish(&self, update: Update) -> Result<(), TransportError> {
-        self.shared.transport.publish(update).await
+        let result = self.shared.transport.publish(update).await;
+        let metrics = self.metrics();
+        match &result {
+            Ok(()) => metrics::Metrics::inc(&metrics.updates_total),
+            Err(_) => metrics::Metrics::inc(&metrics.transport_errors),
+        }
+        result
+    }
+
+    /// The routes of the metrics listener: `/metrics` (Prometheus text), `/healthz` and
+    /// `/readyz`; see [`serve_metrics`].
+    pub fn metrics_router(&self) -> Router {
+        metrics::endpoints::router(self.clone())
     }
 
     /// Ends every open stream (clients reconnect) and any that open from now on.
@@ -218,6 +234,10 @@ impl Hub {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.shared.registry
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<metrics::Metrics> {
+        self.shared.registry.metrics()
     }
 
     /// The transport, for an application that wants to plan a replay itself.

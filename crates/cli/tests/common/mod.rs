@@ -116,7 +116,8 @@ impl Herald {
             .unwrap_or_else(|| panic!("herald did not start; stderr: {:?}", herald.log));
         let start = line.find("http://").unwrap();
         herald.url = line[start..]
-            .split(|c: char| c.is_whitespace() || c == '\x1b')
+            // Text logs end the URL with a space or a colour code, JSON logs with a quote.
+            .split(|c: char| c.is_whitespace() || c == '\x1b' || c == '"')
             .next()
             .unwrap()
             .to_owned();

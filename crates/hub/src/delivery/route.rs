@@ -134,7 +134,7 @@ mod tests {
             .outbox()
             .poll_drain(&mut cx, &mut frames)
         {
-            Poll::Ready(Drained::Frames) => frames.len(),
+            Poll::Ready(Drained::Frames(_)) => frames.len(),
             _ => 0,
         }
     }

@@ -1,4 +1,4 @@
-//! The HTTP surface: the hub endpoint [R1], `/healthz`, and the layers around them.
+//! The HTTP surface: the hub endpoint [R1], `/healthz`, `/readyz`, and the layers around them.
 
 mod publish;
 mod subscribe;
@@ -33,6 +33,7 @@ pub(crate) fn router(hub: Hub) -> Router {
             get(subscriptions::subscriptions),
         )
         .route("/healthz", get(healthz))
+        .route("/readyz", get(crate::metrics::endpoints::readyz))
         .merge(crate::ui::router(hub.config()))
         .with_state(hub)
         .layer(cors)

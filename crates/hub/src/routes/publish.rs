@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::auth::query_token;
+use crate::metrics::PublishOutcome;
 use crate::rejection::Rejection;
 use crate::{Hub, HubConfig};
 
@@ -17,12 +18,44 @@ enum BodyFormat {
     Json,
 }
 
+/// Why a publish was not acknowledged: refused before the transport, or not stored by it.
+enum Refused {
+    Rejected(Rejection),
+    Failed(Rejection),
+}
+
+impl From<Rejection> for Refused {
+    fn from(rejection: Rejection) -> Refused {
+        Refused::Rejected(rejection)
+    }
+}
+
+/// Publishes, and counts the outcome and the time to acknowledgement (crate::metrics).
 pub(super) async fn publish(
     State(hub): State<Hub>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
+    let started = std::time::Instant::now();
+    let result = store(&hub, headers, query, body).await;
+    let (outcome, result) = match result {
+        Ok(response) => (PublishOutcome::Accepted, Ok(response)),
+        Err(Refused::Rejected(rejection)) => {
+            (PublishOutcome::Rejected(rejection.status()), Err(rejection))
+        }
+        Err(Refused::Failed(rejection)) => (PublishOutcome::Failed, Err(rejection)),
+    };
+    hub.metrics().publish_ended(outcome, started.elapsed());
+    result
+}
+
+async fn store(
+    hub: &Hub,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: Body,
+) -> Result<Response, Refused> {
     let query_token = query_token(query.as_deref());
     let claims = hub
         .authorizer()
@@ -39,17 +72,19 @@ pub(super) async fn publish(
         .into_update()
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
     authorize_topics(
-        &hub,
+        hub,
         &update,
         claims.mercure.publish.as_deref().unwrap_or_default(),
     )?;
     let id = update.id.clone();
     hub.transport().publish(update).await.map_err(|e| {
-        Rejection::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("update not stored: {e}"),
+        Refused::Failed(
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("update not stored: {e}"),
+            )
+            .with_detail(format!("{e:?}")),
         )
-        .with_detail(format!("{e:?}"))
     })?;
     Ok((
         [(

@@ -16,6 +16,7 @@ use crate::Hub;
 use crate::auth::find_token;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
+use crate::metrics::{DisconnectReason, Metrics};
 use crate::rejection::Rejection;
 use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
@@ -114,7 +115,9 @@ pub(super) async fn subscribe(
     let mut start = None;
     let mut replay = None;
     if let Some(from) = &last_event_id {
+        Metrics::inc(&hub.metrics().replays);
         let plan = hub.transport().replay(from).await.map_err(|e| {
+            Metrics::inc(&hub.metrics().transport_errors);
             Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
                 .with_detail(e.to_string())
         })?;
@@ -123,9 +126,11 @@ pub(super) async fn subscribe(
             .map(|head| ReplayCursor::new(hub.transport().clone(), plan.after, head));
         start = Some(plan.start);
     }
+    let (ends_at, end_reason) = ends_at(hub.config().write_timeout, expires_at);
     let timing = StreamTiming {
         heartbeat: hub.config().heartbeat,
-        ends_at: ends_at(hub.config().write_timeout, expires_at),
+        ends_at,
+        end_reason,
     };
     let presence = hub.config().subscriptions.then(|| {
         Box::new(Presence::begin(
@@ -184,22 +189,26 @@ fn set_stream_headers(headers: &mut HeaderMap, version: Version) {
 }
 
 /// When a stream ends at the latest: the token's `exp`, or the jittered maximum lifetime,
-/// whichever comes first [R11].
+/// whichever comes first [R11]; and which of the two that is, for the metrics.
 ///
 /// `exp` is the client's number: it may be anything up to `u64::MAX` (`i64::MAX` is a common
 /// "never"), so every step is checked; an instant too far to represent means no end from `exp`.
-fn ends_at(write_timeout: Option<Duration>, expires_at: Option<u64>) -> Option<Instant> {
+fn ends_at(
+    write_timeout: Option<Duration>,
+    expires_at: Option<u64>,
+) -> (Option<Instant>, DisconnectReason) {
     let now = Instant::now();
     let lifetime = write_timeout.map(|max| max.mul_f64(rand::rng().random_range(0.8..=1.0)));
     let until_exp = expires_at.and_then(|exp| {
         let exp = UNIX_EPOCH.checked_add(Duration::from_secs(exp))?;
         Some(exp.duration_since(SystemTime::now()).unwrap_or_default())
     });
-    let first = match (lifetime, until_exp) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let (first, reason) = match (lifetime, until_exp) {
+        (Some(a), Some(b)) if b < a => (Some(b), DisconnectReason::TokenExpired),
+        (None, Some(b)) => (Some(b), DisconnectReason::TokenExpired),
+        (a, _) => (a, DisconnectReason::Lifetime),
     };
-    first.and_then(|d| now.checked_add(d))
+    (first.and_then(|d| now.checked_add(d)), reason)
 }
 
 #[cfg(test)]
@@ -210,11 +219,14 @@ mod tests {
     fn an_exp_at_the_end_of_time_does_not_panic() {
         // Issue 13, failure 3: `i64::MAX` as "never" overflowed the instant arithmetic.
         for exp in [i64::MAX as u64, u64::MAX, u64::MAX / 1000] {
-            let end = ends_at(None, Some(exp));
+            let end = ends_at(None, Some(exp)).0;
             assert!(end.is_none_or(|end| end > Instant::now()));
-            let capped = ends_at(Some(Duration::from_secs(60)), Some(exp)).unwrap();
-            assert!(capped <= Instant::now() + Duration::from_secs(60));
+            let (capped, reason) = ends_at(Some(Duration::from_secs(60)), Some(exp));
+            assert!(capped.unwrap() <= Instant::now() + Duration::from_secs(60));
+            assert_eq!(reason, DisconnectReason::Lifetime);
         }
-        assert!(ends_at(None, Some(0)).unwrap() <= Instant::now());
+        let (end, reason) = ends_at(None, Some(0));
+        assert!(end.unwrap() <= Instant::now());
+        assert_eq!(reason, DisconnectReason::TokenExpired);
     }
 }

@@ -31,7 +31,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald_protocol::{LastEventId, Update};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::record;
@@ -689,6 +689,34 @@ impl Transport for EmbeddedTransport {
             tokio::task::spawn_blocking(move || Self::plan(&store, &from).map_err(storage_error))
                 .await
                 .map_err(|e| TransportError::Storage(e.to_string()))?
+        })
+    }
+
+    /// Ready while the history file is open (it is closed for a moment while the writer
+    /// reopens it after an I/O error, and stays so while that fails).
+    fn check_ready(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        let open = self.inner.store.db.read().unwrap().is_some();
+        Box::pin(std::future::ready(if open {
+            Ok(())
+        } else {
+            Err(TransportError::Storage(
+                "the history file is not open (it is being reopened after an I/O error)".into(),
+            ))
+        }))
+    }
+
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        let store = self.inner.store.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let db = store.db()?;
+                // The table's length is kept in its header: no scan.
+                let read = db.begin_read().map_err(storage_error)?;
+                let events = read.open_table(EVENTS).map_err(storage_error)?;
+                Ok(Some(events.len().map_err(storage_error)?))
+            })
+            .await
+            .map_err(|e| TransportError::Storage(e.to_string()))?
         })
     }
 }

@@ -171,6 +171,13 @@ impl Transport for MemoryTransport {
     fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
         Box::pin(std::future::ready(Ok(self.plan(from))))
     }
+
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        let mut history = self.inner.history.lock().unwrap();
+        history.trim(&self.inner.limits, Instant::now());
+        let events = history.events.len() as u64;
+        Box::pin(std::future::ready(Ok(Some(events))))
+    }
 }
 
 impl ReplaySource for MemoryTransport {

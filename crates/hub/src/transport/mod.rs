@@ -27,8 +27,8 @@ pub mod redis;
 use herald_protocol::{LastEventId, Update};
 
 pub use crate::delivery::{
-    BoxFuture, Dispatcher, Event, Frame, Matcher, Position, REPLAY_PAGE_EVENTS, ReplaySource,
-    Route, TransportError,
+    BoxFuture, Dispatcher, ErrorCounter, Event, Frame, Matcher, Position, REPLAY_PAGE_EVENTS,
+    ReplaySource, Route, TransportError,
 };
 
 pub use embedded::{Durability, EmbeddedTransport};
@@ -132,5 +132,18 @@ pub trait Transport: ReplaySource {
     /// [`TransportError::Closed`]. The default does nothing.
     fn close(&self) -> BoxFuture<'static, ()> {
         Box::pin(async {})
+    }
+
+    /// Whether the transport can serve now (`/readyz`): its history is open and its backing
+    /// service, if any, answers. The hub bounds the wait by [`crate::READY_TIMEOUT`]. The
+    /// default says yes.
+    fn check_ready(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// How many events history holds now, for the metrics (`herald_history_events`); `None`
+    /// (the default) when the transport does not say.
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        Box::pin(async { Ok(None) })
     }
 }

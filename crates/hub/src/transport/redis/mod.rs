@@ -490,6 +490,31 @@ impl Transport for RedisTransport {
             .as_ref()
             .map(|directory| directory as &dyn SubscriptionDirectory)
     }
+
+    /// Ready when Redis answers a `PING` on the publishing connection.
+    fn check_ready(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        let mut conn = self.inner.publisher.clone();
+        Box::pin(async move {
+            let _pong: String = with_timeout(redis::cmd("PING").query_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    /// `XLEN` of the stream (with `--history-size 0`, the entries kept for reconnecting
+    /// tails, which are not replayed).
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mut conn = inner.publisher.clone();
+            let len: u64 = with_timeout(
+                redis::cmd("XLEN")
+                    .arg(&inner.keys.stream)
+                    .query_async(&mut conn),
+            )
+            .await?;
+            Ok(Some(len))
+        })
+    }
 }
 
 impl ReplaySource for RedisTransport {
