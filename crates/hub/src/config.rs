@@ -90,6 +90,10 @@ pub struct HubConfig {
     /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
     /// (`POST /.well-known/mercure/ui/token`, HS* keys only). Never on in production.
     pub dev_mode: bool,
+    /// The hub's public URL (e.g. `https://hub.example/.well-known/mercure`): relative 1.0 URL
+    /// patterns and topics resolve against it, and so does the reserved-namespace check [V1].
+    /// `None`: `https://localhost/.well-known/mercure`.
+    pub hub_url: Option<String>,
 }
 
 impl Default for HubConfig {
@@ -118,6 +122,7 @@ impl Default for HubConfig {
             max_connections: None,
             ui: false,
             dev_mode: false,
+            hub_url: None,
         }
     }
 }
@@ -327,6 +332,18 @@ impl HubConfig {
                     format!("the {role} tokens have both a key and a JWK Set"),
                     "give them one or the other: remove the key or the JWK Set",
                 ));
+            }
+        }
+        if let Some(hub_url) = &self.hub_url {
+            match url::Url::parse(hub_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        "hub-url",
+                        format!("{hub_url:?} is not an absolute http(s) URL"),
+                        "give the hub's public URL, e.g. https://hub.example/.well-known/mercure",
+                    ));
+                }
             }
         }
         let publisher = verifier("publisher-jwt-key", &self.publisher_key)?;

@@ -67,7 +67,11 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::LINK, HeaderName::from_static("last-event-id")]);
+        .expose_headers([
+            header::LINK,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("mercure-last-event-id"),
+        ]);
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(AllowOrigin::any());
     }

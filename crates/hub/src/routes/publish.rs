@@ -1,13 +1,21 @@
-//! `POST /.well-known/mercure`: publish [R12]-[R17].
+//! `POST /.well-known/mercure`: publish [R12]-[R17], [V3].
+//!
+//! A publish speaks Mercure 1.0 when its token is a 1.0 access token (`typ: at+jwt`) or comes
+//! in 1.0's cookie; otherwise draft-07. The edition picks the body rules
+//! (`PublishRequest::into_update_for`) and the answer to a topic in the hub's reserved
+//! namespace: 400 for 1.0 [V3], 403 for draft-07 as before [R16]. Both resolve the topic
+//! against the hub's URL first, so that a relative topic cannot reach the namespace either.
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use herald_protocol::{PublishRequest, Update, is_reserved_topic};
+use herald_protocol::{
+    ProtocolVersion, PublishError, PublishRequest, Update, is_reserved_topic_at,
+};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::auth::query_token;
+use crate::auth::{find_token, query_token};
 use crate::rejection::Rejection;
 use crate::{Hub, HubConfig};
 
@@ -28,6 +36,7 @@ pub(super) async fn publish(
         .authorizer()
         .publisher(&headers, query_token.as_deref())
         .await?;
+    let version = publish_version(&headers, query_token.as_deref(), &hub.config().cookie_name);
     let format = body_format(&headers)?;
     let body = read_body(body, &headers, hub.config()).await?;
     let request = match format {
@@ -35,12 +44,16 @@ pub(super) async fn publish(
         BodyFormat::Json => PublishRequest::from_json(&body),
     }
     .map_err(|e| Rejection::bad_request(e.to_string()))?;
-    let update = request
-        .into_update()
-        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let update = request.into_update_for(version).map_err(|e| match e {
+        PublishError::FieldTooLarge { .. } => {
+            Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        e => Rejection::bad_request(e.to_string()),
+    })?;
     authorize_topics(
         &hub,
         &update,
+        version,
         claims.mercure.publish.as_deref().unwrap_or_default(),
     )?;
     let id = update.id.clone();
@@ -121,13 +134,57 @@ async fn read_body(
     }
 }
 
+/// The edition a publish speaks: 1.0 when its token is a 1.0 access token (`typ` `at+jwt` or
+/// `application/at+jwt`, compared ignoring ASCII case) or arrives in 1.0's cookie.
+fn publish_version(
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    cookie_name: &str,
+) -> ProtocolVersion {
+    const V1_COOKIE: &str = "__Secure-mercure_access_token";
+    let Ok(Some((token, _))) = find_token(headers, query_token, cookie_name) else {
+        return ProtocolVersion::Draft07;
+    };
+    let v1_cookie = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .any(|pair| pair.trim_start().starts_with(&format!("{V1_COOKIE}=")))
+    };
+    let typ = jsonwebtoken::decode_header(&token)
+        .ok()
+        .and_then(|header| header.typ);
+    let at_jwt = typ.is_some_and(|typ| {
+        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if at_jwt || (headers.get(header::AUTHORIZATION).is_none() && v1_cookie()) {
+        ProtocolVersion::V1
+    } else {
+        ProtocolVersion::Draft07
+    }
+}
+
 /// Every topic must be allowed by the token's `mercure.publish` claim [R15], and none may lie in
-/// the hub's own namespace [R16].
-fn authorize_topics(hub: &Hub, update: &Update, allowed: &[String]) -> Result<(), Rejection> {
-    if let Some(topic) = update.topics.iter().find(|t| is_reserved_topic(t)) {
-        return Err(Rejection::forbidden(format!(
-            "topic {topic} is in the hub's reserved namespace /.well-known/mercure/"
-        )));
+/// the hub's own namespace [R16][V3].
+fn authorize_topics(
+    hub: &Hub,
+    update: &Update,
+    version: ProtocolVersion,
+    allowed: &[String],
+) -> Result<(), Rejection> {
+    if let Some(topic) = update
+        .topics
+        .iter()
+        .find(|t| is_reserved_topic_at(t, hub.url_base()))
+    {
+        let reason =
+            format!("topic {topic} is in the hub's reserved namespace /.well-known/mercure/");
+        return Err(match version {
+            ProtocolVersion::V1 => Rejection::bad_request(reason),
+            ProtocolVersion::Draft07 => Rejection::forbidden(reason),
+        });
     }
     if allowed.is_empty() {
         return Err(Rejection::forbidden(

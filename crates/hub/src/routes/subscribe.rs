@@ -1,4 +1,9 @@
-//! `GET /.well-known/mercure`: subscribe [R5]-[R11], [R25]-[R27].
+//! `GET /.well-known/mercure`: subscribe [R5]-[R11], [R25]-[R27], [V1][V4].
+//!
+//! The query says which edition the request speaks (`herald_protocol::subscribe`): draft-07
+//! (`topic`, `lastEventID`, answered with a `Last-Event-ID` header) or 1.0 (`match*`,
+//! `last_event_id`, answered with `Mercure-Last-Event-ID`); both take the `Last-Event-ID`
+//! request header, which wins over the query parameter.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -6,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
-use herald_protocol::{Claims, LastEventId, SubscribeRequest};
+use herald_protocol::{Claims, LastEventId, ProtocolVersion, SubscribeRequest, TopicSelector};
 use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use rand::Rng;
@@ -24,6 +29,8 @@ use crate::transport::ReplayStart;
 /// A validated, authorized subscribe request.
 struct Subscribe {
     request: SubscribeRequest,
+    /// Every selector of the request, URL patterns compiled.
+    selectors: Vec<TopicSelector>,
     claims: Option<Claims>,
     /// Who pays for the subscription's templates: the token's holder, or every anonymous one.
     client: ClientKey,
@@ -42,6 +49,9 @@ async fn accept(
         ));
     }
     let request = SubscribeRequest::from_query(query.unwrap_or(""))
+        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let selectors = request
+        .selectors(hub.url_base())
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
     let claims = hub
         .authorizer()
@@ -70,6 +80,7 @@ async fn accept(
     };
     Ok(Subscribe {
         request,
+        selectors,
         claims,
         client,
         last_event_id,
@@ -84,10 +95,12 @@ pub(super) async fn subscribe(
 ) -> Result<Response, Rejection> {
     let Subscribe {
         request,
+        selectors,
         claims,
         client,
         last_event_id,
     } = accept(&hub, &headers, query.as_deref()).await?;
+    let edition = request.version;
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
             claims.mercure.subscribe.unwrap_or_default(),
@@ -99,7 +112,7 @@ pub(super) async fn subscribe(
     // Templates are costed and the client charged before any is compiled [R4].
     let admitted = hub.registry().patterns().admit(
         client,
-        request.selectors,
+        selectors,
         &rights,
         &hub.config().template_limits,
     )?;
@@ -108,6 +121,7 @@ pub(super) async fn subscribe(
         selectors: admitted.selectors,
         rights: admitted.rights,
         payload,
+        version: edition,
     };
     // Register before reading history, so that nothing published in between is missed [R7].
     let registration = hub.registry().register(subscription);
@@ -147,8 +161,12 @@ pub(super) async fn subscribe(
             ReplayStart::After(id) => id,
             ReplayStart::Earliest => "earliest".to_owned(),
         };
+        let name = match edition {
+            ProtocolVersion::Draft07 => "last-event-id",
+            ProtocolVersion::V1 => "mercure-last-event-id",
+        };
         if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert("last-event-id", value);
+            response.headers_mut().insert(name, value);
         }
     }
     Ok(response)
