@@ -44,21 +44,42 @@ async fn v3_v1_publish_rules() {
     let long = "a".repeat(herald_protocol::publish::MAX_FIELD_BYTES + 1);
     let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
         (vec![("topic", "https://example.com/a\u{7}")], 400),
-        (vec![("topic", "https://example.com/a"), ("id", "x\u{0}y")], 400),
-        (vec![("topic", "https://example.com/a"), ("type", "a\u{9f}")], 400),
-        (vec![("topic", "https://example.com/a"), ("type", "mercure")], 400),
+        (
+            vec![("topic", "https://example.com/a"), ("id", "x\u{0}y")],
+            400,
+        ),
+        (
+            vec![("topic", "https://example.com/a"), ("type", "a\u{9f}")],
+            400,
+        ),
+        (
+            vec![("topic", "https://example.com/a"), ("type", "mercure")],
+            400,
+        ),
         (vec![("topic", "/.well-known/mercure/subscriptions/x")], 400),
         (
-            vec![("topic", "https://hub.example/.well-known/mercure/subscriptions/a/b/c")],
+            vec![(
+                "topic",
+                "https://hub.example/.well-known/mercure/subscriptions/a/b/c",
+            )],
             400,
         ),
         // Relative, resolved against the hub URL: inside the namespace.
         (vec![("topic", "mercure/subscriptions/exact/a/b")], 400),
-        (vec![("topic", "https://example.com/a"), ("retry", "+5")], 400),
-        (vec![("topic", "https://example.com/a"), ("retry", " 5")], 400),
+        (
+            vec![("topic", "https://example.com/a"), ("retry", "+5")],
+            400,
+        ),
+        (
+            vec![("topic", "https://example.com/a"), ("retry", " 5")],
+            400,
+        ),
         (vec![("topic", "a"), ("topic", "b")], 400),
         (vec![("topic", long.as_str())], 413),
-        (vec![("topic", "https://example.com/a"), ("id", long.as_str())], 413),
+        (
+            vec![("topic", "https://example.com/a"), ("id", long.as_str())],
+            413,
+        ),
     ];
     for (fields, status) in cases {
         let response = hub.publish_with(&token, &fields).await;
@@ -68,7 +89,11 @@ async fn v3_v1_publish_rules() {
     let ok = hub
         .publish_with(
             &token,
-            &[("topic", "https://example.com/a"), ("retry", "1500"), ("type", "x")],
+            &[
+                ("topic", "https://example.com/a"),
+                ("retry", "1500"),
+                ("type", "x"),
+            ],
         )
         .await;
     assert_eq!(ok.status(), 200);
@@ -81,8 +106,14 @@ async fn v3_rules_draft07_publishes_share() {
     // hub's own event type is reserved; fields have the same length limit.
     for (fields, status) in [
         (vec![("topic", "https://example.com/a\u{1}")], 400),
-        (vec![("topic", "https://example.com/a"), ("type", "mercure")], 400),
-        (vec![("topic", "https://example.com/a"), ("id", "a\u{7f}")], 400),
+        (
+            vec![("topic", "https://example.com/a"), ("type", "mercure")],
+            400,
+        ),
+        (
+            vec![("topic", "https://example.com/a"), ("id", "a\u{7f}")],
+            400,
+        ),
     ] {
         expect_rejection(hub.publish(&fields).await, status).await;
     }

@@ -15,7 +15,7 @@ use herald_protocol::{
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::auth::{find_token, query_token};
+use crate::auth::query_token;
 use crate::rejection::Rejection;
 use crate::{Hub, HubConfig};
 
@@ -36,7 +36,7 @@ pub(super) async fn publish(
         .authorizer()
         .publisher(&headers, query_token.as_deref())
         .await?;
-    let version = publish_version(&headers, query_token.as_deref(), &hub.config().cookie_name);
+    let version = super::token_edition(&headers, query_token.as_deref(), &hub.config().cookie_name);
     let format = body_format(&headers)?;
     let body = read_body(body, &headers, hub.config()).await?;
     let request = match format {
@@ -131,38 +131,6 @@ async fn read_body(
             StatusCode::REQUEST_TIMEOUT,
             format!("request body not received within {timeout:?}"),
         )),
-    }
-}
-
-/// The edition a publish speaks: 1.0 when its token is a 1.0 access token (`typ` `at+jwt` or
-/// `application/at+jwt`, compared ignoring ASCII case) or arrives in 1.0's cookie.
-fn publish_version(
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-    cookie_name: &str,
-) -> ProtocolVersion {
-    const V1_COOKIE: &str = "__Secure-mercure_access_token";
-    let Ok(Some((token, _))) = find_token(headers, query_token, cookie_name) else {
-        return ProtocolVersion::Draft07;
-    };
-    let v1_cookie = || {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .any(|pair| pair.trim_start().starts_with(&format!("{V1_COOKIE}=")))
-    };
-    let typ = jsonwebtoken::decode_header(&token)
-        .ok()
-        .and_then(|header| header.typ);
-    let at_jwt = typ.is_some_and(|typ| {
-        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
-    });
-    if at_jwt || (headers.get(header::AUTHORIZATION).is_none() && v1_cookie()) {
-        ProtocolVersion::V1
-    } else {
-        ProtocolVersion::Draft07
     }
 }
 

@@ -24,7 +24,7 @@ use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::rejection::Rejection;
 use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
-use crate::transport::ReplayStart;
+use crate::transport::{IdOccurrence, ReplayStart};
 
 /// A validated, authorized subscribe request.
 struct Subscribe {
@@ -128,10 +128,19 @@ pub(super) async fn subscribe(
     let mut start = None;
     let mut replay = None;
     if let Some(from) = &last_event_id {
-        let plan = hub.transport().replay(from).await.map_err(|e| {
-            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
-                .with_detail(e.to_string())
-        })?;
+        // 1.0 resumes after the oldest occurrence of a duplicated id, draft-07 after the newest.
+        let occurrence = match edition {
+            ProtocolVersion::V1 => IdOccurrence::Earliest,
+            ProtocolVersion::Draft07 => IdOccurrence::Latest,
+        };
+        let plan = hub
+            .transport()
+            .replay(from, occurrence)
+            .await
+            .map_err(|e| {
+                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
+                    .with_detail(e.to_string())
+            })?;
         replay = plan
             .head
             .map(|head| ReplayCursor::new(hub.transport().clone(), plan.after, head));
