@@ -422,6 +422,8 @@ impl Settings {
                 .filter(|&n| n > 0),
             ui: self.ui,
             dev_mode: self.dev,
+            // The `--hub-url` setting comes with the 1.0 tokens (branch v1auth).
+            hub_url: defaults.hub_url,
         })
     }
 }
