@@ -134,7 +134,7 @@ impl SubscribeRequest {
                 }
                 if matchers.len() == MAX_TOPICS {
                     return Err(SubscribeError::TooManyTopics {
-                        count: count_params(query, |n| is_reserved_match_name(n)),
+                        count: count_params(query, is_reserved_match_name),
                         max: MAX_TOPICS,
                     });
                 }
