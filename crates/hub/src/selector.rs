@@ -1,5 +1,8 @@
 //! Topic selectors as the hub holds them: templates costed, compiled once and shared, with their
-//! match results cached [R3][R4].
+//! match results cached [R3][R4]. Mercure 1.0 URL patterns [V1] take the same path: they arrive
+//! compiled within bounds (`herald_protocol::url_pattern`), their measured size is their cost
+//! under the same limits, and they are interned apart from templates ([`PatternKey`]: the same
+//! text means different things as a template and as a URL pattern).
 //!
 //! Ten thousand browsers subscribed to `https://example.com/books/{id}` share one compiled
 //! [`Pattern`], whose matcher runs once per topic of an update. Costly patterns also cache
