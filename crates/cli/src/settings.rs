@@ -451,6 +451,8 @@ impl Settings {
             ui: self.ui,
             dev_mode: self.dev,
             metrics_listen: self.metrics_listen_addr()?,
+            // The `--hub-url` setting comes with the 1.0 tokens (branch v1auth).
+            hub_url: defaults.hub_url,
         })
     }
 }

@@ -94,6 +94,10 @@ pub struct HubConfig {
     /// `/readyz`, on a listener of their own so that metrics are not public by accident;
     /// `None`: no metrics listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The hub's public URL (e.g. `https://hub.example/.well-known/mercure`): relative 1.0 URL
+    /// patterns and topics resolve against it, and so does the reserved-namespace check [V1].
+    /// `None`: `https://localhost/.well-known/mercure`.
+    pub hub_url: Option<String>,
 }
 
 impl Default for HubConfig {
@@ -123,6 +127,7 @@ impl Default for HubConfig {
             ui: false,
             dev_mode: false,
             metrics_listen: None,
+            hub_url: None,
         }
     }
 }
@@ -332,6 +337,18 @@ impl HubConfig {
                     format!("the {role} tokens have both a key and a JWK Set"),
                     "give them one or the other: remove the key or the JWK Set",
                 ));
+            }
+        }
+        if let Some(hub_url) = &self.hub_url {
+            match url::Url::parse(hub_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        "hub-url",
+                        format!("{hub_url:?} is not an absolute http(s) URL"),
+                        "give the hub's public URL, e.g. https://hub.example/.well-known/mercure",
+                    ));
+                }
             }
         }
         let publisher = verifier("publisher-jwt-key", &self.publisher_key)?;

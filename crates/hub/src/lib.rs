@@ -78,6 +78,8 @@ struct Shared {
     authorizer: Authorizer,
     registry: Registry,
     transport: Arc<dyn Transport>,
+    /// `HubConfig::hub_url`, parsed: the base of relative 1.0 URL patterns and topics.
+    url_base: url::Url,
 }
 
 /// Makes a transport from the hub's [`Dispatcher`]; see [`HubBuilder::transport`].
@@ -158,12 +160,21 @@ impl HubBuilder {
             config.publish_origins.clone(),
             config.anonymous,
         );
+        let url_base =
+            herald_protocol::url_pattern::base_url(config.hub_url.as_deref()).map_err(|e| {
+                ConfigError::new(
+                    "hub-url",
+                    e.to_string(),
+                    "give the hub's public URL, e.g. https://hub.example/.well-known/mercure",
+                )
+            })?;
         Ok(Hub {
             shared: Arc::new(Shared {
                 config,
                 authorizer,
                 registry,
                 transport,
+                url_base,
             }),
         })
     }
@@ -243,6 +254,11 @@ impl Hub {
     /// The transport, for an application that wants to plan a replay itself.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.shared.transport
+    }
+
+    /// The base of relative 1.0 URL patterns and topics (`HubConfig::hub_url`).
+    pub(crate) fn url_base(&self) -> &url::Url {
+        &self.shared.url_base
     }
 
     fn authorizer(&self) -> &Authorizer {

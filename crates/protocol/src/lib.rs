@@ -19,15 +19,17 @@ pub mod subscribe;
 pub mod template;
 pub mod token;
 pub mod update;
+pub mod url_pattern;
 pub mod version;
 
 pub use jwks::{JwksError, KeySet};
 pub use publish::{PublishError, PublishRequest};
-pub use selector::TopicSelector;
+pub use selector::{MatchType, TopicSelector};
 pub use subscribe::{LastEventId, SubscribeError, SubscribeRequest};
 pub use template::{MatchCache, TemplateCost, TemplateError, TemplateSource, UriTemplate};
 pub use token::{Algorithm, Claims, KeyError, MercureClaim, TokenError, TokenVerifier};
-pub use update::{Update, generate_id, is_reserved_topic};
+pub use update::{Update, generate_id, is_reserved_topic, is_reserved_topic_at};
+pub use url_pattern::{UrlPatternError, UrlPatternMatcher};
 pub use version::ProtocolVersion;
 
 /// The path of the hub endpoint [R1].

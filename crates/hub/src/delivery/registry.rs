@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use herald_protocol::ProtocolVersion;
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ use super::outbox::{CloseReason, Outbox, Pushed};
 use super::route::Route;
 use super::{Dispatcher, Event};
 use crate::metrics::Metrics;
-use crate::selector::{Pattern, PatternTable, Selector};
+use crate::selector::{Pattern, PatternKey, PatternTable, Selector};
 
 /// What one subscriber asked for and what its token lets it see.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub(crate) struct Subscription {
     pub(crate) rights: Vec<Selector>,
     /// The token's `mercure.payload`.
     pub(crate) payload: Option<Value>,
+    /// The edition the subscribe request spoke: which format its subscription events take.
+    pub(crate) version: ProtocolVersion,
 }
 
 impl Subscription {
@@ -89,7 +92,7 @@ struct Index {
     all: Members,
     exact: HashMap<Box<str>, Members>,
     any: Members,
-    patterns: HashMap<Box<str>, PatternGroup>,
+    patterns: HashMap<PatternKey, PatternGroup>,
     /// The live pattern groups by the generation they were created in: routing snapshots it,
     /// and delivery matches the groups created after a route was made itself.
     generations: BTreeMap<u64, Arc<Pattern>>,
@@ -105,11 +108,11 @@ struct PatternGroup {
 impl Index {
     /// The members of `pattern`'s group, creating the group (in a new generation) if needed.
     fn pattern_group(&mut self, pattern: &Arc<Pattern>) -> &mut Members {
-        if !self.patterns.contains_key(pattern.source()) {
+        if !self.patterns.contains_key(pattern.key()) {
             self.generation += 1;
             self.generations.insert(self.generation, pattern.clone());
             self.patterns.insert(
-                pattern.source().into(),
+                pattern.key().clone(),
                 PatternGroup {
                     members: Members::default(),
                     generation: self.generation,
@@ -118,7 +121,7 @@ impl Index {
         }
         &mut self
             .patterns
-            .get_mut(pattern.source())
+            .get_mut(pattern.key())
             .expect("inserted above")
             .members
     }
@@ -247,11 +250,11 @@ impl Registry {
                     }
                 }
                 Selector::Pattern(pattern) => {
-                    if let Some(group) = index.patterns.get_mut(pattern.source()) {
+                    if let Some(group) = index.patterns.get_mut(pattern.key()) {
                         group.members.swap_remove(&subscriber.id);
                         if group.members.is_empty() {
                             let generation = group.generation;
-                            index.patterns.remove(pattern.source());
+                            index.patterns.remove(pattern.key());
                             index.generations.remove(&generation);
                         }
                     }
@@ -337,7 +340,7 @@ impl Registry {
             }
         }
         for pattern in route.matched() {
-            if let Some(group) = index.patterns.get(pattern.source())
+            if let Some(group) = index.patterns.get(pattern.key())
                 && group.generation <= route.generation()
             {
                 group.members.values().for_each(&mut deliver);
@@ -346,7 +349,7 @@ impl Registry {
         // Groups created after the route was made (a subscriber that arrived meanwhile).
         for (_, pattern) in index.generations.range(route.generation() + 1..) {
             if topics.iter().any(|topic| pattern.matches(topic))
-                && let Some(group) = index.patterns.get(pattern.source())
+                && let Some(group) = index.patterns.get(pattern.key())
             {
                 group.members.values().for_each(&mut deliver);
             }

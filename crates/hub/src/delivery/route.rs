@@ -123,6 +123,7 @@ mod tests {
             selectors: vec![selector],
             rights: Vec::new(),
             payload: None,
+            version: herald_protocol::ProtocolVersion::Draft07,
         })
     }
 

@@ -52,6 +52,41 @@ pub(crate) fn router(hub: Hub) -> Router {
         ))
 }
 
+/// The edition a request speaks by its token: Mercure 1.0 when the token is a 1.0 access token
+/// (`typ` `at+jwt` or `application/at+jwt`, ASCII case ignored) or arrives in 1.0's cookie;
+/// draft-07 otherwise (no token included). Publishing and the subscriptions API, whose
+/// parameters do not tell, go by this.
+pub(super) fn token_edition(
+    headers: &http::HeaderMap,
+    query_token: Option<&str>,
+    cookie_name: &str,
+) -> herald_protocol::ProtocolVersion {
+    use herald_protocol::ProtocolVersion;
+    const V1_COOKIE: &str = "__Secure-mercure_access_token";
+    let Ok(Some((token, _))) = crate::auth::find_token(headers, query_token, cookie_name) else {
+        return ProtocolVersion::Draft07;
+    };
+    let v1_cookie = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .any(|pair| pair.trim_start().starts_with(&format!("{V1_COOKIE}=")))
+    };
+    let typ = jsonwebtoken::decode_header(&token)
+        .ok()
+        .and_then(|header| header.typ);
+    let at_jwt = typ.is_some_and(|typ| {
+        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if at_jwt || (headers.get(header::AUTHORIZATION).is_none() && v1_cookie()) {
+        ProtocolVersion::V1
+    } else {
+        ProtocolVersion::Draft07
+    }
+}
+
 /// Liveness: the process is up and serving HTTP.
 async fn healthz() -> &'static str {
     "ok\n"
@@ -68,7 +103,11 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::LINK, HeaderName::from_static("last-event-id")]);
+        .expose_headers([
+            header::LINK,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("mercure-last-event-id"),
+        ]);
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(AllowOrigin::any());
     }

@@ -1,9 +1,17 @@
-//! `POST /.well-known/mercure`: publish [R12]-[R17].
+//! `POST /.well-known/mercure`: publish [R12]-[R17], [V3].
+//!
+//! A publish speaks Mercure 1.0 when its token is a 1.0 access token (`typ: at+jwt`) or comes
+//! in 1.0's cookie; otherwise draft-07. The edition picks the body rules
+//! (`PublishRequest::into_update_for`) and the answer to a topic in the hub's reserved
+//! namespace: 400 for 1.0 [V3], 403 for draft-07 as before [R16]. Both resolve the topic
+//! against the hub's URL first, so that a relative topic cannot reach the namespace either.
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use herald_protocol::{PublishRequest, Update, is_reserved_topic};
+use herald_protocol::{
+    ProtocolVersion, PublishError, PublishRequest, Update, is_reserved_topic_at,
+};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -61,6 +69,7 @@ async fn store(
         .authorizer()
         .publisher(&headers, query_token.as_deref())
         .await?;
+    let version = super::token_edition(&headers, query_token.as_deref(), &hub.config().cookie_name);
     let format = body_format(&headers)?;
     let body = read_body(body, &headers, hub.config()).await?;
     let request = match format {
@@ -68,12 +77,16 @@ async fn store(
         BodyFormat::Json => PublishRequest::from_json(&body),
     }
     .map_err(|e| Rejection::bad_request(e.to_string()))?;
-    let update = request
-        .into_update()
-        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let update = request.into_update_for(version).map_err(|e| match e {
+        PublishError::FieldTooLarge { .. } => {
+            Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        e => Rejection::bad_request(e.to_string()),
+    })?;
     authorize_topics(
         hub,
         &update,
+        version,
         claims.mercure.publish.as_deref().unwrap_or_default(),
     )?;
     let id = update.id.clone();
@@ -157,12 +170,24 @@ async fn read_body(
 }
 
 /// Every topic must be allowed by the token's `mercure.publish` claim [R15], and none may lie in
-/// the hub's own namespace [R16].
-fn authorize_topics(hub: &Hub, update: &Update, allowed: &[String]) -> Result<(), Rejection> {
-    if let Some(topic) = update.topics.iter().find(|t| is_reserved_topic(t)) {
-        return Err(Rejection::forbidden(format!(
-            "topic {topic} is in the hub's reserved namespace /.well-known/mercure/"
-        )));
+/// the hub's own namespace [R16][V3].
+fn authorize_topics(
+    hub: &Hub,
+    update: &Update,
+    version: ProtocolVersion,
+    allowed: &[String],
+) -> Result<(), Rejection> {
+    if let Some(topic) = update
+        .topics
+        .iter()
+        .find(|t| is_reserved_topic_at(t, hub.url_base()))
+    {
+        let reason =
+            format!("topic {topic} is in the hub's reserved namespace /.well-known/mercure/");
+        return Err(match version {
+            ProtocolVersion::V1 => Rejection::bad_request(reason),
+            ProtocolVersion::Draft07 => Rejection::forbidden(reason),
+        });
     }
     if allowed.is_empty() {
         return Err(Rejection::forbidden(

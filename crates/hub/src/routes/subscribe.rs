@@ -1,4 +1,9 @@
-//! `GET /.well-known/mercure`: subscribe [R5]-[R11], [R25]-[R27].
+//! `GET /.well-known/mercure`: subscribe [R5]-[R11], [R25]-[R27], [V1][V4].
+//!
+//! The query says which edition the request speaks (`herald_protocol::subscribe`): draft-07
+//! (`topic`, `lastEventID`, answered with a `Last-Event-ID` header) or 1.0 (`match*`,
+//! `last_event_id`, answered with `Mercure-Last-Event-ID`); both take the `Last-Event-ID`
+//! request header, which wins over the query parameter.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -6,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
-use herald_protocol::{Claims, LastEventId, SubscribeRequest};
+use herald_protocol::{Claims, LastEventId, ProtocolVersion, SubscribeRequest, TopicSelector};
 use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use rand::Rng;
@@ -20,11 +25,13 @@ use crate::metrics::{DisconnectReason, Metrics};
 use crate::rejection::Rejection;
 use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
-use crate::transport::ReplayStart;
+use crate::transport::{IdOccurrence, ReplayStart};
 
 /// A validated, authorized subscribe request.
 struct Subscribe {
     request: SubscribeRequest,
+    /// Every selector of the request, URL patterns compiled.
+    selectors: Vec<TopicSelector>,
     claims: Option<Claims>,
     /// Who pays for the subscription's templates: the token's holder, or every anonymous one.
     client: ClientKey,
@@ -43,6 +50,9 @@ async fn accept(
         ));
     }
     let request = SubscribeRequest::from_query(query.unwrap_or(""))
+        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let selectors = request
+        .selectors(hub.url_base())
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
     let claims = hub
         .authorizer()
@@ -71,6 +81,7 @@ async fn accept(
     };
     Ok(Subscribe {
         request,
+        selectors,
         claims,
         client,
         last_event_id,
@@ -85,10 +96,12 @@ pub(super) async fn subscribe(
 ) -> Result<Response, Rejection> {
     let Subscribe {
         request,
+        selectors,
         claims,
         client,
         last_event_id,
     } = accept(&hub, &headers, query.as_deref()).await?;
+    let edition = request.version;
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
             claims.mercure.subscribe.unwrap_or_default(),
@@ -100,7 +113,7 @@ pub(super) async fn subscribe(
     // Templates are costed and the client charged before any is compiled [R4].
     let admitted = hub.registry().patterns().admit(
         client,
-        request.selectors,
+        selectors,
         &rights,
         &hub.config().template_limits,
     )?;
@@ -109,6 +122,7 @@ pub(super) async fn subscribe(
         selectors: admitted.selectors,
         rights: admitted.rights,
         payload,
+        version: edition,
     };
     // Register before reading history, so that nothing published in between is missed [R7].
     let registration = hub.registry().register(subscription);
@@ -116,11 +130,20 @@ pub(super) async fn subscribe(
     let mut replay = None;
     if let Some(from) = &last_event_id {
         Metrics::inc(&hub.metrics().replays);
-        let plan = hub.transport().replay(from).await.map_err(|e| {
-            Metrics::inc(&hub.metrics().transport_errors);
-            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
-                .with_detail(e.to_string())
-        })?;
+        // 1.0 resumes after the oldest occurrence of a duplicated id, draft-07 after the newest.
+        let occurrence = match edition {
+            ProtocolVersion::V1 => IdOccurrence::Earliest,
+            ProtocolVersion::Draft07 => IdOccurrence::Latest,
+        };
+        let plan = hub
+            .transport()
+            .replay(from, occurrence)
+            .await
+            .map_err(|e| {
+                Metrics::inc(&hub.metrics().transport_errors);
+                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
+                    .with_detail(e.to_string())
+            })?;
         replay = plan
             .head
             .map(|head| ReplayCursor::new(hub.transport().clone(), plan.after, head));
@@ -152,8 +175,12 @@ pub(super) async fn subscribe(
             ReplayStart::After(id) => id,
             ReplayStart::Earliest => "earliest".to_owned(),
         };
+        let name = match edition {
+            ProtocolVersion::Draft07 => "last-event-id",
+            ProtocolVersion::V1 => "mercure-last-event-id",
+        };
         if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert("last-event-id", value);
+            response.headers_mut().insert(name, value);
         }
     }
     Ok(response)

@@ -15,8 +15,12 @@
 //!
 //! # Layout
 //! - `events`: position (u64) -> record (see [`super::record`]).
-//! - `ids`: update id -> position of its latest occurrence (the index of [R28]; duplicates
-//!   resolve to the newest).
+//! - `ids`: update id -> position of its latest occurrence (the index of [R28]; draft-07
+//!   requests resume after the newest of duplicates).
+//! - `first_ids`: update id -> position of its oldest retained occurrence, for 1.0 requests
+//!   ([`IdOccurrence`]); [`GONE`] once that one was trimmed while newer ones remain. A file
+//!   written before this table existed starts it empty: its older ids count as unknown to 1.0
+//!   requests (a replay from the oldest retained event).
 //! - `meta`: the next position, so that positions keep increasing across restarts even when
 //!   history was trimmed empty.
 //!
@@ -36,12 +40,15 @@ use tokio::sync::oneshot;
 
 use super::record;
 use super::{
-    BoxFuture, Dispatcher, Event, Frame, HistoryLimits, Matcher, Position, ReplayPlan,
-    ReplaySource, ReplayStart, Route, Transport, TransportError,
+    BoxFuture, Dispatcher, Event, Frame, HistoryLimits, IdOccurrence, Matcher, Position,
+    ReplayPlan, ReplaySource, ReplayStart, Route, Transport, TransportError,
 };
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+const FIRST_IDS: TableDefinition<&str, u64> = TableDefinition::new("first_ids");
+/// In `first_ids`: the oldest occurrence was trimmed, newer ones remain.
+const GONE: u64 = u64::MAX;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_POSITION: &str = "next_position";
 
@@ -259,6 +266,7 @@ fn initialize(db: &Database) -> Result<(), redb::Error> {
             let txn = db.begin_write()?;
             txn.open_table(EVENTS)?;
             txn.open_table(IDS)?;
+            txn.open_table(FIRST_IDS)?;
             txn.open_table(META)?;
             txn.commit()?;
             return Ok(());
@@ -411,6 +419,7 @@ impl Writer {
             let mut meta = txn.open_table(META)?;
             let mut events = txn.open_table(EVENTS)?;
             let mut ids = txn.open_table(IDS)?;
+            let mut first_ids = txn.open_table(FIRST_IDS)?;
             first = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
             let mut position = first;
             for request in batch {
@@ -420,11 +429,21 @@ impl Writer {
                 if self.limits.max_events > 0 {
                     events.insert(position, record.as_slice())?;
                     ids.insert(request.update.id.as_str(), position)?;
+                    if first_ids.get(request.update.id.as_str())?.is_none() {
+                        first_ids.insert(request.update.id.as_str(), position)?;
+                    }
                 }
                 position += 1;
             }
             meta.insert(NEXT_POSITION, position)?;
-            trim(&mut events, &mut ids, &self.limits, position, now_ms())?;
+            trim(
+                &mut events,
+                &mut ids,
+                &mut first_ids,
+                &self.limits,
+                position,
+                now_ms(),
+            )?;
         }
         txn.commit()?;
         self.unsynced = !sync;
@@ -475,7 +494,15 @@ impl Writer {
             let next = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
             let mut events = txn.open_table(EVENTS)?;
             let mut ids = txn.open_table(IDS)?;
-            trim(&mut events, &mut ids, &self.limits, next, now_ms())?;
+            let mut first_ids = txn.open_table(FIRST_IDS)?;
+            trim(
+                &mut events,
+                &mut ids,
+                &mut first_ids,
+                &self.limits,
+                next,
+                now_ms(),
+            )?;
         }
         txn.commit()?;
         Ok(())
@@ -531,6 +558,7 @@ impl Writer {
 fn trim(
     events: &mut redb::Table<u64, &[u8]>,
     ids: &mut redb::Table<&str, u64>,
+    first_ids: &mut redb::Table<&str, u64>,
     limits: &HistoryLimits,
     next: u64,
     now_ms: u64,
@@ -559,13 +587,20 @@ fn trim(
         events.remove(position)?;
         if ids.get(id.as_str())?.map(|v| v.value()) == Some(position) {
             ids.remove(id.as_str())?;
+            first_ids.remove(id.as_str())?;
+        } else if first_ids.get(id.as_str())?.map(|v| v.value()) == Some(position) {
+            first_ids.insert(id.as_str(), GONE)?;
         }
     }
     Ok(())
 }
 
 impl EmbeddedTransport {
-    fn plan(store: &Store, from: &LastEventId) -> Result<ReplayPlan, redb::Error> {
+    fn plan(
+        store: &Store,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> Result<ReplayPlan, redb::Error> {
         let db = store
             .db()
             .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
@@ -575,8 +610,14 @@ impl EmbeddedTransport {
         let head = next.checked_sub(1).map(Position);
         let found = match from {
             LastEventId::After(id) => {
-                let ids = read.open_table(IDS)?;
-                ids.get(id.as_str())?.map(|v| (id.clone(), v.value()))
+                let ids = read.open_table(match occurrence {
+                    IdOccurrence::Latest => IDS,
+                    IdOccurrence::Earliest => FIRST_IDS,
+                })?;
+                ids.get(id.as_str())?
+                    .map(|v| v.value())
+                    .filter(|&position| position != GONE)
+                    .map(|position| (id.clone(), position))
             }
             LastEventId::Earliest => None,
         };
@@ -682,13 +723,19 @@ impl Transport for EmbeddedTransport {
         })
     }
 
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
+    fn replay(
+        &self,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
         let store = self.inner.store.clone();
         let from = from.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || Self::plan(&store, &from).map_err(storage_error))
-                .await
-                .map_err(|e| TransportError::Storage(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                Self::plan(&store, &from, occurrence).map_err(storage_error)
+            })
+            .await
+            .map_err(|e| TransportError::Storage(e.to_string()))?
         })
     }
 

@@ -55,6 +55,22 @@ impl Default for HistoryLimits {
     }
 }
 
+/// Which occurrence of a duplicated update id a replay resumes after [R28][V4].
+///
+/// Every transport indexes both: draft-07 requests resume after the newest occurrence (Herald's
+/// behaviour before 1.0), Mercure 1.0 requests after the oldest, as draft-08 requires. When the
+/// oldest occurrence was trimmed while newer ones remain, the oldest retained one is not known
+/// without a scan, so the id counts as unknown for [`IdOccurrence::Earliest`]: the replay starts
+/// at the oldest retained event (a superset, never a loss) and says `earliest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdOccurrence {
+    /// The newest occurrence (draft-07).
+    #[default]
+    Latest,
+    /// The oldest occurrence (Mercure 1.0).
+    Earliest,
+}
+
 /// Where a replay started, for the `Last-Event-ID` response header [R27].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayStart {
@@ -116,9 +132,14 @@ pub trait Transport: ReplaySource {
     /// subscribers coming and going cannot push published updates out of history.
     fn publish_live(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>>;
 
-    /// Plans a replay of the retained events after `from` [R25]-[R28]: an id lookup through the
-    /// index, never a scan. The events are read with [`ReplaySource::replay_page`].
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
+    /// Plans a replay of the retained events after `from` [R25]-[R28], resuming after the
+    /// `occurrence` of a duplicated id: an id lookup through the index, never a scan. The
+    /// events are read with [`ReplaySource::replay_page`].
+    fn replay(
+        &self,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
 
     /// Where the subscriptions of the whole cluster are kept, for a transport that spans nodes;
     /// `None` (the default) lists this node's own.

@@ -309,6 +309,7 @@ async fn maintain(
                 .maintain
                 .key(&keys.stream)
                 .key(&keys.ids)
+                .key(&keys.first)
                 .arg(kept)
                 .arg(max_age_ms)
                 .arg(MAINTENANCE_BUDGET)
