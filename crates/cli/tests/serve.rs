@@ -13,7 +13,7 @@ use common::{Herald, STARTUP, STOP, herald, wait_with_timeout};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const KEY: &str = "serve-test-key-0123456789abcdef";
+const KEY: &str = "serve-test-key-0123456789abcdef0123";
 const TUTORIAL_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
 const TOPIC: &str = "https://example.com/books/1";
 

@@ -197,7 +197,7 @@ impl Drop for Herald {
 
 // ---- processes and streams of the durability and cluster tests ----
 
-pub const KEY: &str = "durability-test-key-0123456789";
+pub const KEY: &str = "durability-test-key-0123456789abcdef";
 
 /// A token that may publish and receive everything.
 pub fn token() -> String {
