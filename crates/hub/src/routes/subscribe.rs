@@ -41,8 +41,20 @@ async fn accept(
             "POST",
         ));
     }
-    let request = SubscribeRequest::from_query(query.unwrap_or(""))
-        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let request = SubscribeRequest::from_query(query.unwrap_or("")).map_err(|e| {
+        let topics_instead = matches!(e, herald_protocol::SubscribeError::NoTopic)
+            && herald_protocol::form::pairs(query.unwrap_or("").as_bytes())
+                .filter_map(Result::ok)
+                .any(|(name, _)| name == "topics" || name == "topic[]");
+        if topics_instead {
+            Rejection::bad_request(
+                "missing \"topic\": the parameter is named \"topic\", not \"topics\" \
+                 (repeat it for several selectors: ?topic=a&topic=b)",
+            )
+        } else {
+            Rejection::bad_request(e.to_string())
+        }
+    })?;
     let claims = hub
         .authorizer()
         .subscriber(headers, request.authorization.as_deref())
