@@ -79,11 +79,7 @@ pub(crate) fn parse_mercure_block(text: &str) -> Result<Option<MercureBlock>, Sy
             Token::Open if line_words.last().map(String::as_str) == Some("mercure") => {
                 let mut position = i + 1;
                 let directives = block_body(&tokens, &mut position, true)?;
-                let site_address = stack
-                    .iter()
-                    .rev()
-                    .find_map(|words| words.first().cloned())
-                    .filter(|_| !stack.is_empty());
+                let site_address = stack.iter().rev().find_map(|words| words.first().cloned());
                 return Ok(Some(MercureBlock {
                     site_address: site_address.map(|a| a.trim_end_matches(',').to_owned()),
                     directives,
@@ -352,7 +348,7 @@ mod tests {
         let directives =
             parse_directives("cookie_name {env.PATH}\npublisher_jwt k {env.HERALD_SURELY_UNSET}\n")
                 .unwrap();
-        assert_eq!(directives[0].args, [path.clone()]);
+        assert_eq!(directives[0].args, [path]);
         assert_eq!(directives[1].args, ["k"]);
         let directives = parse_directives("cookie_name {$HERALD_SURELY_UNSET:fallback}").unwrap();
         assert_eq!(directives[0].args, ["fallback"]);
