@@ -52,9 +52,9 @@ pub(super) async fn publish(
     )
     .map_err(|e| match claims.mercure.subscribe {
         Some(_) if claims.mercure.publish.is_none() => Rejection::forbidden(
-            "this is a subscriber's token (its mercure claim has subscribe, not publish): \
-             publish with a token whose mercure.publish lists the topics, e.g. \
-             herald token --publish '*'",
+            "the token's mercure.publish claim is missing or empty: this is a subscriber's token \
+             (its mercure claim has subscribe, not publish); publish with a token whose \
+             mercure.publish lists the topics, e.g. herald token --publish '*'",
         ),
         _ => e,
     })?;
