@@ -90,6 +90,11 @@ async fn publishing_mistakes_are_answered_with_the_fix() {
         401,
         "Authorization: Bearer",
     );
+    let in_the_query = server
+        .client
+        .post(format!("{}?token={token}", server.url))
+        .form(&[("topic", TOPIC)]);
+    assert_says(&answer(in_the_query).await, 401, "?authorization=<token>");
     let bare = post()
         .header("authorization", token.as_str())
         .form(&[("topic", TOPIC)]);
@@ -126,6 +131,16 @@ async fn subscribing_mistakes_are_answered_with_the_fix() {
             "https://app.example.com",
         ],
         &[],
+    );
+    let in_the_query = server.client.get(format!(
+        "{}?topic=*&access_token={}",
+        server.url,
+        subscriber(KEY)
+    ));
+    assert_says(
+        &answer(in_the_query).await,
+        401,
+        "\"access_token\" query parameter",
     );
     let topics = server.client.get(format!("{}?topics=*", server.url));
     assert_says(&answer(topics).await, 400, "not \"topics\"");

@@ -181,6 +181,35 @@ fn token_fix(e: &herald_protocol::TokenError, role: &str) -> String {
     }
 }
 
+/// Query parameters in which users put a token by mistake (other services read them).
+const MISPLACED_TOKEN_PARAMETERS: &[&str] = &["token", "jwt", "access_token", "bearer", "auth"];
+
+/// A request that carries no token where the hub reads one [R19], but has one in a query
+/// parameter of another name (`?token=...`): refused with where to put it.
+pub(crate) fn misplaced_token(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cookie_name: &str,
+) -> Option<Rejection> {
+    if !matches!(
+        find_token(headers, query_token(query).as_deref(), cookie_name),
+        Ok(None)
+    ) {
+        return None;
+    }
+    let name = herald_protocol::form::pairs(query?.as_bytes())
+        .filter_map(Result::ok)
+        .map(|(name, _)| name)
+        .find(|name| MISPLACED_TOKEN_PARAMETERS.contains(&name.as_str()))?;
+    Some(
+        Rejection::unauthorized(format!(
+            "the token is in the \"{name}\" query parameter, which the hub does not read: send \
+             it in an \"Authorization: Bearer <token>\" header, or as ?authorization=<token>"
+        ))
+        .with_detail(format!("token in ?{name}=")),
+    )
+}
+
 /// The `authorization` query parameter, where a token may be sent [R19].
 pub(crate) fn query_token(query: Option<&str>) -> Option<String> {
     herald_protocol::form::pairs(query?.as_bytes())

@@ -7,7 +7,7 @@ use herald_protocol::{PublishRequest, Update, is_reserved_topic};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::auth::query_token;
+use crate::auth::{misplaced_token, query_token};
 use crate::rejection::Rejection;
 use crate::{Hub, HubConfig};
 
@@ -23,6 +23,10 @@ pub(super) async fn publish(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
+    if let Some(rejection) = misplaced_token(&headers, query.as_deref(), &hub.config().cookie_name)
+    {
+        return Err(rejection);
+    }
     let query_token = query_token(query.as_deref());
     let claims = hub
         .authorizer()

@@ -55,6 +55,12 @@ async fn accept(
             Rejection::bad_request(e.to_string())
         }
     })?;
+    if !hub.config().anonymous
+        && let Some(rejection) =
+            crate::auth::misplaced_token(headers, query, &hub.config().cookie_name)
+    {
+        return Err(rejection);
+    }
     let claims = hub
         .authorizer()
         .subscriber(headers, request.authorization.as_deref())
