@@ -64,14 +64,16 @@ impl Authorizer {
         let (token, source) =
             find_token(headers, query_token, &self.cookie_name)?.ok_or_else(|| {
                 Rejection::unauthorized(
-                    "no token: publishing needs a JWT in an \"Authorization: Bearer\" header",
+                    "no token: publishing needs a JWT in an \"Authorization: Bearer <token>\" \
+                     header (curl -H \"Authorization: Bearer $TOKEN\"), the \"authorization\" \
+                     query parameter or the cookie",
                 )
                 .with_detail("publish request without a token")
             })?;
         if source == TokenSource::Cookie {
             self.check_publish_origin(headers)?;
         }
-        verify(verifier, &token, source).await
+        verify(verifier, &token, source, "publisher").await
     }
 
     /// The claims of the subscriber (`None` for an anonymous one), or why it may not subscribe
@@ -83,12 +85,25 @@ impl Authorizer {
     ) -> Result<Option<Claims>, Rejection> {
         match find_token(headers, query_token, &self.cookie_name)? {
             None if self.anonymous => Ok(None),
-            None => Err(Rejection::unauthorized(
-                "no token: this hub does not allow anonymous subscribers; send a JWT in an \
-                 \"Authorization: Bearer\" header, the \"authorization\" query parameter or the \
-                 cookie",
-            )
-            .with_detail("subscribe request without a token")),
+            None => {
+                // From a browser, the usual cause is a cookie the browser did not send.
+                let browser_hint = if headers.contains_key(header::ORIGIN) {
+                    format!(
+                        "; a browser sends the {} cookie only with new EventSource(url, \
+                         {{withCredentials: true}}), to a hub that lists the page's origin with \
+                         --cors-origin (not *)",
+                        self.cookie_name
+                    )
+                } else {
+                    String::new()
+                };
+                Err(Rejection::unauthorized(format!(
+                    "no token: this hub does not allow anonymous subscribers; send a JWT in an \
+                     \"Authorization: Bearer\" header, the \"authorization\" query parameter or \
+                     the cookie{browser_hint}"
+                ))
+                .with_detail("subscribe request without a token"))
+            }
             Some((token, source)) => {
                 let verifier = self.verifiers.subscriber.as_ref().ok_or_else(|| {
                     Rejection::unauthorized(
@@ -97,7 +112,9 @@ impl Authorizer {
                     )
                     .with_detail(format!("token from {source:?} but no subscriber key"))
                 })?;
-                verify(verifier, &token, source).await.map(Some)
+                verify(verifier, &token, source, "subscriber")
+                    .await
+                    .map(Some)
             }
         }
     }
@@ -138,11 +155,59 @@ async fn verify(
     verifier: &KeySource,
     token: &str,
     source: TokenSource,
+    role: &str,
 ) -> Result<Claims, Rejection> {
     verifier.verify(token).await.map_err(|e| {
-        Rejection::unauthorized(format!("invalid token: {e}"))
+        Rejection::unauthorized(format!("invalid token: {e}{}", token_fix(&e, role)))
             .with_detail(format!("token from {source:?}: {e:?}"))
     })
+}
+
+/// What to do about a token the hub refused, for the usual causes.
+fn token_fix(e: &herald_protocol::TokenError, role: &str) -> String {
+    use herald_protocol::TokenError;
+    match e {
+        TokenError::BadSignature => format!(
+            ": it was signed with another key than this hub's {role} key (a hub with separate \
+             publisher and subscriber keys refuses one role's token for the other); mint it with \
+             the hub's {role} key"
+        ),
+        TokenError::Expired => ": its exp claim is in the past; mint a new one".to_owned(),
+        TokenError::Malformed(_) => {
+            ": send the JWT itself (three base64url parts separated by dots), without quotes"
+                .to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Query parameters in which users put a token by mistake (other services read them).
+const MISPLACED_TOKEN_PARAMETERS: &[&str] = &["token", "jwt", "access_token", "bearer", "auth"];
+
+/// A request that carries no token where the hub reads one [R19], but has one in a query
+/// parameter of another name (`?token=...`): refused with where to put it.
+pub(crate) fn misplaced_token(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cookie_name: &str,
+) -> Option<Rejection> {
+    if !matches!(
+        find_token(headers, query_token(query).as_deref(), cookie_name),
+        Ok(None)
+    ) {
+        return None;
+    }
+    let name = herald_protocol::form::pairs(query?.as_bytes())
+        .filter_map(Result::ok)
+        .map(|(name, _)| name)
+        .find(|name| MISPLACED_TOKEN_PARAMETERS.contains(&name.as_str()))?;
+    Some(
+        Rejection::unauthorized(format!(
+            "the token is in the \"{name}\" query parameter, which the hub does not read: send \
+             it in an \"Authorization: Bearer <token>\" header, or as ?authorization=<token>"
+        ))
+        .with_detail(format!("token in ?{name}=")),
+    )
 }
 
 /// The `authorization` query parameter, where a token may be sent [R19].
@@ -167,9 +232,17 @@ pub(crate) fn find_token(
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or_else(|| {
-                Rejection::unauthorized(
-                    "malformed Authorization header: expected \"Bearer <token>\"",
-                )
+                let bare_jwt = value.trim().starts_with("eyJ") && value.matches('.').count() == 2;
+                if bare_jwt {
+                    Rejection::unauthorized(
+                        "the Authorization header holds a token without the \"Bearer \" prefix: \
+                         send \"Authorization: Bearer <token>\"",
+                    )
+                } else {
+                    Rejection::unauthorized(
+                        "malformed Authorization header: expected \"Bearer <token>\"",
+                    )
+                }
             })?;
         return Ok(Some((token.to_owned(), TokenSource::Header)));
     }

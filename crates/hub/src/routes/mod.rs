@@ -22,7 +22,8 @@ pub(crate) fn router(hub: Hub) -> Router {
             herald_protocol::HUB_PATH,
             get(subscribe::subscribe)
                 .head(subscribe::subscribe_head)
-                .post(publish::publish),
+                .post(publish::publish)
+                .fallback(wrong_method),
         )
         .route(
             crate::subscriptions::SUBSCRIPTIONS_PATH,
@@ -122,6 +123,17 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     layer
         .allow_origin(AllowOrigin::list(list))
         .allow_credentials(true)
+}
+
+/// Any other method on the hub's URL: 405 saying which ones mean what.
+async fn wrong_method(method: Method) -> Rejection {
+    Rejection::method_not_allowed(
+        format!(
+            "{method} is not a hub method: subscribe with GET (an EventSource, or curl -N URL?topic=...), \
+             publish with POST (curl -d topic=... -d data=... -H 'Authorization: Bearer TOKEN' URL)"
+        ),
+        "GET, HEAD, POST",
+    )
 }
 
 /// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431, whichever connection path

@@ -9,13 +9,11 @@
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use herald_protocol::{
-    ProtocolVersion, PublishError, PublishRequest, Update, is_reserved_topic_at,
-};
+use herald_protocol::{ProtocolVersion, PublishRequest, Update, is_reserved_topic_at};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::auth::query_token;
+use crate::auth::{misplaced_token, query_token};
 use crate::metrics::PublishOutcome;
 use crate::rejection::Rejection;
 use crate::{Hub, HubConfig};
@@ -45,6 +43,14 @@ pub(super) async fn publish(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
+    if let Some(rejection) = misplaced_token(&headers, query.as_deref(), &hub.config().cookie_name)
+    {
+        hub.metrics().publish_ended(
+            PublishOutcome::Rejected(rejection.status()),
+            Default::default(),
+        );
+        return Err(rejection);
+    }
     let started = std::time::Instant::now();
     let result = store(&hub, headers, query, body).await;
     let (outcome, result) = match result {
@@ -72,23 +78,36 @@ async fn store(
     let version = super::token_edition(&headers, query_token.as_deref(), &hub.config().cookie_name);
     let format = body_format(&headers)?;
     let body = read_body(body, &headers, hub.config()).await?;
+    if matches!(format, BodyFormat::Form) && looks_like_json(&body) {
+        return Err(Rejection::bad_request(
+            "the body is JSON, but its Content-Type is application/x-www-form-urlencoded (what \
+             curl -d sends): add -H 'Content-Type: application/json', or send form fields \
+             (-d topic=URL -d data=TEXT)",
+        )
+        .into());
+    }
     let request = match format {
         BodyFormat::Form => PublishRequest::from_form(&body),
         BodyFormat::Json => PublishRequest::from_json(&body),
     }
-    .map_err(|e| Rejection::bad_request(e.to_string()))?;
-    let update = request.into_update_for(version).map_err(|e| match e {
-        PublishError::FieldTooLarge { .. } => {
-            Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
-        }
-        e => Rejection::bad_request(e.to_string()),
-    })?;
+    .map_err(|e| publish_error(e, &format, &body))?;
+    let update = request
+        .into_update_for(version)
+        .map_err(|e| publish_error(e, &format, &body))?;
     authorize_topics(
         hub,
         &update,
         version,
         claims.mercure.publish.as_deref().unwrap_or_default(),
-    )?;
+    )
+    .map_err(|e| match claims.mercure.subscribe {
+        Some(_) if claims.mercure.publish.is_none() => Rejection::forbidden(
+            "the token's mercure.publish claim is missing or empty: this is a subscriber's token \
+             (its mercure claim has subscribe, not publish); publish with a token whose \
+             mercure.publish lists the topics, e.g. herald token --publish '*'",
+        ),
+        _ => e,
+    })?;
     let id = update.id.clone();
     hub.transport().publish(update).await.map_err(|e| {
         Refused::Failed(
@@ -125,10 +144,43 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Rejection> {
         "application/json" => Ok(BodyFormat::Json),
         _ => Err(Rejection::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the update as application/x-www-form-urlencoded (or application/json)",
+            "send the update as application/x-www-form-urlencoded fields (curl -d topic=URL \
+             -d data=TEXT), or as JSON with -H 'Content-Type: application/json'",
         )
         .with_detail(format!("content type {content_type:?}"))),
     }
+}
+
+/// A form-typed body that is a JSON object or array: the tutorials' `curl -d '{"topic": ...}'`,
+/// which curl sends as a form. It is refused with the fix rather than read as JSON, so that a
+/// body means one thing whatever the hub (the protocol's publish body is a form).
+fn looks_like_json(body: &[u8]) -> bool {
+    let trimmed = body.trim_ascii_start();
+    (trimmed.starts_with(b"{") || trimmed.starts_with(b"["))
+        && serde_json::from_slice::<serde_json::Value>(body).is_ok()
+}
+
+/// A body the protocol refuses, with the fix for the usual mistakes.
+fn publish_error(e: herald_protocol::PublishError, format: &BodyFormat, body: &[u8]) -> Rejection {
+    if matches!(e, herald_protocol::PublishError::NoTopic) {
+        let topics_instead = match format {
+            BodyFormat::Form => herald_protocol::form::pairs(body)
+                .filter_map(Result::ok)
+                .any(|(name, _)| name == "topics" || name == "topic[]"),
+            BodyFormat::Json => serde_json::from_slice::<serde_json::Value>(body)
+                .is_ok_and(|v| v.get("topics").is_some()),
+        };
+        let fix = if topics_instead {
+            "the field is named \"topic\", not \"topics\" (repeat it for several topics)"
+        } else {
+            "add one, e.g. -d topic=https://example.com/books/1"
+        };
+        return Rejection::bad_request(format!("{e}: {fix}"));
+    }
+    if matches!(e, herald_protocol::PublishError::FieldTooLarge { .. }) {
+        return Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+    }
+    Rejection::bad_request(e.to_string())
 }
 
 /// Reads the body, bounded in size [R17] and in time. A declared `Content-Length` over the limit

@@ -49,11 +49,29 @@ async fn accept(
             "POST",
         ));
     }
-    let request = SubscribeRequest::from_query(query.unwrap_or(""))
-        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let request = SubscribeRequest::from_query(query.unwrap_or("")).map_err(|e| {
+        let topics_instead = matches!(e, herald_protocol::SubscribeError::NoTopic)
+            && herald_protocol::form::pairs(query.unwrap_or("").as_bytes())
+                .filter_map(Result::ok)
+                .any(|(name, _)| name == "topics" || name == "topic[]");
+        if topics_instead {
+            Rejection::bad_request(
+                "missing \"topic\": the parameter is named \"topic\", not \"topics\" \
+                 (repeat it for several selectors: ?topic=a&topic=b)",
+            )
+        } else {
+            Rejection::bad_request(e.to_string())
+        }
+    })?;
     let selectors = request
         .selectors(hub.url_base())
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    if !hub.config().anonymous
+        && let Some(rejection) =
+            crate::auth::misplaced_token(headers, query, &hub.config().cookie_name)
+    {
+        return Err(rejection);
+    }
     let claims = hub
         .authorizer()
         .subscriber(headers, request.authorization.as_deref())
