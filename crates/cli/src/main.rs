@@ -11,6 +11,7 @@ mod publish;
 mod serve;
 mod settings;
 mod subscribe;
+mod tls;
 mod token;
 mod values;
 

@@ -229,6 +229,15 @@ pub(crate) struct Settings {
     /// given, and ready-to-use tokens and curl commands printed at start.
     #[arg(long, env = "HERALD_DEV")]
     pub dev: bool,
+
+    /// TLS certificate chain (PEM, server certificate first); with --tls-key, the hub serves
+    /// HTTPS with HTTP/2 and HTTP/1.1, and reloads both files when they change or on SIGHUP.
+    #[arg(long, env = "HERALD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A bad setting: which, what is wrong, what to do.
@@ -303,6 +312,8 @@ impl Settings {
             max_connections: self.max_connections.or(file.max_connections),
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
         }
     }
 

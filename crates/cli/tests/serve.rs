@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::io::Read;
 use std::ops::{Deref, DerefMut};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Herald, STARTUP, STOP, herald, wait_with_timeout};
+use common::{Herald, STOP, assert_names, herald, refused};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -42,47 +40,6 @@ fn subscriber(key: &str) -> String {
     )
 }
 
-/// Runs `herald serve ARGS` expecting it to refuse its settings: exit code 2 and exactly one
-/// line on stderr, which is returned.
-fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
-    // In an empty directory of its own, in case it starts and writes its data there.
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = herald()
-        .current_dir(dir.path())
-        .arg("serve")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("herald binary runs");
-    let mut stderr = String::new();
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        pipe.read_to_string(&mut stderr).unwrap();
-        stderr
-    });
-    let status = wait_with_timeout(&mut child, STARTUP)
-        .unwrap_or_else(|| panic!("herald serve {args:?} kept running instead of refusing"));
-    let stderr = reader.join().unwrap();
-    assert_eq!(status.code(), Some(2), "{args:?}: stderr {stderr:?}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: exactly one line expected, got {stderr:?}"
-    );
-    lines[0].to_owned()
-}
-
-/// Asserts that the refusal `line` names `setting` (as `invalid setting NAME:`).
-fn assert_names(line: &str, setting: &str) {
-    assert!(
-        line.contains(&format!("invalid setting {setting}:")),
-        "expected the line to name {setting}: {line:?}"
-    );
-}
-
 /// A running `herald serve` in a directory of its own, with an HTTP client.
 struct Server {
     herald: Herald,
@@ -114,7 +71,7 @@ impl Server {
         Server {
             herald: Herald::start_command(command, args),
             _dir: dir,
-            client: reqwest::Client::new(),
+            client: crate::common::http_client(),
         }
     }
 

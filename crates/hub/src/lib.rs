@@ -25,6 +25,7 @@ mod server;
 pub mod shutdown;
 mod subscription_conn;
 mod subscriptions;
+pub mod tls;
 pub mod transport;
 mod ui;
 
@@ -36,7 +37,7 @@ use herald_protocol::Update;
 pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
-pub use server::serve;
+pub use server::{serve, serve_tls};
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
 pub use transport::{Durability, RedisOptions, RedisStartError, Transport, TransportError};
@@ -119,6 +120,7 @@ impl HubBuilder {
     /// not on the caller's task), opens history, and returns the hub.
     pub async fn build(self) -> Result<Hub, HubError> {
         let HubBuilder { config, transport } = self;
+        crate::tls::install_default_provider();
         let (config, verifiers) = tokio::task::spawn_blocking(move || {
             let verifiers = config.validate();
             (config, verifiers)

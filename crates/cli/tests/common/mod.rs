@@ -8,6 +8,7 @@
 
 pub mod nginx;
 pub mod redis;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -17,6 +18,20 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::json;
+
+/// A plain HTTP client for the tests. Built through this function because the workspace's
+/// reqwest has rustls without a crypto provider (the CLI's HTTPS brings it in, on ring), and a
+/// client built without a TLS configuration of its own needs the process's default provider.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
+/// [`http_client`]'s builder, for clients with other settings.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // Whoever installed one first wins; ring is the workspace's provider either way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
@@ -72,7 +87,7 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitSta
 /// A running `herald serve`, killed when dropped.
 pub struct Herald {
     pub child: Child,
-    /// `http://127.0.0.1:PORT/.well-known/mercure`
+    /// `http://127.0.0.1:PORT/.well-known/mercure` (`https://` with `--tls-cert`)
     pub url: String,
     /// `127.0.0.1:PORT`
     pub addr: String,
@@ -112,16 +127,16 @@ impl Herald {
             log: Vec::new(),
         };
         let line = herald
-            .wait_for_log("listening on http://", STARTUP)
+            .wait_for_log("listening on http", STARTUP)
             .unwrap_or_else(|| panic!("herald did not start; stderr: {:?}", herald.log));
-        let start = line.find("http://").unwrap();
+        let start = line.find("listening on ").unwrap() + "listening on ".len();
         herald.url = line[start..]
             .split(|c: char| c.is_whitespace() || c == '\x1b')
             .next()
             .unwrap()
             .to_owned();
         assert!(herald.url.ends_with("/.well-known/mercure"), "{line}");
-        herald.addr = herald.url["http://".len()..]
+        herald.addr = herald.url[herald.url.find("://").unwrap() + 3..]
             .split('/')
             .next()
             .unwrap()
@@ -193,6 +208,47 @@ impl Drop for Herald {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs `herald serve ARGS` expecting it to refuse its settings: exit code 2 and exactly one
+/// line on stderr, which is returned.
+pub fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    // In an empty directory of its own, in case it starts and writes its data there.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = herald()
+        .current_dir(dir.path())
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald binary runs");
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        pipe.read_to_string(&mut stderr).unwrap();
+        stderr
+    });
+    let status = wait_with_timeout(&mut child, STARTUP)
+        .unwrap_or_else(|| panic!("herald serve {args:?} kept running instead of refusing"));
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(2), "{args:?}: stderr {stderr:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: exactly one line expected, got {stderr:?}"
+    );
+    lines[0].to_owned()
+}
+
+/// Asserts that the refusal `line` names `setting` (as `invalid setting NAME:`).
+pub fn assert_names(line: &str, setting: &str) {
+    assert!(
+        line.contains(&format!("invalid setting {setting}:")),
+        "expected the line to name {setting}: {line:?}"
+    );
 }
 
 // ---- processes and streams of the durability and cluster tests ----
@@ -299,7 +355,7 @@ pub async fn publish(
 
 /// Publishes `ids` with `concurrency` publishers at a time, asserting each is acknowledged.
 pub async fn publish_all(url: &str, ids: &[String], concurrency: usize) {
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     futures_util::stream::iter(ids)
         .for_each_concurrent(concurrency, |id| {
             let client = client.clone();
@@ -313,7 +369,7 @@ pub async fn publish_all(url: &str, ids: &[String], concurrency: usize) {
 
 /// Publishes `ids` one after the other (so their order in history is theirs).
 pub async fn publish_in_order(url: &str, ids: &[String]) {
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     for id in ids {
         let response = publish(&client, url, id, &format!("data of {id}")).await;
         assert_eq!(response.status(), 200, "publish {id}");
@@ -352,7 +408,7 @@ impl Subscription {
 
     /// Subscribes with this query string (`topic=...`).
     pub async fn open_query(url: &str, query: &str, last_event_id: Option<&str>) -> Subscription {
-        let mut request = reqwest::Client::new()
+        let mut request = crate::common::http_client()
             .get(format!("{url}?{query}"))
             .bearer_auth(token());
         if let Some(id) = last_event_id {
