@@ -13,6 +13,7 @@
 //! This crate must not know about the command line: the `herald` binary turns flags, environment
 //! and files into a [`HubConfig`].
 
+pub mod acme;
 mod auth;
 pub mod config;
 mod deadline;
