@@ -19,8 +19,13 @@
 //! the question (a partial HTTP/2 preface, an error, an immediate close) goes through
 //! `auto::Builder` as before.
 //!
+//! Over TLS ([`serve_tls`], `tls.rs`) the handshake comes first, bounded by the same header
+//! deadline from the accept; then ALPN decides instead of peeking: `h2` goes to the HTTP/2
+//! builder, `http/1.1` (or no ALPN) to the HTTP/1 path, where the first bytes are read rather
+//! than peeked at and handed on with the stream.
+//!
 //! Who bounds which phase:
-//! - the first bytes: [`Timeouts::header`] from the accept, here;
+//! - the first bytes (and over TLS the handshake): [`Timeouts::header`] from the accept, here;
 //! - an HTTP/1 head: `subscription_conn.rs` for subscriptions (from the accept), hyper's
 //!   `header_read_timeout` otherwise (which also bounds the wait for the next request on a
 //!   keep-alive connection);
@@ -91,7 +96,7 @@ async fn serve_with(
         None => (None, None),
     };
     // Stops the certificate's upkeep when serving ends, whichever way.
-    let _maintenance = maintenance.map(|task| AbortOnDrop(task));
+    let _maintenance = maintenance.map(AbortOnDrop);
     let connections = Arc::new(Connections::new(&hub, tls));
     let mut listener = Listener::new(listener);
     let graceful = GracefulShutdown::new();

@@ -15,6 +15,12 @@
 //! allows and every client handles; `EventSource` opens a new connection to reconnect anyway.
 //! Everything else (publishing, HEAD, CORS preflights, the UI, HTTP/2) goes to hyper.
 //!
+//! The stream is any `AsyncRead + AsyncWrite`: a TCP socket, whose first bytes are peeked at
+//! ([`is_subscription`]), or a TLS stream that negotiated HTTP/1.1, whose first bytes cannot be
+//! peeked at and are read instead ([`read_start`]) and handed on with the stream, to this path
+//! or to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
+//! rustls could not write at once.
+//!
 //! Whichever path a request takes, it gets the same answer: which one serves it depends on how
 //! its first bytes arrive, not on what they say. So the head is read and judged as hyper's
 //! server does: parsed on the first read and whenever new bytes may end it (a blank line after
@@ -156,10 +162,10 @@ impl HeadBuffer {
     /// Reads until a verdict; `None` if the connection closed or failed first.
     async fn read<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> Option<Verdict> {
         // Bytes read before (the start of a TLS stream) are judged first.
-        if !self.bytes.is_empty() {
-            if let Some(verdict) = self.verdict_after(0) {
-                return Some(verdict);
-            }
+        if !self.bytes.is_empty()
+            && let Some(verdict) = self.verdict_after(0)
+        {
+            return Some(verdict);
         }
         loop {
             if self.bytes.len() >= MAX_HEAD_BYTES {

@@ -365,15 +365,17 @@ fn hangup_signal() -> Hangups {
             }
         }
     }
+    #[cfg(not(unix))]
+    {}
 }
 
 async fn next_hangup(hangups: &mut Hangups) {
     #[cfg(unix)]
-    if let Some(signal) = hangups {
-        if signal.recv().await.is_some() {
-            tracing::info!("received SIGHUP");
-            return;
-        }
+    if let Some(signal) = hangups
+        && signal.recv().await.is_some()
+    {
+        tracing::info!("received SIGHUP");
+        return;
     }
     #[cfg(not(unix))]
     let _ = hangups;
