@@ -241,6 +241,32 @@ fn a_client_that_stalls_before_or_during_the_handshake_is_closed_after_the_heade
 }
 
 #[test]
+fn past_max_connections_a_tls_client_gets_503_after_the_handshake() {
+    let mut ca = TestCa::new();
+    let leaf = ca.issue();
+    let hub = start(&leaf, &["--max-connections", "1"]);
+    let held = Curl::spawn(&ca, &["--http2", "-N", &format!("{}?topic=held", hub.url)]);
+    Curl::wait(&held.stderr, "< HTTP/2 200");
+    for version in ["--http2", "--http1.1"] {
+        let output = Command::new("curl")
+            .args(["-sS", version, "--cacert"])
+            .arg(&ca.cert)
+            .args([
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                &hub.url,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "503", "{output:?}");
+    }
+}
+
+#[test]
 fn tls_settings_that_cannot_work_refuse_to_start_naming_the_flag() {
     let mut ca = TestCa::new();
     let leaf = ca.issue();

@@ -326,7 +326,7 @@ impl Connections {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
         if let Some(tls) = &self.tls {
-            return self.serve_tls(tls, stream, head_deadline, stopping).await;
+            return self.serve_tls(tls, stream, accepted, stopping).await;
         }
         // A client that connects and sends nothing is dropped after the header timeout.
         let version = tokio::select! {
@@ -338,9 +338,9 @@ impl Connections {
         };
         let result = match version {
             Some(Version::Http1) => self.serve_http1(stream, head_deadline, &stopping).await,
-            Some(Version::Http2) => self.serve_http2(stream, &stopping).await,
+            Some(Version::Http2) => self.serve_http2(stream, accepted, &stopping).await,
             None => {
-                let activity = Activity::new();
+                let activity = Activity::since(accepted);
                 let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
                 let connection = self
                     .auto
@@ -363,12 +363,13 @@ impl Connections {
     async fn serve_http2<I>(
         &self,
         stream: I,
+        accepted: Instant,
         stopping: &CancellationToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Activity::new();
+        let activity = Activity::since(accepted);
         let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
         let connection = self.h2.serve_connection(TokioIo::new(stream), service);
         Box::pin(deadline::serve(
@@ -387,9 +388,10 @@ impl Connections {
         &self,
         tls: &TlsAcceptor,
         stream: TcpStream,
-        head_deadline: Instant,
+        accepted: Instant,
         stopping: CancellationToken,
     ) {
+        let head_deadline = accepted + self.timeouts.header;
         let handshake = tokio::select! {
             handshake = tokio::time::timeout_at(head_deadline, tls.accept(stream)) => handshake,
             () = stopping.cancelled() => return,
@@ -406,7 +408,7 @@ impl Connections {
             }
         };
         let result = match stream.get_ref().1.alpn_protocol() {
-            Some(ALPN_H2) => self.serve_http2(stream, &stopping).await,
+            Some(ALPN_H2) => self.serve_http2(stream, accepted, &stopping).await,
             // A TLS-ALPN-01 validation: the handshake was the answer.
             Some(ALPN_ACME) => {
                 let _ = stream.shutdown().await;
