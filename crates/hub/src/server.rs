@@ -326,7 +326,8 @@ impl Connections {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
         if let Some(tls) = &self.tls {
-            return self.serve_tls(tls, stream, accepted, stopping).await;
+            // Boxed: a TLS stream and its paths do not size every plain connection's task.
+            return Box::pin(self.serve_tls(tls, stream, accepted, stopping)).await;
         }
         // A client that connects and sends nothing is dropped after the header timeout.
         let version = tokio::select! {
