@@ -15,6 +15,7 @@ mod serve;
 mod setting_origin;
 mod settings;
 mod subscribe;
+mod tls;
 mod token;
 mod values;
 

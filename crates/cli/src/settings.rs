@@ -244,6 +244,50 @@ pub(crate) struct Settings {
     /// which anyone may guess to mint tokens. Outside --dev such a key is refused without it.
     #[arg(long, env = "HERALD_ALLOW_WEAK_KEY", value_parser = EnvBool)]
     pub allow_weak_key: bool,
+
+    /// TLS certificate chain (PEM, server certificate first); with --tls-key, the hub serves
+    /// HTTPS with HTTP/2 and HTTP/1.1, and reloads both files when they change or on SIGHUP.
+    #[arg(long, env = "HERALD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a certificate for this name from an ACME CA (Let's Encrypt by
+    /// default), obtained and renewed by TLS-ALPN-01 on this hub's port, which must be port 443
+    /// of the name; repeatable. Needs --acme-cache; excludes --tls-cert.
+    #[arg(
+        long = "acme-domain",
+        env = "HERALD_ACME_DOMAINS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "acme-domain")]
+    pub acme_domains: Vec<String>,
+
+    /// Contact for the ACME account, as mailto:you@example.com; repeatable.
+    #[arg(
+        long = "acme-contact",
+        env = "HERALD_ACME_CONTACTS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "acme-contact")]
+    pub acme_contacts: Vec<String>,
+
+    /// Directory keeping the ACME account and certificates across restarts.
+    #[arg(long, env = "HERALD_ACME_CACHE", value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+
+    /// ACME directory URL [default: Let's Encrypt production].
+    #[arg(long, env = "HERALD_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// CA certificate (PEM) to trust for the ACME directory's own HTTPS, for a private or test
+    /// CA [default: the system's store].
+    #[arg(long, env = "HERALD_ACME_DIRECTORY_CA", value_name = "FILE")]
+    pub acme_directory_ca: Option<PathBuf>,
 }
 
 /// A bad setting: which, what is wrong, what to do.
@@ -322,6 +366,13 @@ impl Settings {
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             log_format: self.log_format.or(file.log_format),
             allow_weak_key: self.allow_weak_key || file.allow_weak_key,
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            acme_domains: list(self.acme_domains, file.acme_domains),
+            acme_contacts: list(self.acme_contacts, file.acme_contacts),
+            acme_cache: self.acme_cache.or(file.acme_cache),
+            acme_directory: self.acme_directory.or(file.acme_directory),
+            acme_directory_ca: self.acme_directory_ca.or(file.acme_directory_ca),
         }
     }
 

@@ -15,6 +15,7 @@
 //! This crate must not know about the command line: the `herald` binary turns flags, environment
 //! and files into a [`HubConfig`].
 
+pub mod acme;
 mod auth;
 pub mod config;
 mod deadline;
@@ -28,6 +29,7 @@ mod server;
 pub mod shutdown;
 mod subscription_conn;
 mod subscriptions;
+pub mod tls;
 pub mod transport;
 mod ui;
 
@@ -40,7 +42,7 @@ pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
 pub use metrics::endpoints::{READY_TIMEOUT, serve_metrics};
-pub use server::serve;
+pub use server::{serve, serve_tls};
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
 pub use transport::{Durability, RedisOptions, RedisStartError, Transport, TransportError};
@@ -125,6 +127,7 @@ impl HubBuilder {
     /// not on the caller's task), opens history, and returns the hub.
     pub async fn build(self) -> Result<Hub, HubError> {
         let HubBuilder { config, transport } = self;
+        crate::tls::install_default_provider();
         let (config, verifiers) = tokio::task::spawn_blocking(move || {
             let verifiers = config.validate();
             (config, verifiers)

@@ -23,8 +23,13 @@
 //! the question (a partial HTTP/2 preface, an error, an immediate close) goes through
 //! `auto::Builder` as before.
 //!
+//! Over TLS ([`serve_tls`], `tls.rs`) the handshake comes first, bounded by the same header
+//! deadline from the accept; then ALPN decides instead of peeking: `h2` goes to the HTTP/2
+//! builder, `http/1.1` (or no ALPN) to the HTTP/1 path, where the first bytes are read rather
+//! than peeked at and handed on with the stream.
+//!
 //! Who bounds which phase:
-//! - the first bytes: [`Timeouts::header`] from the accept, here;
+//! - the first bytes (and over TLS the handshake): [`Timeouts::header`] from the accept, here;
 //! - an HTTP/1 head: `subscription_conn.rs` for subscriptions (from the accept), hyper's
 //!   `header_read_timeout` otherwise (which also bounds the wait for the next request on a
 //!   keep-alive connection);
@@ -43,6 +48,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -51,7 +57,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Timeouts;
 use crate::deadline::{self, Activity, Tracked};
 use crate::metrics::Metrics;
-use crate::subscription_conn::{self, MAX_HEAD_BYTES};
+use crate::subscription_conn::{self, MAX_HEAD_BYTES, Rewound};
+use crate::tls::{ALPN_ACME, ALPN_H2, Tls, TlsAcceptor};
 use crate::{Hub, HubConfig};
 
 /// How long written data may stay unacknowledged before the kernel declares the peer dead
@@ -66,7 +73,36 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let connections = Arc::new(Connections::new(&hub));
+    serve_with(listener, hub, None, shutdown).await
+}
+
+/// Serves `hub` over TLS on `listener` until `shutdown` resolves, then shuts down gracefully:
+/// HTTP/2 and HTTP/1.1 by ALPN, with the certificate `tls` keeps current (see `tls.rs`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    hub: Hub,
+    tls: Tls,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with(listener, hub, Some(tls), shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    hub: Hub,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (tls, maintenance) = match tls {
+        Some(Tls {
+            acceptor,
+            maintenance,
+        }) => (Some(acceptor), maintenance.map(tokio::spawn)),
+        None => (None, None),
+    };
+    // Stops the certificate's upkeep when serving ends, whichever way.
+    let _maintenance = maintenance.map(AbortOnDrop);
+    let connections = Arc::new(Connections::new(&hub, tls));
     let metrics_server = start_metrics_listener(&hub).await?;
     let mut listener = Listener::new(listener);
     let graceful = GracefulShutdown::new();
@@ -210,6 +246,15 @@ impl Listener {
     }
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What every connection is served with, shared by the connection tasks.
 struct Connections {
     /// One permit per connection served, when `max_connections` caps them.
@@ -223,10 +268,12 @@ struct Connections {
     /// Connections whose first bytes did not tell: `auto::Builder` reads them and decides.
     auto: auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
+    /// The TLS handshake every connection starts with, when the hub serves TLS.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Connections {
-    fn new(hub: &Hub) -> Connections {
+    fn new(hub: &Hub, tls: Option<TlsAcceptor>) -> Connections {
         let router = hub.router();
         let HubConfig { timeouts, .. } = *hub.config();
         // The HTTP/1 settings, applied alike to the connections recognized by peeking and to
@@ -256,6 +303,7 @@ impl Connections {
             h2: auto.clone().http2_only(),
             auto,
             timeouts,
+            tls,
         }
     }
 
@@ -274,6 +322,21 @@ impl Connections {
     /// hyper reads the request first, so that the client sees the answer rather than a reset.
     async fn refuse(&self, stream: TcpStream) {
         tracing::debug!("connection refused: max-connections reached");
+        let deadline = Instant::now() + self.timeouts.header;
+        if let Some(tls) = &self.tls {
+            // The answer needs the handshake first; both within the header timeout.
+            if let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                self.refuse_on(stream, deadline).await;
+            }
+            return;
+        }
+        self.refuse_on(stream, deadline).await;
+    }
+
+    async fn refuse_on<I>(&self, stream: I, deadline: Instant)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let service = hyper::service::service_fn(|_request| async {
             let mut response = http::Response::new(axum::body::Body::from(
                 "too many connections: retry later\n",
@@ -291,13 +354,17 @@ impl Connections {
             Ok::<_, std::convert::Infallible>(response)
         });
         let connection = self.auto.serve_connection(TokioIo::new(stream), service);
-        let _ = tokio::time::timeout(self.timeouts.header, connection).await;
+        let _ = tokio::time::timeout_at(deadline, connection).await;
     }
 
     /// Serves one connection until it ends, or until `stopping` and its current request ends.
     async fn serve(&self, stream: TcpStream, stopping: CancellationToken) {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
+        if let Some(tls) = &self.tls {
+            // Boxed: a TLS stream and its paths do not size every plain connection's task.
+            return Box::pin(self.serve_tls(tls, stream, accepted, stopping)).await;
+        }
         // A client that connects and sends nothing is dropped after the header timeout.
         let version = tokio::select! {
             version = tokio::time::timeout_at(head_deadline, sniff(&stream)) => match version {
@@ -308,20 +375,9 @@ impl Connections {
         };
         let result = match version {
             Some(Version::Http1) => self.serve_http1(stream, head_deadline, &stopping).await,
-            Some(Version::Http2) => {
-                let activity = Activity::new();
-                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
-                let connection = self.h2.serve_connection(TokioIo::new(stream), service);
-                Box::pin(deadline::serve(
-                    connection,
-                    &activity,
-                    self.timeouts,
-                    &stopping,
-                ))
-                .await
-            }
+            Some(Version::Http2) => self.serve_http2(stream, accepted, &stopping).await,
             None => {
-                let activity = Activity::new();
+                let activity = Activity::since(accepted);
                 let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
                 let connection = self
                     .auto
@@ -340,6 +396,93 @@ impl Connections {
         }
     }
 
+    /// Serves an HTTP/2 connection (prior knowledge or ALPN `h2`) under `deadline.rs`.
+    async fn serve_http2<I>(
+        &self,
+        stream: I,
+        accepted: Instant,
+        stopping: &CancellationToken,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::since(accepted);
+        let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+        let connection = self.h2.serve_connection(TokioIo::new(stream), service);
+        Box::pin(deadline::serve(
+            connection,
+            &activity,
+            self.timeouts,
+            stopping,
+        ))
+        .await
+    }
+
+    /// A TLS connection: the handshake within the header timeout, then the protocol ALPN
+    /// chose. HTTP/1.1 subscriptions keep their fast path; the first bytes are read (a TLS
+    /// stream cannot be peeked at) and handed on with the stream.
+    async fn serve_tls(
+        &self,
+        tls: &TlsAcceptor,
+        stream: TcpStream,
+        accepted: Instant,
+        stopping: CancellationToken,
+    ) {
+        let head_deadline = accepted + self.timeouts.header;
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout_at(head_deadline, tls.accept(stream)) => handshake,
+            () = stopping.cancelled() => return,
+        };
+        let mut stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!("TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not done within the header timeout: closed");
+                return;
+            }
+        };
+        let result = match stream.get_ref().1.alpn_protocol() {
+            Some(ALPN_H2) => self.serve_http2(stream, accepted, &stopping).await,
+            // A TLS-ALPN-01 validation: the handshake was the answer.
+            Some(ALPN_ACME) => {
+                let _ = stream.shutdown().await;
+                Ok(())
+            }
+            _ => {
+                let start = tokio::select! {
+                    start = tokio::time::timeout_at(
+                        head_deadline,
+                        subscription_conn::read_start(&mut stream),
+                    ) => start,
+                    () = stopping.cancelled() => return,
+                };
+                let Ok(Some((prefix, is_subscription))) = start else {
+                    return;
+                };
+                let rewound = if is_subscription {
+                    let router = self.router.clone();
+                    match subscription_conn::serve(stream, prefix, router, head_deadline).await {
+                        Some(rewound) => rewound,
+                        None => return,
+                    }
+                } else {
+                    Rewound::new(prefix, stream)
+                };
+                let connection = self
+                    .h1
+                    .serve_connection(TokioIo::new(rewound), self.service.clone())
+                    .with_upgrades();
+                Box::pin(until_stopped(connection, &stopping)).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!("TLS connection ended with an error: {e}");
+        }
+    }
+
     async fn serve_http1(
         &self,
         stream: TcpStream,
@@ -350,7 +493,8 @@ impl Connections {
         // their head needs hyper's judgement.
         if subscription_conn::is_subscription(&stream).await {
             let router = self.router.clone();
-            let Some(rewound) = subscription_conn::serve(stream, router, head_deadline).await
+            let Some(rewound) =
+                subscription_conn::serve(stream, Vec::new(), router, head_deadline).await
             else {
                 return Ok(());
             };

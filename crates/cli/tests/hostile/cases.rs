@@ -726,7 +726,7 @@ fn connection_cases() -> Vec<Case> {
             Ok(())
         }),
         custom("a valid HTTP/2 subscription (prior knowledge)", |ctx| async move {
-            let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+            let client = crate::common::http_client_builder().http2_prior_knowledge().build().unwrap();
             let response = client.get(format!("{}?topic=a", ctx.url)).send().await.map_err(|e| e.to_string())?;
             match response.status().as_u16() {
                 200 => Ok(()),
@@ -787,7 +787,7 @@ fn flood_cases() -> Vec<Case> {
             "subscription events do not flush history (3 subscriptions of 1000 topics)",
             |ctx| async move {
                 let marker = format!("marker-{}", now());
-                let client = reqwest::Client::new();
+                let client = crate::common::http_client();
                 let published = client
                     .post(&ctx.url)
                     .bearer_auth(publish_all())
