@@ -17,7 +17,10 @@ mod auth;
 pub mod config;
 mod deadline;
 pub mod delivery;
+mod front_page;
 pub mod jwks;
+mod limits;
+mod peer;
 mod rejection;
 mod routes;
 mod selector;
@@ -36,6 +39,7 @@ use herald_protocol::Update;
 pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
+pub use peer::ProxyNetwork;
 pub use server::serve;
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
@@ -74,6 +78,8 @@ struct Shared {
     authorizer: Authorizer,
     registry: Registry,
     transport: Arc<dyn Transport>,
+    /// The caps on open subscriptions (limits.rs).
+    limits: limits::SubscriptionLimits,
 }
 
 /// Makes a transport from the hub's [`Dispatcher`]; see [`HubBuilder::transport`].
@@ -154,8 +160,13 @@ impl HubBuilder {
             config.publish_origins.clone(),
             config.anonymous,
         );
+        let limits = limits::SubscriptionLimits::new(
+            config.max_connections,
+            config.max_subscriptions_per_client,
+        );
         Ok(Hub {
             shared: Arc::new(Shared {
+                limits,
                 config,
                 authorizer,
                 registry,
@@ -215,6 +226,10 @@ impl Hub {
     /// The transport, for an application that wants to plan a replay itself.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.shared.transport
+    }
+
+    pub(crate) fn limits(&self) -> &limits::SubscriptionLimits {
+        &self.shared.limits
     }
 
     fn authorizer(&self) -> &Authorizer {

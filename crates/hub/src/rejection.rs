@@ -14,6 +14,8 @@ pub(crate) struct Rejection {
     detail: Option<String>,
     /// For 405: the methods that are allowed (RFC 9110 requires the `Allow` header).
     allow: Option<&'static str>,
+    /// For 429 and 503: when to come back, in seconds (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl Rejection {
@@ -23,6 +25,7 @@ impl Rejection {
             reason: reason.into(),
             detail: None,
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -38,6 +41,18 @@ impl Rejection {
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
         self.detail = Some(detail.into());
         self
+    }
+
+    /// Tells the client to come back in `seconds` (`Retry-After`).
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Rejection {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The status this rejection answers with.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
     }
 
     pub(crate) fn bad_request(reason: impl Into<String>) -> Rejection {
@@ -80,6 +95,11 @@ impl IntoResponse for Rejection {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: tell the client which scheme to use.

@@ -5,8 +5,11 @@
 //! hyper-util): a deadline on every phase of a connection (see [`Timeouts`]), `TCP_NODELAY` so
 //! small events leave at once, accept errors (such as running out of file descriptors) that
 //! back off instead of spinning or killing the server, an optional cap on connections
-//! (`max_connections`: past it, a new connection's request gets 503), and a shutdown that stops accepting,
-//! ends every stream cleanly so that clients reconnect elsewhere, and waits a bounded time for
+//! ([`HubConfig::connection_cap`], a guard on file descriptors set a little above
+//! `max_connections`, which caps subscriptions in the routes: past it, a new connection's
+//! request gets 503), the peer address put in every request (`peer.rs`), and a shutdown that
+//! stops accepting, ends every stream cleanly (with a `retry:` hint spread over
+//! `drain_spread`, so that clients do not all reconnect at once), and waits a bounded time for
 //! connections to finish.
 //!
 //! HTTP/1 and HTTP/2 (prior knowledge) are both served. Which one a connection speaks is decided
@@ -31,6 +34,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Timeouts;
 use crate::deadline::{self, Activity, Tracked};
+use crate::peer::WithPeer;
 use crate::subscription_conn::{self, MAX_HEAD_BYTES};
 use crate::{Hub, HubConfig};
 
@@ -69,8 +74,8 @@ pub async fn serve(
     let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            stream = listener.accept() => stream,
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
@@ -83,7 +88,7 @@ pub async fn serve(
         tokio::spawn(async move {
             match connections.admit() {
                 Ok(permit) => {
-                    connections.serve(stream, stopping).await;
+                    connections.serve(stream, peer, stopping).await;
                     drop(permit);
                 }
                 Err(Full) => connections.refuse(stream).await,
@@ -139,12 +144,12 @@ impl Listener {
     /// The next connection. Errors (EMFILE, ENFILE, ENOBUFS, a connection reset before it was
     /// accepted) are per connection or pass as connections close, so they are retried after a
     /// pause, never returned.
-    async fn accept(&mut self) -> TcpStream {
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.listener.accept().await {
-                Ok((stream, _peer)) => {
+                Ok(accepted) => {
                     self.backoff = Duration::ZERO;
-                    return stream;
+                    return accepted;
                 }
                 Err(e) => {
                     self.backoff = (self.backoff * 2).clamp(Self::MIN_BACKOFF, Self::MAX_BACKOFF);
@@ -179,7 +184,6 @@ struct Connections {
     /// One permit per connection served, when `max_connections` caps them.
     limit: Option<Arc<Semaphore>>,
     router: axum::Router,
-    service: TowerToHyperService<axum::Router>,
     /// HTTP/1, recognized by peeking.
     h1: http1::Builder,
     /// HTTP/2 (prior knowledge), recognized by peeking.
@@ -212,9 +216,8 @@ impl Connections {
         Connections {
             limit: hub
                 .config()
-                .max_connections
+                .connection_cap()
                 .map(|max| Arc::new(Semaphore::new(max))),
-            service: TowerToHyperService::new(router.clone()),
             router,
             h1,
             h2: auto.clone().http2_only(),
@@ -259,7 +262,12 @@ impl Connections {
     }
 
     /// Serves one connection until it ends, or until `stopping` and its current request ends.
-    async fn serve(&self, stream: TcpStream, stopping: CancellationToken) {
+    /// The router as a hyper service for one connection, telling each request its peer.
+    fn service(&self, peer: SocketAddr) -> TowerToHyperService<WithPeer<axum::Router>> {
+        TowerToHyperService::new(WithPeer::new(self.router.clone(), peer))
+    }
+
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, stopping: CancellationToken) {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
         // A client that connects and sends nothing is dropped after the header timeout.
@@ -271,10 +279,13 @@ impl Connections {
             () = stopping.cancelled() => return,
         };
         let result = match version {
-            Some(Version::Http1) => self.serve_http1(stream, head_deadline, &stopping).await,
+            Some(Version::Http1) => {
+                self.serve_http1(stream, peer, head_deadline, &stopping)
+                    .await
+            }
             Some(Version::Http2) => {
                 let activity = Activity::new();
-                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+                let service = Tracked::new(self.service(peer), Arc::clone(&activity));
                 let connection = self.h2.serve_connection(TokioIo::new(stream), service);
                 Box::pin(deadline::serve(
                     connection,
@@ -286,7 +297,7 @@ impl Connections {
             }
             None => {
                 let activity = Activity::new();
-                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+                let service = Tracked::new(self.service(peer), Arc::clone(&activity));
                 let connection = self
                     .auto
                     .serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -307,6 +318,7 @@ impl Connections {
     async fn serve_http1(
         &self,
         stream: TcpStream,
+        peer: SocketAddr,
         head_deadline: Instant,
         stopping: &CancellationToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -314,13 +326,13 @@ impl Connections {
         // their head needs hyper's judgement.
         if subscription_conn::is_subscription(&stream).await {
             let router = self.router.clone();
-            let Some(rewound) = subscription_conn::serve(stream, router, head_deadline).await
+            let Some(rewound) = subscription_conn::serve(stream, peer, router, head_deadline).await
             else {
                 return Ok(());
             };
             let connection = self
                 .h1
-                .serve_connection(TokioIo::new(rewound), self.service.clone())
+                .serve_connection(TokioIo::new(rewound), self.service(peer))
                 .with_upgrades();
             return Box::pin(until_stopped(connection, stopping)).await;
         }
@@ -328,7 +340,7 @@ impl Connections {
         // every connection's task.
         let connection = self
             .h1
-            .serve_connection(TokioIo::new(stream), self.service.clone())
+            .serve_connection(TokioIo::new(stream), self.service(peer))
             .with_upgrades();
         until_stopped(connection, stopping).await
     }

@@ -25,11 +25,13 @@
 //! holds the verdicts to httparse's on arbitrary and mutated heads.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use bytes::{BufMut, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
@@ -66,12 +68,13 @@ pub(crate) async fn is_subscription(stream: &TcpStream) -> bool {
 /// served by hyper. The request head must be complete by `head_deadline`.
 pub(crate) async fn serve(
     mut stream: TcpStream,
+    peer: SocketAddr,
     router: Router,
     head_deadline: Instant,
 ) -> Option<Rewound> {
     let mut head = HeadBuffer::default();
     let verdict = tokio::time::timeout_at(head_deadline, head.read(&mut stream)).await;
-    let request = match verdict {
+    let mut request = match verdict {
         Ok(Some(Verdict::Serve(request))) => {
             // Not kept for the subscription's life: that is the point of this path.
             drop(head);
@@ -90,6 +93,8 @@ pub(crate) async fn serve(
         // Closed, failed or too slow: hyper closes without an answer too.
         Ok(None) | Err(_) => return None,
     };
+    // The peer address, as the hyper path puts it (`peer.rs`).
+    request.extensions_mut().insert(ConnectInfo(peer));
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
     if let Err(e) = write_response(&mut stream, version, response).await {

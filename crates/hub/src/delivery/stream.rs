@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use rand::Rng;
 use tokio::time::{Instant, Sleep};
 
-use super::outbox::Drained;
+use super::outbox::{CloseReason, Drained};
 use super::registry::Registration;
 use super::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, ReplaySource, TransportError};
 
@@ -30,6 +31,9 @@ pub(crate) struct StreamTiming {
     pub(crate) heartbeat: Option<Duration>,
     /// When the stream ends at the latest (token `exp`, maximum lifetime) [R11].
     pub(crate) ends_at: Option<Instant>,
+    /// When the hub shuts down, the stream's last frame is a `retry:` field drawn at random
+    /// up to this, so that clients spread their reconnections; zero: no `retry:` field.
+    pub(crate) drain_spread: Duration,
 }
 
 /// The part of history still to be replayed, read a page at a time as the client drains it.
@@ -223,6 +227,17 @@ impl EventStream {
     }
 }
 
+/// The last frame of a stream ended by a shutdown: `retry: N` with N milliseconds drawn
+/// uniformly up to `spread`. An `EventSource` waits that long before it reconnects (HTML's
+/// "reconnection time"), so that the clients of a node that stops arrive at the surviving ones
+/// spread over `spread` rather than in the same millisecond. It also stays the client's
+/// reconnection time afterwards, which for a few seconds is harmless.
+fn drain_retry(spread: Duration) -> Bytes {
+    let max = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+    let retry = rand::rng().random_range(0..=max);
+    Bytes::from(format!("retry: {retry}\n\n"))
+}
+
 impl Body for EventStream {
     type Data = Bytes;
     type Error = std::convert::Infallible;
@@ -266,6 +281,11 @@ impl Body for EventStream {
                 Poll::Ready(Drained::Closed(reason)) => {
                     tracing::debug!(?reason, "ending subscriber stream");
                     this.done = true;
+                    if reason == CloseReason::Shutdown && !this.timing.drain_spread.is_zero() {
+                        return Poll::Ready(Some(Ok(Frame::data(drain_retry(
+                            this.timing.drain_spread,
+                        )))));
+                    }
                     return Poll::Ready(None);
                 }
                 Poll::Pending => break,
