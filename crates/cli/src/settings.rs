@@ -734,6 +734,40 @@ mod tests {
     }
 
     #[test]
+    fn the_overload_settings_are_flags_and_file_keys() {
+        let file: Settings = toml::from_str(
+            "no-front-page = true\ntrusted-proxy = [\"10.0.0.0/8\"]\ndrain-spread = \"2s\"",
+        )
+        .unwrap();
+        let config = Settings {
+            jwt_key: Some("k".into()),
+            max_subscriptions_per_client: Some("0".into()),
+            ..Settings::default()
+        }
+        .or(file)
+        .hub_config()
+        .unwrap();
+        assert!(!config.front_page);
+        assert_eq!(config.max_subscriptions_per_client, None);
+        assert_eq!(config.trusted_proxies, ["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(config.drain_spread, std::time::Duration::from_secs(2));
+        let defaults = Settings {
+            jwt_key: Some("k".into()),
+            ..Settings::default()
+        }
+        .hub_config()
+        .unwrap();
+        assert!(defaults.front_page);
+        assert_eq!(defaults.max_subscriptions_per_client, Some(100));
+        let bad = Settings {
+            jwt_key: Some("k".into()),
+            trusted_proxies: vec!["proxy.local".into()],
+            ..Settings::default()
+        };
+        assert_eq!(bad.hub_config().unwrap_err().setting, "trusted-proxy");
+    }
+
+    #[test]
     fn ui_is_a_flag_and_a_file_key() {
         let file: Settings = toml::from_str("ui = true").unwrap();
         let merged = Settings::default().or(file);
