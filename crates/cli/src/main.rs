@@ -7,6 +7,8 @@
 
 mod client_common;
 mod dev;
+#[cfg(test)]
+mod flag_table;
 mod publish;
 mod serve;
 mod settings;
