@@ -181,7 +181,8 @@ impl Listener {
 
 /// What every connection is served with, shared by the connection tasks.
 struct Connections {
-    /// One permit per connection served, when `max_connections` caps them.
+    /// One permit per connection served, when `max_connections` caps subscriptions (and so
+    /// connections, at [`HubConfig::connection_cap`]).
     limit: Option<Arc<Semaphore>>,
     router: axum::Router,
     /// HTTP/1, recognized by peeking.
@@ -261,12 +262,12 @@ impl Connections {
         let _ = tokio::time::timeout(self.timeouts.header, connection).await;
     }
 
-    /// Serves one connection until it ends, or until `stopping` and its current request ends.
     /// The router as a hyper service for one connection, telling each request its peer.
     fn service(&self, peer: SocketAddr) -> TowerToHyperService<WithPeer<axum::Router>> {
         TowerToHyperService::new(WithPeer::new(self.router.clone(), peer))
     }
 
+    /// Serves one connection until it ends, or until `stopping` and its current request ends.
     async fn serve(&self, stream: TcpStream, peer: SocketAddr, stopping: CancellationToken) {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
