@@ -1,7 +1,8 @@
 //! The Herald hub as a library.
 //!
 //! A [`Hub`] is built from a [`HubConfig`]; [`Hub::router`] gives an axum `Router` that serves the
-//! Mercure endpoint (`/.well-known/mercure`) and `/healthz`, which an application can mount in
+//! Mercure endpoint (`/.well-known/mercure`), `/healthz` and a front page at `/` (unless
+//! [`HubConfig::front_page`] is off), which an application can mount in
 //! its own server next to its own routes, and [`serve`] runs it on a listener with the limits and
 //! graceful shutdown a standalone hub needs.
 //!
