@@ -8,6 +8,8 @@
 mod caddyfile;
 mod client_common;
 mod dev;
+#[cfg(test)]
+mod flag_table;
 mod key_strength;
 mod mercure_compat;
 mod publish;

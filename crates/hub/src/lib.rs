@@ -1,11 +1,11 @@
 //! The Herald hub as a library.
 //!
 //! A [`Hub`] is built from a [`HubConfig`]; [`Hub::router`] gives an axum `Router` that serves the
-//! Mercure endpoint (`/.well-known/mercure`), `/healthz` and `/readyz`, which an application can
-//! mount in its own server next to its own routes, and [`serve`] runs it on a listener with the
-//! limits and graceful shutdown a standalone hub needs (and, with
-//! [`HubConfig::metrics_listen`], the Prometheus metrics on a listener of their own:
-//! [`serve_metrics`]).
+//! Mercure endpoint (`/.well-known/mercure`), `/healthz`, `/readyz` and a front page at `/`
+//! (unless [`HubConfig::front_page`] is off), which an application can mount in its own server
+//! next to its own routes, and [`serve`] runs it on a listener with the limits and graceful
+//! shutdown a standalone hub needs (and, with [`HubConfig::metrics_listen`], the Prometheus
+//! metrics on a listener of their own: [`serve_metrics`]).
 //!
 //! Inside, one update travels: `routes` (parse, authorize) → [`Transport::publish`] (position,
 //! history) → the hub's one [`Dispatcher`] (selector index, one shared frame per update) → each
@@ -20,8 +20,11 @@ mod auth;
 pub mod config;
 mod deadline;
 pub mod delivery;
+mod front_page;
 pub mod jwks;
+mod limits;
 mod metrics;
+mod peer;
 mod rejection;
 mod routes;
 mod selector;
@@ -42,6 +45,7 @@ pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
 pub use metrics::endpoints::{READY_TIMEOUT, serve_metrics};
+pub use peer::ProxyNetwork;
 pub use server::{serve, serve_tls};
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
@@ -82,6 +86,8 @@ struct Shared {
     transport: Arc<dyn Transport>,
     /// `HubConfig::hub_url`, parsed: the base of relative 1.0 URL patterns and topics.
     url_base: url::Url,
+    /// The caps on open subscriptions (limits.rs).
+    limits: limits::SubscriptionLimits,
 }
 
 /// Makes a transport from the hub's [`Dispatcher`]; see [`HubBuilder::transport`].
@@ -171,8 +177,13 @@ impl HubBuilder {
                     "give the hub's public URL, e.g. https://hub.example/.well-known/mercure",
                 )
             })?;
+        let limits = limits::SubscriptionLimits::new(
+            config.max_connections,
+            config.max_subscriptions_per_client,
+        );
         Ok(Hub {
             shared: Arc::new(Shared {
+                limits,
                 config,
                 authorizer,
                 registry,
@@ -262,6 +273,10 @@ impl Hub {
     /// The base of relative 1.0 URL patterns and topics (`HubConfig::hub_url`).
     pub(crate) fn url_base(&self) -> &url::Url {
         &self.shared.url_base
+    }
+
+    pub(crate) fn limits(&self) -> &limits::SubscriptionLimits {
+        &self.shared.limits
     }
 
     fn authorizer(&self) -> &Authorizer {

@@ -14,6 +14,8 @@ pub(crate) struct Rejection {
     detail: Option<String>,
     /// For 405: the methods that are allowed (RFC 9110 requires the `Allow` header).
     allow: Option<&'static str>,
+    /// For 429 and 503: when to come back, in seconds (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl Rejection {
@@ -23,6 +25,7 @@ impl Rejection {
             reason: reason.into(),
             detail: None,
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -42,6 +45,12 @@ impl Rejection {
     /// Adds detail for the debug log only.
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Tells the client to come back in `seconds` (`Retry-After`).
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Rejection {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -85,6 +94,11 @@ impl IntoResponse for Rejection {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: tell the client which scheme to use.

@@ -5,8 +5,11 @@
 //! hyper-util): a deadline on every phase of a connection (see [`Timeouts`]), `TCP_NODELAY` so
 //! small events leave at once, accept errors (such as running out of file descriptors) that
 //! back off instead of spinning or killing the server, an optional cap on connections
-//! (`max_connections`: past it, a new connection's request gets 503), and a shutdown that stops accepting,
-//! ends every stream cleanly so that clients reconnect elsewhere, and waits a bounded time for
+//! ([`HubConfig::connection_cap`], a guard on file descriptors set a little above
+//! `max_connections`, which caps subscriptions in the routes: past it, a new connection's
+//! request gets 503), the peer address put in every request (`peer.rs`), and a shutdown that
+//! stops accepting, ends every stream cleanly (with a `retry:` hint spread over
+//! `drain_spread`, so that clients do not all reconnect at once), and waits a bounded time for
 //! connections to finish.
 //!
 //! With `HubConfig::metrics_listen`, a second listener serves `/metrics`, `/healthz` and
@@ -40,6 +43,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Timeouts;
 use crate::deadline::{self, Activity, Tracked};
 use crate::metrics::Metrics;
+use crate::peer::WithPeer;
 use crate::subscription_conn::{self, MAX_HEAD_BYTES, Rewound};
 use crate::tls::{ALPN_ACME, ALPN_H2, Tls, TlsAcceptor};
 use crate::{Hub, HubConfig};
@@ -111,8 +116,8 @@ async fn serve_with(
     let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            stream = listener.accept() => stream,
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
@@ -127,7 +132,7 @@ async fn serve_with(
             match connections.admit() {
                 Ok(permit) => {
                     let open = metrics.connection_opened();
-                    connections.serve(stream, stopping).await;
+                    connections.serve(stream, peer, stopping).await;
                     drop(open);
                     drop(permit);
                 }
@@ -211,12 +216,12 @@ impl Listener {
     /// The next connection. Errors (EMFILE, ENFILE, ENOBUFS, a connection reset before it was
     /// accepted) are per connection or pass as connections close, so they are retried after a
     /// pause, never returned.
-    async fn accept(&mut self) -> TcpStream {
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.listener.accept().await {
-                Ok((stream, _peer)) => {
+                Ok(accepted) => {
                     self.backoff = Duration::ZERO;
-                    return stream;
+                    return accepted;
                 }
                 Err(e) => {
                     self.backoff = (self.backoff * 2).clamp(Self::MIN_BACKOFF, Self::MAX_BACKOFF);
@@ -257,10 +262,10 @@ impl Drop for AbortOnDrop {
 
 /// What every connection is served with, shared by the connection tasks.
 struct Connections {
-    /// One permit per connection served, when `max_connections` caps them.
+    /// One permit per connection served, when `max_connections` caps subscriptions (and so
+    /// connections, at [`HubConfig::connection_cap`]).
     limit: Option<Arc<Semaphore>>,
     router: axum::Router,
-    service: TowerToHyperService<axum::Router>,
     /// HTTP/1, recognized by peeking.
     h1: http1::Builder,
     /// HTTP/2 (prior knowledge), recognized by peeking.
@@ -295,9 +300,8 @@ impl Connections {
         Connections {
             limit: hub
                 .config()
-                .max_connections
+                .connection_cap()
                 .map(|max| Arc::new(Semaphore::new(max))),
-            service: TowerToHyperService::new(router.clone()),
             router,
             h1,
             h2: auto.clone().http2_only(),
@@ -357,13 +361,18 @@ impl Connections {
         let _ = tokio::time::timeout_at(deadline, connection).await;
     }
 
+    /// The router as a hyper service for one connection, telling each request its peer.
+    fn service(&self, peer: SocketAddr) -> TowerToHyperService<WithPeer<axum::Router>> {
+        TowerToHyperService::new(WithPeer::new(self.router.clone(), peer))
+    }
+
     /// Serves one connection until it ends, or until `stopping` and its current request ends.
-    async fn serve(&self, stream: TcpStream, stopping: CancellationToken) {
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, stopping: CancellationToken) {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
         if let Some(tls) = &self.tls {
             // Boxed: a TLS stream and its paths do not size every plain connection's task.
-            return Box::pin(self.serve_tls(tls, stream, accepted, stopping)).await;
+            return Box::pin(self.serve_tls(tls, stream, peer, accepted, stopping)).await;
         }
         // A client that connects and sends nothing is dropped after the header timeout.
         let version = tokio::select! {
@@ -374,11 +383,14 @@ impl Connections {
             () = stopping.cancelled() => return,
         };
         let result = match version {
-            Some(Version::Http1) => self.serve_http1(stream, head_deadline, &stopping).await,
-            Some(Version::Http2) => self.serve_http2(stream, accepted, &stopping).await,
+            Some(Version::Http1) => {
+                self.serve_http1(stream, peer, head_deadline, &stopping)
+                    .await
+            }
+            Some(Version::Http2) => self.serve_http2(stream, peer, accepted, &stopping).await,
             None => {
                 let activity = Activity::since(accepted);
-                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+                let service = Tracked::new(self.service(peer), Arc::clone(&activity));
                 let connection = self
                     .auto
                     .serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -400,6 +412,7 @@ impl Connections {
     async fn serve_http2<I>(
         &self,
         stream: I,
+        peer: SocketAddr,
         accepted: Instant,
         stopping: &CancellationToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
@@ -407,7 +420,7 @@ impl Connections {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::since(accepted);
-        let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+        let service = Tracked::new(self.service(peer), Arc::clone(&activity));
         let connection = self.h2.serve_connection(TokioIo::new(stream), service);
         Box::pin(deadline::serve(
             connection,
@@ -425,6 +438,7 @@ impl Connections {
         &self,
         tls: &TlsAcceptor,
         stream: TcpStream,
+        peer: SocketAddr,
         accepted: Instant,
         stopping: CancellationToken,
     ) {
@@ -445,7 +459,7 @@ impl Connections {
             }
         };
         let result = match stream.get_ref().1.alpn_protocol() {
-            Some(ALPN_H2) => self.serve_http2(stream, accepted, &stopping).await,
+            Some(ALPN_H2) => self.serve_http2(stream, peer, accepted, &stopping).await,
             // A TLS-ALPN-01 validation: the handshake was the answer.
             Some(ALPN_ACME) => {
                 let _ = stream.shutdown().await;
@@ -464,7 +478,9 @@ impl Connections {
                 };
                 let rewound = if is_subscription {
                     let router = self.router.clone();
-                    match subscription_conn::serve(stream, prefix, router, head_deadline).await {
+                    match subscription_conn::serve(stream, prefix, peer, router, head_deadline)
+                        .await
+                    {
                         Some(rewound) => rewound,
                         None => return,
                     }
@@ -473,7 +489,7 @@ impl Connections {
                 };
                 let connection = self
                     .h1
-                    .serve_connection(TokioIo::new(rewound), self.service.clone())
+                    .serve_connection(TokioIo::new(rewound), self.service(peer))
                     .with_upgrades();
                 Box::pin(until_stopped(connection, &stopping)).await
             }
@@ -486,6 +502,7 @@ impl Connections {
     async fn serve_http1(
         &self,
         stream: TcpStream,
+        peer: SocketAddr,
         head_deadline: Instant,
         stopping: &CancellationToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -494,13 +511,13 @@ impl Connections {
         if subscription_conn::is_subscription(&stream).await {
             let router = self.router.clone();
             let Some(rewound) =
-                subscription_conn::serve(stream, Vec::new(), router, head_deadline).await
+                subscription_conn::serve(stream, Vec::new(), peer, router, head_deadline).await
             else {
                 return Ok(());
             };
             let connection = self
                 .h1
-                .serve_connection(TokioIo::new(rewound), self.service.clone())
+                .serve_connection(TokioIo::new(rewound), self.service(peer))
                 .with_upgrades();
             return Box::pin(until_stopped(connection, stopping)).await;
         }
@@ -508,7 +525,7 @@ impl Connections {
         // every connection's task.
         let connection = self
             .h1
-            .serve_connection(TokioIo::new(stream), self.service.clone())
+            .serve_connection(TokioIo::new(stream), self.service(peer))
             .with_upgrades();
         until_stopped(connection, stopping).await
     }

@@ -31,11 +31,13 @@
 //! holds the verdicts to httparse's on arbitrary and mutated heads.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use bytes::{BufMut, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
@@ -94,6 +96,7 @@ where
 pub(crate) async fn serve<S>(
     mut stream: S,
     prefix: Vec<u8>,
+    peer: SocketAddr,
     router: Router,
     head_deadline: Instant,
 ) -> Option<Rewound<S>>
@@ -105,7 +108,7 @@ where
         parsed: false,
     };
     let verdict = tokio::time::timeout_at(head_deadline, head.read(&mut stream)).await;
-    let request = match verdict {
+    let mut request = match verdict {
         Ok(Some(Verdict::Serve(request))) => {
             // Not kept for the subscription's life: that is the point of this path.
             drop(head);
@@ -124,6 +127,8 @@ where
         // Closed, failed or too slow: hyper closes without an answer too.
         Ok(None) | Err(_) => return None,
     };
+    // The peer address, as the hyper path puts it (`peer.rs`).
+    request.extensions_mut().insert(ConnectInfo(peer));
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
     if let Err(e) = write_response(&mut stream, version, response).await {

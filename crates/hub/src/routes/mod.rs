@@ -36,6 +36,7 @@ pub(crate) fn router(hub: Hub) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(crate::metrics::endpoints::readyz))
         .merge(crate::ui::router(hub.config()))
+        .merge(crate::front_page::router(hub.config()))
         .with_state(hub)
         .layer(cors)
         .layer(axum::middleware::map_request(limit_head))

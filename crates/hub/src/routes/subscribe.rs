@@ -5,10 +5,12 @@
 //! `last_event_id`, answered with `Mercure-Last-Event-ID`); both take the `Last-Event-ID`
 //! request header, which wins over the query parameter.
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
 use herald_protocol::{Claims, LastEventId, ProtocolVersion, SubscribeRequest, TopicSelector};
@@ -21,7 +23,9 @@ use crate::Hub;
 use crate::auth::find_token;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
+use crate::limits::ClientId;
 use crate::metrics::{DisconnectReason, Metrics};
+use crate::peer;
 use crate::rejection::Rejection;
 use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
@@ -33,13 +37,17 @@ struct Subscribe {
     /// Every selector of the request, URL patterns compiled.
     selectors: Vec<TopicSelector>,
     claims: Option<Claims>,
-    /// Who pays for the subscription's templates: the token's holder, or every anonymous one.
+    /// Who pays for the subscription's templates: the token's holder, or the anonymous
+    /// subscribers of its address.
     client: ClientKey,
+    /// Who the per-client subscription cap counts (limits.rs).
+    counted_as: ClientId,
     last_event_id: Option<LastEventId>,
 }
 
 async fn accept(
     hub: &Hub,
+    peer: Option<&ConnectInfo<SocketAddr>>,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Subscribe, Rejection> {
@@ -84,30 +92,34 @@ async fn accept(
         })?)),
         None => request.last_event_id.clone(),
     };
-    let client = match &claims {
-        None => ClientKey::Anonymous,
-        Some(_) => {
-            let token = find_token(
-                headers,
-                request.authorization.as_deref(),
-                &hub.config().cookie_name,
-            )?;
-            hub.registry()
-                .patterns()
-                .client_key(token.as_ref().map(|(token, _)| token.as_str()))
-        }
+    let token = match &claims {
+        None => None,
+        Some(_) => find_token(
+            headers,
+            request.authorization.as_deref(),
+            &hub.config().cookie_name,
+        )?
+        .map(|(token, _)| token),
     };
+    let address = peer::client_address(peer, headers, &hub.config().trusted_proxies);
+    let client = hub
+        .registry()
+        .patterns()
+        .client_key(token.as_deref(), address);
+    let counted_as = hub.limits().client(address, token.as_deref());
     Ok(Subscribe {
         request,
         selectors,
         claims,
         client,
+        counted_as,
         last_event_id,
     })
 }
 
 pub(super) async fn subscribe(
     State(hub): State<Hub>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     version: Version,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -117,9 +129,12 @@ pub(super) async fn subscribe(
         selectors,
         claims,
         client,
+        counted_as,
         last_event_id,
-    } = accept(&hub, &headers, query.as_deref()).await?;
+    } = accept(&hub, peer.as_deref(), &headers, query.as_deref()).await?;
     let edition = request.version;
+    // Room under the caps on open subscriptions (503, 429), held for the stream's life.
+    let slot = hub.limits().admit(counted_as)?;
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
             claims.mercure.subscribe.unwrap_or_default(),
@@ -172,6 +187,7 @@ pub(super) async fn subscribe(
         heartbeat: hub.config().heartbeat,
         ends_at,
         end_reason,
+        drain_spread: hub.config().drain_spread,
     };
     let presence = hub.config().subscriptions.then(|| {
         Box::new(Presence::begin(
@@ -180,9 +196,10 @@ pub(super) async fn subscribe(
         )) as Box<dyn Send>
     });
     let stream = EventStream::new(registration, presence, replay, timing);
-    // The client stays charged for its templates for as long as the stream lives.
+    // The client stays charged for its templates, and counted under the caps, for as long as
+    // the stream lives.
     let stream = stream.map_frame(move |frame| {
-        let _ = &lease;
+        let _ = (&lease, &slot);
         frame
     });
     let mut response = Response::new(Body::new(stream));
@@ -207,11 +224,12 @@ pub(super) async fn subscribe(
 /// `HEAD`: the same checks and headers as `GET`, without opening a stream [R5].
 pub(super) async fn subscribe_head(
     State(hub): State<Hub>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     version: Version,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Rejection> {
-    accept(&hub, &headers, query.as_deref()).await?;
+    accept(&hub, peer.as_deref(), &headers, query.as_deref()).await?;
     let mut response = Response::new(Body::from(Bytes::new()));
     set_stream_headers(response.headers_mut(), version);
     Ok(response)
