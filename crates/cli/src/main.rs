@@ -9,6 +9,7 @@ mod caddyfile;
 mod client_common;
 mod dev;
 mod key_strength;
+mod malloc;
 mod mercure_compat;
 mod publish;
 mod serve;
