@@ -11,6 +11,7 @@ mod dev;
 #[cfg(test)]
 mod flag_table;
 mod key_strength;
+mod malloc;
 mod mercure_compat;
 mod publish;
 mod serve;

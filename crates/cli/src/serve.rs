@@ -43,6 +43,14 @@ pub(crate) enum ServeError {
     Serve(io::Error),
 }
 
+/// The blocking pool serves history reads (replays) and expensive template matching. Tokio's
+/// default lets it grow to 512 threads: a reconnection wave of 10,000 subscribers resuming with
+/// `Last-Event-ID` grew it to 241 threads in the soak, each with its stack and its share of
+/// malloc's per-thread arenas, and the memory stayed with the process after they exited. The
+/// reads are short (pages from the page cache), so a few threads per core keep up; more only
+/// add memory. See docs/benchmarks.md, "Soak".
+const MAX_BLOCKING_THREADS: usize = 16;
+
 pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     let mercure = mercure_compat::load(&args.mercure)?;
     let origins = Origins::new(args.file.config.as_deref(), mercure.origins);
@@ -68,8 +76,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     let config = settings.hub_config().map_err(annotate)?;
     crate::key_strength::check(&settings, &config).map_err(annotate)?;
     let tls_source = settings.tls_source().map_err(annotate)?;
+    crate::malloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(ServeError::Runtime)?;
     // Before the hub opens its history: a bad certificate refuses to start with nothing done.
