@@ -172,7 +172,7 @@ async fn the_debian_package_installs_serves_and_removes() {
         )
         .unwrap()
     };
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let subscription = client
         .get(format!("{}?topic=https://example.com/packaged", herald.url))
         .bearer_auth(sign(json!({"mercure": {"subscribe": ["*"]}})))
