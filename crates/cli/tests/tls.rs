@@ -240,8 +240,10 @@ fn a_client_that_stalls_before_or_during_the_handshake_is_closed_after_the_heade
     }
 }
 
+/// Past `--max-connections` open subscriptions, a new one over TLS gets 503 (HTTP/2 and
+/// HTTP/1.1 alike), as over plain HTTP; publishes are still served.
 #[test]
-fn past_max_connections_a_tls_client_gets_503_after_the_handshake() {
+fn past_max_connections_a_tls_subscription_gets_503() {
     let mut ca = TestCa::new();
     let leaf = ca.issue();
     let hub = start(&leaf, &["--max-connections", "1"]);
@@ -256,14 +258,28 @@ fn past_max_connections_a_tls_client_gets_503_after_the_handshake() {
                 "/dev/null",
                 "-w",
                 "%{http_code}",
-                "-X",
-                "POST",
-                &hub.url,
+                &format!("{}?topic=refused", hub.url),
             ])
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&output.stdout), "503", "{output:?}");
     }
+    // A publish is not a subscription: it is answered (here 401, no token).
+    let output = Command::new("curl")
+        .args(["-sS", "--http2", "--cacert"])
+        .arg(&ca.cert)
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            &hub.url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "401", "{output:?}");
 }
 
 #[test]
