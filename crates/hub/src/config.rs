@@ -90,6 +90,18 @@ pub struct HubConfig {
     /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
     /// (`POST /.well-known/mercure/ui/token`, HS* keys only). Never on in production.
     pub dev_mode: bool,
+    /// The hub's public URL, e.g. `https://hub.example/.well-known/mercure`: its OAuth resource
+    /// identifier, which Mercure 1.0 access tokens must name in `aud`, what relative URL patterns
+    /// resolve against, and where the protected resource metadata is advertised [V2][V6].
+    /// Without it, 1.0 access tokens are refused.
+    pub hub_url: Option<String>,
+    /// The protocol editions served (`--protocols`; both by default).
+    pub protocols: herald_protocol::ProtocolSet,
+    /// Trusted issuers of publishers' 1.0 access tokens (`iss`); empty: any issuer
+    /// (self-issued tokens signed with the publisher key). Advertised as authorization servers.
+    pub publisher_issuers: Vec<String>,
+    /// Trusted issuers of subscribers' 1.0 access tokens (`iss`); empty: any issuer.
+    pub subscriber_issuers: Vec<String>,
 }
 
 impl Default for HubConfig {
@@ -118,6 +130,10 @@ impl Default for HubConfig {
             max_connections: None,
             ui: false,
             dev_mode: false,
+            hub_url: None,
+            protocols: herald_protocol::ProtocolSet::default(),
+            publisher_issuers: Vec::new(),
+            subscriber_issuers: Vec::new(),
         }
     }
 }
@@ -292,6 +308,28 @@ impl ConfigError {
 }
 
 impl HubConfig {
+    /// The hub's resource identifier, [`HubConfig::hub_url`] parsed; an error names the
+    /// setting when it is not an absolute http(s) URL.
+    pub fn hub_resource(&self) -> Result<Option<url::Url>, ConfigError> {
+        let Some(hub_url) = &self.hub_url else {
+            return Ok(None);
+        };
+        match url::Url::parse(hub_url) {
+            Ok(url)
+                if matches!(url.scheme(), "https" | "http")
+                    && url.host().is_some()
+                    && url.fragment().is_none() =>
+            {
+                Ok(Some(url))
+            }
+            _ => Err(ConfigError::new(
+                "hub-url",
+                format!("{hub_url:?} is not an absolute http(s) URL"),
+                "set the hub's public URL, e.g. https://hub.example/.well-known/mercure",
+            )),
+        }
+    }
+
     /// Checks the settings together, and builds the token verifiers. A JWK Set is loaded here:
     /// this reads its file or fetches its URL (waiting at most `jwks_refresh.timeout`).
     pub fn validate(&self) -> Result<Verifiers, ConfigError> {
@@ -375,6 +413,20 @@ impl HubConfig {
             ));
         }
         self.template_limits.validate()?;
+        self.hub_resource()?;
+        for issuer in self
+            .publisher_issuers
+            .iter()
+            .chain(&self.subscriber_issuers)
+        {
+            if issuer.trim().is_empty() || issuer.trim() != issuer {
+                return Err(ConfigError::new(
+                    "issuer",
+                    format!("{issuer:?} is not an issuer identifier"),
+                    "write the issuer exactly as tokens carry it in iss, e.g. https://app.example",
+                ));
+            }
+        }
         if let Storage::Redis(redis) = &self.storage {
             redis.client().map_err(|problem| {
                 ConfigError::new(

@@ -17,6 +17,7 @@ mod auth;
 pub mod config;
 mod deadline;
 pub mod delivery;
+mod grants;
 pub mod jwks;
 mod rejection;
 mod routes;
@@ -153,6 +154,7 @@ impl HubBuilder {
             config.cookie_name.clone(),
             config.publish_origins.clone(),
             config.anonymous,
+            routes::discovery::access_settings(&config)?,
         );
         Ok(Hub {
             shared: Arc::new(Shared {

@@ -1,5 +1,7 @@
-//! The HTTP surface: the hub endpoint [R1], `/healthz`, and the layers around them.
+//! The HTTP surface: the hub endpoint [R1], the protected resource metadata [V6], `/healthz`,
+//! and the layers around them.
 
+pub(crate) mod discovery;
 mod publish;
 mod subscribe;
 mod subscriptions;
@@ -32,8 +34,13 @@ pub(crate) fn router(hub: Hub) -> Router {
             "/.well-known/mercure/subscriptions/{*rest}",
             get(subscriptions::subscriptions),
         )
+        .route(discovery::METADATA_PATH, get(discovery::metadata))
         .route("/healthz", get(healthz))
         .merge(crate::ui::router(hub.config()))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            discovery::add_links,
+        ))
         .with_state(hub)
         .layer(cors)
         .layer(axum::middleware::map_request(limit_head))
@@ -67,7 +74,11 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::LINK, HeaderName::from_static("last-event-id")]);
+        .expose_headers([
+            header::LINK,
+            HeaderName::from_static("last-event-id"),
+            header::WWW_AUTHENTICATE,
+        ]);
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(AllowOrigin::any());
     }

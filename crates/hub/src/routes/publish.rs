@@ -3,11 +3,10 @@
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use herald_protocol::{PublishRequest, Update, is_reserved_topic};
+use herald_protocol::{PublishRequest, TopicMatcher, Update, is_reserved_topic};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::auth::query_token;
 use crate::rejection::Rejection;
 use crate::{Hub, HubConfig};
 
@@ -23,10 +22,9 @@ pub(super) async fn publish(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
-    let query_token = query_token(query.as_deref());
-    let claims = hub
+    let caller = hub
         .authorizer()
-        .publisher(&headers, query_token.as_deref())
+        .publisher(&headers, query.as_deref())
         .await?;
     let format = body_format(&headers)?;
     let body = read_body(body, &headers, hub.config()).await?;
@@ -38,11 +36,8 @@ pub(super) async fn publish(
     let update = request
         .into_update()
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
-    authorize_topics(
-        &hub,
-        &update,
-        claims.mercure.publish.as_deref().unwrap_or_default(),
-    )?;
+    authorize_topics(&hub, &update, &caller.claims.grants.publish)
+        .map_err(|e| e.for_edition(caller.edition))?;
     let id = update.id.clone();
     hub.transport().publish(update).await.map_err(|e| {
         Rejection::new(
@@ -121,9 +116,10 @@ async fn read_body(
     }
 }
 
-/// Every topic must be allowed by the token's `mercure.publish` claim [R15], and none may lie in
-/// the hub's own namespace [R16].
-fn authorize_topics(hub: &Hub, update: &Update, allowed: &[String]) -> Result<(), Rejection> {
+/// Every topic must be allowed by the token's publish grants (draft-07 `mercure.publish`, 1.0
+/// `publish` authorization details) [R15][V2], and none may lie in the hub's own namespace
+/// [R16].
+fn authorize_topics(hub: &Hub, update: &Update, allowed: &[TopicMatcher]) -> Result<(), Rejection> {
     if let Some(topic) = update.topics.iter().find(|t| is_reserved_topic(t)) {
         return Err(Rejection::forbidden(format!(
             "topic {topic} is in the hub's reserved namespace /.well-known/mercure/"
@@ -131,19 +127,21 @@ fn authorize_topics(hub: &Hub, update: &Update, allowed: &[String]) -> Result<()
     }
     if allowed.is_empty() {
         return Err(Rejection::forbidden(
-            "the token's mercure.publish claim is missing or empty: it allows no topic",
+            "the token grants no publish right (its mercure.publish claim or publish \
+             authorization details are missing or empty)",
         ));
     }
-    let selectors = hub
-        .registry()
-        .patterns()
-        .intern_all(allowed, &hub.config().template_limits)?;
+    let selectors = crate::grants::rights(
+        hub.registry().patterns(),
+        allowed,
+        &hub.config().template_limits,
+    )?;
     for topic in &update.topics {
         if !selectors.iter().any(|s| s.matches(topic)) {
             return Err(Rejection::forbidden(format!(
-                "the token's mercure.publish claim does not cover topic {topic}"
+                "the token's publish grants do not cover topic {topic}"
             ))
-            .with_detail(format!("mercure.publish = {allowed:?}")));
+            .with_detail(format!("publish grants = {allowed:?}")));
         }
     }
     Ok(())

@@ -13,7 +13,6 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::Hub;
-use crate::auth::find_token;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::rejection::Rejection;
@@ -43,10 +42,8 @@ async fn accept(
     }
     let request = SubscribeRequest::from_query(query.unwrap_or(""))
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
-    let claims = hub
-        .authorizer()
-        .subscriber(headers, request.authorization.as_deref())
-        .await?;
+    let hint = crate::auth::query_edition(query);
+    let caller = hub.authorizer().subscriber(headers, query, hint).await?;
     // The header wins over the query parameter [R25]. An empty one is no reconnection (as in
     // the reference hub): it falls back to the parameter.
     let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
@@ -55,19 +52,11 @@ async fn accept(
         })?)),
         None => request.last_event_id.clone(),
     };
-    let client = match &claims {
+    let client = match &caller {
         None => ClientKey::Anonymous,
-        Some(_) => {
-            let token = find_token(
-                headers,
-                request.authorization.as_deref(),
-                &hub.config().cookie_name,
-            )?;
-            hub.registry()
-                .patterns()
-                .client_key(token.as_ref().map(|(token, _)| token.as_str()))
-        }
+        Some(caller) => hub.registry().patterns().client_key(Some(&caller.token)),
     };
+    let claims = caller.map(|caller| caller.claims);
     Ok(Subscribe {
         request,
         claims,
@@ -90,8 +79,8 @@ pub(super) async fn subscribe(
     } = accept(&hub, &headers, query.as_deref()).await?;
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
-            claims.mercure.subscribe.unwrap_or_default(),
-            claims.mercure.payload,
+            claims.grants.subscribe,
+            claims.grants.payloads.into_iter().next().map(|p| p.payload),
             claims.expires_at,
         ),
         None => (Vec::new(), None, None),

@@ -15,7 +15,6 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use crate::Hub;
-use crate::auth::query_token;
 use crate::rejection::Rejection;
 use crate::subscriptions::{SUBSCRIPTIONS_PATH, document};
 
@@ -167,27 +166,30 @@ async fn authorize(
     query: Option<&str>,
     path: &str,
 ) -> Result<(), Rejection> {
-    let query_token = query_token(query);
-    let claims = hub
+    let hint = crate::auth::query_edition(query);
+    let caller = hub
         .authorizer()
-        .subscriber(headers, query_token.as_deref())
+        .subscriber(headers, query, hint)
         .await?
         .ok_or_else(|| {
             Rejection::unauthorized(
                 "the subscriptions API needs a token whose mercure.subscribe matches this URL",
             )
+            .with_resource_metadata(hub.authorizer().resource_metadata())
         })?;
-    let allowed = claims.mercure.subscribe.unwrap_or_default();
-    let selectors = hub
-        .registry()
-        .patterns()
-        .intern_all(&allowed, &hub.config().template_limits)?;
+    let allowed = caller.claims.grants.subscribe;
+    let selectors = crate::grants::rights(
+        hub.registry().patterns(),
+        &allowed,
+        &hub.config().template_limits,
+    )?;
     if selectors.iter().any(|s| s.matches(path)) {
         Ok(())
     } else {
-        Err(Rejection::forbidden(format!(
-            "the token's mercure.subscribe claim does not cover {path}"
-        ))
-        .with_detail(format!("mercure.subscribe = {allowed:?}")))
+        Err(
+            Rejection::forbidden(format!("the token's subscribe grants do not cover {path}"))
+                .with_detail(format!("subscribe grants = {allowed:?}"))
+                .for_edition(caller.edition),
+        )
     }
 }
