@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use herald_hub::{HubConfig, JwtKey};
-use herald_protocol::{Algorithm, TokenVerifier};
+use herald_protocol::{Algorithm, TokenVerifier, TopicMatcher};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
 use serde_json::{Value, json};
@@ -269,14 +269,16 @@ async fn ui_token_minter_signs_with_the_publisher_key() {
         .verify(&token)
         .unwrap();
     assert_eq!(
-        claims.mercure.publish.as_deref(),
-        Some(&["https://example.com/books/{id}".to_owned()][..])
+        claims.grants.publish,
+        vec![TopicMatcher::Template(
+            "https://example.com/books/{id}".into()
+        )]
     );
     assert_eq!(
-        claims.mercure.subscribe.as_deref(),
-        Some(&["https://example.com/books/1".to_owned()][..])
+        claims.grants.subscribe,
+        vec![TopicMatcher::Template("https://example.com/books/1".into())]
     );
-    assert_eq!(claims.mercure.payload, Some(json!({"user": "alice"})));
+    assert_eq!(claims.grants.payload(), Some(&json!({"user": "alice"})));
     let exp = body["expires_at"].as_u64().unwrap();
     let now = now_secs();
     assert!(

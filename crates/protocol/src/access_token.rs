@@ -217,8 +217,9 @@ pub(crate) fn v1_claims(
     }
     let grants = match payload.get("authorization_details") {
         None | Some(Value::Null) => Grants::default(),
-        Some(details) => read_details(details, resource)
-            .map_err(|reason| TokenError::InvalidAuthorizationDetails(reason))?,
+        Some(details) => {
+            read_details(details, resource).map_err(TokenError::InvalidAuthorizationDetails)?
+        }
     };
     Ok(Claims {
         edition: ProtocolVersion::V1,

@@ -40,10 +40,11 @@ async fn accept(
             "POST",
         ));
     }
-    let request = SubscribeRequest::from_query(query.unwrap_or(""))
-        .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    // Who is asking first: a client without a valid token learns nothing about its query.
     let hint = crate::auth::query_edition(query);
     let caller = hub.authorizer().subscriber(headers, query, hint).await?;
+    let request = SubscribeRequest::from_query(query.unwrap_or(""))
+        .map_err(|e| Rejection::bad_request(e.to_string()))?;
     // The header wins over the query parameter [R25]. An empty one is no reconnection (as in
     // the reference hub): it falls back to the parameter.
     let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
