@@ -229,6 +229,49 @@ pub(crate) struct Settings {
     /// given, and ready-to-use tokens and curl commands printed at start.
     #[arg(long, env = "HERALD_DEV")]
     pub dev: bool,
+
+    /// The hub's public URL, e.g. https://hub.example/.well-known/mercure: the resource
+    /// identifier Mercure 1.0 access tokens must name in aud, and where the protected resource
+    /// metadata is advertised. Without it, 1.0 access tokens are refused. [default: none]
+    #[arg(long, env = "HERALD_HUB_URL", value_name = "URL")]
+    pub hub_url: Option<String>,
+
+    /// The protocol editions served: draft-07, 1.0 or both [default: draft-07,1.0].
+    #[arg(long, env = "HERALD_PROTOCOLS", value_name = "LIST")]
+    pub protocols: Option<String>,
+
+    /// Trusted issuer (iss) of 1.0 access tokens for both roles; repeatable. Without any, 1.0
+    /// tokens of any issuer signed with the hub's keys are accepted. [default: none]
+    #[arg(
+        long = "issuer",
+        env = "HERALD_ISSUERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "issuer")]
+    pub issuers: Vec<String>,
+
+    /// Trusted issuer of publishers' 1.0 access tokens, when the roles' issuers differ
+    /// (replaces --issuer for publishers); repeatable.
+    #[arg(
+        long = "publisher-issuer",
+        env = "HERALD_PUBLISHER_ISSUERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "publisher-issuer")]
+    pub publisher_issuers: Vec<String>,
+
+    /// Trusted issuer of subscribers' 1.0 access tokens, when the roles' issuers differ
+    /// (replaces --issuer for subscribers); repeatable.
+    #[arg(
+        long = "subscriber-issuer",
+        env = "HERALD_SUBSCRIBER_ISSUERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "subscriber-issuer")]
+    pub subscriber_issuers: Vec<String>,
 }
 
 /// A bad setting: which, what is wrong, what to do.
@@ -303,6 +346,11 @@ impl Settings {
             max_connections: self.max_connections.or(file.max_connections),
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
+            hub_url: self.hub_url.or(file.hub_url),
+            protocols: self.protocols.or(file.protocols),
+            issuers: list(self.issuers, file.issuers),
+            publisher_issuers: list(self.publisher_issuers, file.publisher_issuers),
+            subscriber_issuers: list(self.subscriber_issuers, file.subscriber_issuers),
         }
     }
 
@@ -422,11 +470,33 @@ impl Settings {
                 .filter(|&n| n > 0),
             ui: self.ui,
             dev_mode: self.dev,
+            hub_url: self.hub_url.clone(),
+            protocols: match &self.protocols {
+                None => defaults.protocols,
+                Some(list) => herald_protocol::ProtocolSet::parse(list).map_err(|problem| {
+                    ConfigError::new(
+                        "protocols",
+                        problem,
+                        "write a comma-separated list: draft-07, 1.0 or draft-07,1.0",
+                    )
+                })?,
+            },
+            publisher_issuers: self.role_issuers(&self.publisher_issuers),
+            subscriber_issuers: self.role_issuers(&self.subscriber_issuers),
         })
     }
 }
 
 impl Settings {
+    /// A role's trusted issuers: its own setting when given, else `--issuer`.
+    fn role_issuers(&self, own: &[String]) -> Vec<String> {
+        if own.is_empty() {
+            self.issuers.clone()
+        } else {
+            own.to_vec()
+        }
+    }
+
     /// A hub's error about a role's JWK Set, renamed to `jwks` when that is the setting the user
     /// actually wrote.
     pub(crate) fn name_jwks_setting(&self, mut e: ConfigError) -> ConfigError {
@@ -583,6 +653,24 @@ mod tests {
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(merged.cookie_name.as_deref(), Some("c"));
         assert_eq!(merged.cors_origins, ["http://a"]);
+    }
+
+    #[test]
+    fn v2_issuers_apply_to_both_roles_unless_a_role_has_its_own() {
+        let file: Settings = toml::from_str(
+            "hub-url = \"https://hub.example/.well-known/mercure\"\nprotocols = \"1.0\"\n\
+             issuer = [\"https://app.example\"]\nsubscriber-issuer = [\"https://idp.example\"]",
+        )
+        .unwrap();
+        let config = Settings::default().or(file).hub_config().unwrap();
+        assert_eq!(config.publisher_issuers, ["https://app.example"]);
+        assert_eq!(config.subscriber_issuers, ["https://idp.example"]);
+        assert!(config.protocols.v1 && !config.protocols.draft07);
+        let bad = Settings {
+            protocols: Some("draft-06".into()),
+            ..Settings::default()
+        };
+        assert_eq!(bad.hub_config().unwrap_err().setting, "protocols");
     }
 
     #[test]
