@@ -314,6 +314,57 @@ async fn ui_token_minter_signs_with_the_publisher_key() {
 }
 
 #[tokio::test]
+async fn v2_ui_token_minter_mints_mercure_1_0_access_tokens() {
+    let hub_url = "https://hub.example/.well-known/mercure";
+    let hub = TestHub::start(HubConfig {
+        hub_url: Some(hub_url.into()),
+        publisher_issuers: vec!["https://app.example".into()],
+        ..dev_config()
+    })
+    .await;
+    let config: Value = get(&hub, &format!("{UI}/config.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["access_tokens"], true);
+    let response = mint(
+        &hub,
+        json!({
+            "format": "at+jwt",
+            "match_type": "urlpattern",
+            "publish": ["https://example.com/books/:id"],
+            "subscribe": ["*"],
+        }),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let typ = jsonwebtoken::decode_header(&token).unwrap().typ;
+    assert_eq!(typ.as_deref(), Some("at+jwt"));
+    assert_eq!(body["claims"]["aud"], hub_url);
+    assert_eq!(body["claims"]["iss"], "https://app.example");
+    // The hub accepts it where its grants allow, and refuses it elsewhere in the 1.0 form.
+    let ok = hub
+        .publish_with(&token, &[("topic", "https://example.com/books/1")])
+        .await;
+    assert_eq!(ok.status(), 200);
+    let elsewhere = hub
+        .publish_with(&token, &[("topic", "https://example.com/authors/1")])
+        .await;
+    assert_eq!(elsewhere.status(), 403);
+    assert_eq!(
+        header(&elsewhere, "www-authenticate"),
+        r#"Bearer error="insufficient_scope""#
+    );
+    // Without a hub URL there is no audience to mint for.
+    let bare = TestHub::start(dev_config()).await;
+    let response = mint(&bare, json!({"format": "at+jwt", "publish": ["*"]})).await;
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
 async fn ui_token_minter_refuses_bad_requests() {
     let hub = TestHub::start(dev_config()).await;
     let url = format!("{}{UI}/token", hub.base);
