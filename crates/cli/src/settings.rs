@@ -671,6 +671,15 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(bad.hub_config().unwrap_err().setting, "protocols");
+        for hub_url in ["not a url", "/.well-known/mercure", "ftp://hub.example/"] {
+            let relative = Settings {
+                jwt_key: Some("k".into()),
+                hub_url: Some(hub_url.into()),
+                ..Settings::default()
+            };
+            let e = relative.hub_config().unwrap().validate().unwrap_err();
+            assert_eq!(e.setting, "hub-url", "{hub_url}");
+        }
     }
 
     #[test]
