@@ -127,8 +127,7 @@ fn authorize_topics(hub: &Hub, update: &Update, allowed: &[TopicMatcher]) -> Res
     }
     if allowed.is_empty() {
         return Err(Rejection::forbidden(
-            "the token grants no publish right (its mercure.publish claim or publish \
-             authorization details are missing or empty)",
+            "the token's mercure.publish claim is missing or empty: it allows no topic",
         ));
     }
     let selectors = crate::grants::rights(
@@ -139,7 +138,7 @@ fn authorize_topics(hub: &Hub, update: &Update, allowed: &[TopicMatcher]) -> Res
     for topic in &update.topics {
         if !selectors.iter().any(|s| s.matches(topic)) {
             return Err(Rejection::forbidden(format!(
-                "the token's publish grants do not cover topic {topic}"
+                "the token's mercure.publish claim does not cover topic {topic}"
             ))
             .with_detail(format!("publish grants = {allowed:?}")));
         }

@@ -186,10 +186,10 @@ async fn authorize(
     if selectors.iter().any(|s| s.matches(path)) {
         Ok(())
     } else {
-        Err(
-            Rejection::forbidden(format!("the token's subscribe grants do not cover {path}"))
-                .with_detail(format!("subscribe grants = {allowed:?}"))
-                .for_edition(caller.edition),
-        )
+        Err(Rejection::forbidden(format!(
+            "the token's mercure.subscribe claim does not cover {path}"
+        ))
+        .with_detail(format!("subscribe grants = {allowed:?}"))
+        .for_edition(caller.edition))
     }
 }
