@@ -14,12 +14,12 @@ bin=$1 out=$2 port=$3
 shift 3
 data=$(mktemp -d /tmp/herald-callgrind.XXXXXX)
 valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve --listen 127.0.0.1:"$port" \
-  --jwt-key k --anonymous --data-dir "$data" --log warn >/dev/null 2>&1 &
+  --jwt-key herald-callgrind-key-0123456789abcdef --anonymous --data-dir "$data" --log warn >/dev/null 2>&1 &
 vpid=$!
 trap 'kill -INT $vpid 2>/dev/null || true; wait $vpid 2>/dev/null || true; rm -rf "$data"' EXIT
 sleep 4
 timeout 300 "$ROOT/target/release/herald-bench" run --addr 127.0.0.1:"$port" --server-pid "$vpid" \
-  --jwt-key k --connect-concurrency 64 --idle-secs 1 --settle-secs 20 "$@"
+  --jwt-key herald-callgrind-key-0123456789abcdef --connect-concurrency 64 --idle-secs 1 --settle-secs 20 "$@"
 kill -INT $vpid
 wait $vpid || true
 callgrind_annotate "$out" 2>/dev/null | grep "PROGRAM TOTALS"

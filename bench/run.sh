@@ -20,7 +20,7 @@ HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
 BENCH=$ROOT/target/release/herald-bench
 RESULTS=${RESULTS:-$ROOT/target/bench-results}
 PORT=${PORT:-39001}
-KEY=herald-bench-key-not-a-secret
+KEY=herald-bench-key-not-a-secret-0123456789
 HERALD_ARGS=${HERALD_ARGS:-}
 THREADS=${THREADS:-2}
 

@@ -24,7 +24,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
 BENCH=$ROOT/target/release/herald-bench
-KEY=herald-soak-key-not-a-secret
+KEY=herald-soak-key-not-a-secret-0123456789
 # The history's bound is reached during warm-up (5,000 updates: 4 minutes at 20/s), so that what
 # is measured after it is the steady state; with the default 100,000 the history would still be
 # filling after 80 minutes, and the slope would measure that. HERALD_ARGS="" runs the defaults.

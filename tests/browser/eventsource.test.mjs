@@ -136,6 +136,31 @@ test('r8_browser_eventsource_receives_update_via_uri_template', { timeout: TEST_
   }),
 );
 
+test('v1_browser_eventsource_receives_update_via_match_urlpattern', { timeout: TEST_TIMEOUT_MS }, () =>
+  scenario(async ({ hub: startHub, page: openPage }) => {
+    // A Mercure 1.0 subscription [V1]: `match_urlpattern` with a WHATWG URL Pattern.
+    const page = await openPage();
+    const hub = await startHub(['--anonymous', '--cors-origin', pages.origin]);
+    const url = new URL(hub.url);
+    url.searchParams.append('match_urlpattern', 'https://example.com/books/:id');
+    await subscribe(page, 'pattern', url.href);
+    await until(page, 'pattern', { opens: 1 });
+
+    // `:id` does not cross a `/`: the first update is not delivered, the second is, so the
+    // first event the page sees is the second update.
+    await publish(hub, { topic: 'https://example.com/books/1/reviews', data: 'not selected' });
+    const data = JSON.stringify({ title: 'Dune', year: 1965 });
+    const id = await publish(hub, { topic: 'https://example.com/books/1', data });
+    await until(page, 'pattern', { events: 1 });
+    const seen = await recorded(page, 'pattern');
+    assert.deepEqual(
+      seen.events.map(({ data, lastEventId, type }) => ({ data, lastEventId, type })),
+      [{ data, lastEventId: id, type: 'message' }],
+    );
+    assert.equal(seen.errors, 0, 'the stream stayed open');
+  }),
+);
+
 test('r20_private_update_reaches_only_an_authorized_browser', { timeout: TEST_TIMEOUT_MS }, () =>
   scenario(async ({ hub: startHub, page: openPage }) => {
     const page = await openPage();

@@ -3,7 +3,15 @@
 //! Turns on anonymous subscribers, any CORS origin and the web UI, generates a key unless one is
 //! given (warning loudly about the tutorials' well-known key), and prints the UI's address,
 //! ready-to-use tokens and copy-paste `curl` commands once the hub listens.
+//!
+//! The generated key is kept in the data directory (`herald-data/dev-key`, readable by its owner
+//! only) and read back on the next start, so that tokens minted or copied before a restart keep
+//! working, as the history does. With `--transport memory` (nothing on disk) or a Redis
+//! transport it lives in memory only, and the banner prints it.
 
+use std::path::{Path, PathBuf};
+
+use herald_hub::ConfigError;
 use jsonwebtoken::{EncodingKey, Header};
 use rand::RngCore;
 use serde_json::json;
@@ -18,10 +26,17 @@ pub(crate) struct DevSession {
     /// The HMAC key, when the dev session can mint tokens with it (it chose it or was given an
     /// HS256 secret).
     key: Option<String>,
+    /// Where the generated key is kept, if it was generated and is kept on disk.
+    key_file: Option<PathBuf>,
+    /// Whether the key was generated (rather than given).
+    generated: bool,
 }
 
+/// The name of the generated key's file in the data directory.
+pub(crate) const KEY_FILE: &str = "dev-key";
+
 /// Applies dev-mode defaults to `settings`.
-pub(crate) fn prepare(settings: &mut Settings) -> DevSession {
+pub(crate) fn prepare(settings: &mut Settings) -> Result<DevSession, ConfigError> {
     settings.anonymous = true;
     settings.ui = true;
     if settings.cors_origins.is_empty() {
@@ -33,10 +48,21 @@ pub(crate) fn prepare(settings: &mut Settings) -> DevSession {
         || settings.jwks.is_some()
         || settings.publisher_jwks.is_some()
         || settings.subscriber_jwks.is_some();
+    let mut key_file = None;
     if !given {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let on_disk = matches!(settings.transport.as_deref(), None | Some("embedded"));
+        let key = if on_disk {
+            let dir = settings
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("herald-data"));
+            let path = dir.join(KEY_FILE);
+            let key = kept_key(&path)?;
+            key_file = Some(path);
+            key
+        } else {
+            generate_key()
+        };
         settings.jwt_key = Some(key);
     }
     if [
@@ -58,9 +84,46 @@ pub(crate) fn prepare(settings: &mut Settings) -> DevSession {
         .is_none_or(|alg| alg.eq_ignore_ascii_case("HS256"))
         && settings.publisher_jwt_key.is_none()
         && settings.subscriber_jwt_key.is_none();
-    DevSession {
+    Ok(DevSession {
         key: hmac.then(|| settings.jwt_key.clone()).flatten(),
+        key_file,
+        generated: !given,
+    })
+}
+
+fn generate_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key in `path`, or a new one written there (mode 0600) if the file does not exist yet.
+fn kept_key(path: &Path) -> Result<String, ConfigError> {
+    let cannot = |what: &str, e: std::io::Error| {
+        ConfigError::new(
+            "data-dir",
+            format!("cannot {what} the development key {}: {e}", path.display()),
+            "make the data directory writable, choose another with --data-dir, or run with \
+             --transport memory",
+        )
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(cannot("read", e)),
     }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| cannot("create the directory of", e))?;
+    }
+    let key = generate_key();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| cannot("write", e))?;
+    std::io::Write::write_all(&mut file, key.as_bytes()).map_err(|e| cannot("write", e))?;
+    Ok(key)
 }
 
 impl DevSession {
@@ -76,6 +139,19 @@ impl DevSession {
         };
         let publisher = mint(key, json!({"publish": ["*"]}));
         let subscriber = mint(key, json!({"subscribe": ["*"]}));
+        let key_line = match (&self.key_file, self.generated) {
+            (Some(path), _) => format!(
+                "Key:              {path} (kept across restarts: tokens stay valid)\n\
+                 Mint more tokens: herald token --jwt-key \"$(cat {path})\" --publish '*'\n\
+                 \x20                 (no herald on your PATH? cargo install --path crates/cli)",
+                path = path.display()
+            ),
+            (None, true) => format!(
+                "Key:              {key} (in memory only: tokens end with this process)\n\
+                 Mint more tokens: herald token --jwt-key {key} --publish '*'"
+            ),
+            (None, false) => "Key:              the one you gave".to_owned(),
+        };
         println!(
             "\n\
 Herald is running in development mode (anonymous subscribers, any CORS origin).
@@ -85,6 +161,7 @@ Web UI:           {ui}  (open it in a browser: subscribe, publish, see events ar
 Publisher token:  {publisher}
 Subscriber token: {subscriber}
 (both valid 24 h; they allow every topic)
+{key_line}
 
 Subscribe (leave this running):
   curl -N -g '{hub_url}?topic=https://example.com/books/{{id}}'

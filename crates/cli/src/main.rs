@@ -5,10 +5,14 @@
 //! [`herald_hub::HubConfig`], report bad settings in one line, set up logging, and run
 //! [`herald_hub::serve`]; everything else lives in the library crates.
 
+mod caddyfile;
 mod client_common;
 mod dev;
+mod key_strength;
+mod mercure_compat;
 mod publish;
 mod serve;
+mod setting_origin;
 mod settings;
 mod subscribe;
 mod token;

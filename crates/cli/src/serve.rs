@@ -1,4 +1,9 @@
 //! `herald serve`: settings in, a running hub out.
+//!
+//! The settings are layered, highest first: flags, their environment variables, the `--config`
+//! TOML file, then the reference hub's configuration (`mercure_compat`: `MERCURE_EXTRA_DIRECTIVES`,
+//! `SERVER_NAME`, `--mercure-config`). A refusal names the source the user wrote
+//! (`setting_origin`), and weak HMAC keys are refused outside `--dev` (`key_strength`).
 
 use std::io::{self, IsTerminal};
 
@@ -7,6 +12,8 @@ use herald_hub::{ConfigError, Hub, HubError, OpenError, RedisStartError};
 use tracing_subscriber::EnvFilter;
 
 use crate::dev;
+use crate::mercure_compat::{self, MercureArgs};
+use crate::setting_origin::Origins;
 use crate::settings::{ConfigFile, Settings};
 
 #[derive(Args, Debug)]
@@ -15,6 +22,8 @@ pub(crate) struct ServeArgs {
     file: ConfigFile,
     #[command(flatten)]
     settings: Settings,
+    #[command(flatten)]
+    mercure: MercureArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +34,7 @@ pub(crate) enum ServeError {
     History(#[from] OpenError),
     #[error("{0}")]
     Redis(#[from] RedisStartError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(source))]
     Bind { addr: String, source: io::Error },
     #[error("cannot start the runtime: {0}")]
     Runtime(io::Error),
@@ -34,20 +43,35 @@ pub(crate) enum ServeError {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let mercure = mercure_compat::load(&args.mercure)?;
+    let origins = Origins::new(args.file.config.as_deref(), mercure.origins);
+    let annotate = |e: ConfigError| ServeError::Setting(origins.annotate(e));
     let mut settings = match &args.file.config {
         Some(path) => args.settings.or(Settings::from_file(path)?),
         None => args.settings,
+    }
+    .or(mercure.settings);
+    init_logging(settings.log.as_deref(), settings.log_format.as_deref())?;
+    if !mercure.not_applied.is_empty() {
+        tracing::warn!(
+            "the reference hub's configuration has settings Herald does not apply (see \
+             docs/migrating-from-mercure.md): {}",
+            mercure.not_applied.join("; ")
+        );
+    }
+    let dev = match settings.dev {
+        true => Some(dev::prepare(&mut settings).map_err(annotate)?),
+        false => None,
     };
-    init_logging(settings.log.as_deref())?;
-    let dev = settings.dev.then(|| dev::prepare(&mut settings));
-    let addr = settings.listen_addr()?;
-    let config = settings.hub_config()?;
+    let addr = settings.listen_addr().map_err(annotate)?;
+    let config = settings.hub_config().map_err(annotate)?;
+    crate::key_strength::check(&settings, &config).map_err(annotate)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
     let hub = runtime.block_on(Hub::new(config)).map_err(|e| match e {
-        HubError::Config(e) => ServeError::Setting(settings.name_jwks_setting(e)),
+        HubError::Config(e) => annotate(settings.name_jwks_setting(e)),
         HubError::Storage(e) => ServeError::History(e),
         HubError::Redis(e) => ServeError::Redis(e),
         HubError::Runtime(e) => ServeError::Runtime(std::io::Error::other(e)),
@@ -78,7 +102,40 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn init_logging(filter: Option<&str>) -> Result<(), ConfigError> {
+/// What to do about a failed bind, when the cause is a usual one.
+fn bind_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            "; another process (another herald?) listens there: stop it, or choose another \
+             address with --listen ADDR (or HERALD_LISTEN), e.g. --listen 127.0.0.1:3001"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need root or CAP_NET_BIND_SERVICE: choose another with \
+             --listen ADDR (or HERALD_LISTEN), e.g. --listen 0.0.0.0:3000"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "; this machine has no such address: use 127.0.0.1 or 0.0.0.0 in --listen \
+             (or HERALD_LISTEN)"
+        }
+        _ => "",
+    }
+}
+
+/// Logs to stderr, filtered by `filter` (or `RUST_LOG`), as text for people or, with
+/// `--log-format json`, one JSON object per line for log shippers (timestamp, level, target,
+/// message and fields, e.g. a disconnect's `subscriber` and `reason`).
+fn init_logging(filter: Option<&str>, format: Option<&str>) -> Result<(), ConfigError> {
+    let json = match format {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "log-format",
+                format!("{other:?} is not a log format"),
+                "use text or json",
+            ));
+        }
+    };
     let filter = match filter {
         Some(filter) => EnvFilter::try_new(filter),
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
@@ -90,10 +147,13 @@ fn init_logging(filter: Option<&str>) -> Result<(), ConfigError> {
             "use a level (error, warn, info, debug, trace) or target=level pairs",
         )
     })?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(io::stderr().is_terminal())
-        .with_writer(io::stderr)
-        .init();
+        .with_writer(io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(io::stderr().is_terminal()).init();
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ use herald_hub::{
 };
 use serde::Deserialize;
 
-use crate::values::{algorithm, count, optional_duration, read_key, size};
+use crate::values::{EnvBool, algorithm, count, optional_duration, read_key, size};
 
 /// The settings of `herald serve`. All optional: absent ones fall through to the next source.
 #[derive(Args, Debug, Default, Deserialize)]
@@ -83,17 +83,17 @@ pub(crate) struct Settings {
     pub subscriber_jwks: Option<String>,
 
     /// Allow subscribers without a token (they receive public updates only).
-    #[arg(long, env = "HERALD_ANONYMOUS")]
+    #[arg(long, env = "HERALD_ANONYMOUS", value_parser = EnvBool)]
     pub anonymous: bool,
 
     /// Serve the web UI (a debugger and a playground) at /.well-known/mercure/ui/
     /// [default: off; --dev turns it on].
-    #[arg(long, env = "HERALD_UI")]
+    #[arg(long, env = "HERALD_UI", value_parser = EnvBool)]
     pub ui: bool,
 
     /// Publish an event when a subscription starts or ends, and serve the subscriptions API at
     /// /.well-known/mercure/subscriptions.
-    #[arg(long, env = "HERALD_SUBSCRIPTIONS")]
+    #[arg(long, env = "HERALD_SUBSCRIPTIONS", value_parser = EnvBool)]
     pub subscriptions: bool,
 
     /// Origin allowed to use the hub from a browser (CORS); repeatable. `*` allows any origin
@@ -227,7 +227,7 @@ pub(crate) struct Settings {
 
     /// Development mode: anonymous subscribers, any CORS origin, a generated key unless one is
     /// given, and ready-to-use tokens and curl commands printed at start.
-    #[arg(long, env = "HERALD_DEV")]
+    #[arg(long, env = "HERALD_DEV", value_parser = EnvBool)]
     pub dev: bool,
 
     /// The hub's public URL, e.g. https://hub.example/.well-known/mercure: the resource
@@ -272,6 +272,21 @@ pub(crate) struct Settings {
     )]
     #[serde(rename = "subscriber-issuer")]
     pub subscriber_issuers: Vec<String>,
+
+    /// Address of a second listener serving Prometheus metrics at /metrics, with /healthz and
+    /// /readyz, e.g. 127.0.0.1:9090 (keep it private) [default: none].
+    #[arg(long, env = "HERALD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// Log format: `text` (for people) or `json` (one object per line, for log shippers)
+    /// [default: text].
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Start even with a weak HMAC key (shorter than 32 bytes, or a well-known tutorial key),
+    /// which anyone may guess to mint tokens. Outside --dev such a key is refused without it.
+    #[arg(long, env = "HERALD_ALLOW_WEAK_KEY", value_parser = EnvBool)]
+    pub allow_weak_key: bool,
 }
 
 /// A bad setting: which, what is wrong, what to do.
@@ -291,9 +306,10 @@ impl Settings {
             ConfigError::new(
                 "config",
                 format!(
-                    "{} is not a valid settings file: {}",
+                    "{}{}: {}",
                     path.display(),
-                    e.message()
+                    toml_location(&text, e.span()),
+                    e.message().trim_end()
                 ),
                 "keys are the flag names without dashes in front, e.g. listen = \"0.0.0.0:3000\"",
             )
@@ -351,6 +367,9 @@ impl Settings {
             issuers: list(self.issuers, file.issuers),
             publisher_issuers: list(self.publisher_issuers, file.publisher_issuers),
             subscriber_issuers: list(self.subscriber_issuers, file.subscriber_issuers),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            log_format: self.log_format.or(file.log_format),
+            allow_weak_key: self.allow_weak_key || file.allow_weak_key,
         }
     }
 
@@ -389,6 +408,22 @@ impl Settings {
                 "write it as IP:PORT, e.g. 127.0.0.1:3000 or 0.0.0.0:80",
             )
         })
+    }
+
+    /// The metrics listener's address, parsed.
+    fn metrics_listen_addr(&self) -> Result<Option<std::net::SocketAddr>, SettingError> {
+        self.metrics_listen
+            .as_deref()
+            .map(|text| {
+                text.parse().map_err(|_| {
+                    ConfigError::new(
+                        "metrics-listen",
+                        format!("{text:?} is not an address"),
+                        "write it as IP:PORT, e.g. 127.0.0.1:9090",
+                    )
+                })
+            })
+            .transpose()
     }
 
     /// The hub configuration these settings describe. Dev-mode defaults are applied by the
@@ -483,6 +518,7 @@ impl Settings {
             },
             publisher_issuers: self.role_issuers(&self.publisher_issuers),
             subscriber_issuers: self.role_issuers(&self.subscriber_issuers),
+            metrics_listen: self.metrics_listen_addr()?,
         })
     }
 }
@@ -607,6 +643,26 @@ impl Settings {
     }
 }
 
+/// `:LINE:COLUMN` of a TOML error, and the key of its line (`, key heartbeat`), from its span.
+fn toml_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(start) = span.map(|s| s.start.min(text.len())) else {
+        return String::new();
+    };
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(key, _)| key.trim().trim_matches('"'))
+        .filter(|key| !key.is_empty() && !key.starts_with('#') && !key.starts_with('['));
+    match key {
+        Some(key) => format!(":{line}:{column}, key {key}"),
+        None => format!(":{line}:{column}"),
+    }
+}
+
 /// Where `herald serve` reads its file from.
 #[derive(Args, Debug)]
 pub(crate) struct ConfigFile {
@@ -628,6 +684,24 @@ mod tests {
         };
         let e = settings.hub_config().unwrap_err();
         assert_eq!(e.setting, "heartbeat");
+    }
+
+    #[test]
+    fn a_bad_file_names_its_line_column_and_key() {
+        let dir = std::env::temp_dir().join(format!("herald-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("herald.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\n\nheartbeat = 5\n").unwrap();
+        let e = Settings::from_file(&path).unwrap_err();
+        let line = e.to_string();
+        assert!(line.contains("herald.toml:3:13, key heartbeat"), "{line}");
+        std::fs::write(&path, "listen = \"x\"\nhartbeat = \"5s\"\n").unwrap();
+        let line = Settings::from_file(&path).unwrap_err().to_string();
+        assert!(
+            line.contains(":2:1, key hartbeat") && line.contains("unknown field"),
+            "{line}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -113,6 +113,49 @@ pub(crate) fn parse_size(text: &str) -> Option<usize> {
     number.checked_mul(multiplier)
 }
 
+/// The words a boolean environment variable may hold, as the reference hub's image and most
+/// container tooling write them.
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Some(true),
+        "0" | "false" | "no" | "off" | "n" | "f" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// The value parser of every on/off flag of `herald serve`: `--anonymous` alone means on, and
+/// its environment variable may say `1/0/true/false/yes/no/on/off`. A flag without a value
+/// cannot be wrong, so a bad value always comes from the variable, which the error names.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EnvBool;
+
+impl clap::builder::TypedValueParser for EnvBool {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let text = value.to_string_lossy();
+        parse_bool(&text).ok_or_else(|| {
+            let flag = arg.and_then(|a| a.get_long()).unwrap_or("?");
+            let source = match arg.and_then(|a| a.get_env()) {
+                Some(var) => format!("{}={text:?}", var.to_string_lossy()),
+                None => format!("--{flag}={text:?}"),
+            };
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!(
+                    "invalid setting {flag}: {source} is not on or off; write 1, true, yes or on \
+                     to turn it on, 0, false, no or off to turn it off\n"
+                ),
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +167,17 @@ mod tests {
         assert_eq!(parse_size("2 kb"), Some(2000));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size("1 parsec"), None);
+    }
+
+    #[test]
+    fn booleans_in_every_usual_spelling() {
+        for on in ["1", "true", "TRUE", "yes", "on", " On "] {
+            assert_eq!(parse_bool(on), Some(true), "{on}");
+        }
+        for off in ["0", "false", "no", "off", "False"] {
+            assert_eq!(parse_bool(off), Some(false), "{off}");
+        }
+        assert_eq!(parse_bool("maybe"), None);
+        assert_eq!(parse_bool("2"), None);
     }
 }

@@ -72,6 +72,42 @@ async fn r25_order_ids_and_data_survive_a_clean_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_hub_closes_its_history_file_and_a_killed_one_is_repaired_at_the_next_start() {
+    let repaired = |hub: &HubProcess| {
+        hub.startup_log
+            .iter()
+            .any(|line| line.contains("was not closed cleanly"))
+    };
+    let dir = data_dir();
+    let hub = HubProcess::start(dir.path(), &[]);
+    assert!(!repaired(&hub), "a new file needs no repair");
+    let before = ids("closed", 20);
+    publish_in_order(&hub.url(), &before).await;
+    hub.terminate();
+
+    // SIGTERM closes the file: the next start opens it as it is.
+    let hub = HubProcess::start(dir.path(), &[]);
+    assert!(
+        !repaired(&hub),
+        "a cleanly stopped hub leaves a closed file: {:?}",
+        hub.startup_log
+    );
+    let after = ids("killed", 20);
+    publish_in_order(&hub.url(), &after).await;
+    hub.kill9();
+
+    // kill -9 leaves it open: redb repairs it, the log says so, and nothing is lost.
+    let hub = HubProcess::start(dir.path(), &[]);
+    assert!(
+        repaired(&hub),
+        "the start after kill -9 says it repairs: {:?}",
+        hub.startup_log
+    );
+    let everything: Vec<String> = before.into_iter().chain(after).collect();
+    assert_eq!(read_events(&hub.url(), "earliest", 40).await, everything);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r28_replay_from_the_middle_of_a_large_history() {
     let dir = data_dir();
     let hub = HubProcess::start(dir.path(), &["--history-size", "100000"]);

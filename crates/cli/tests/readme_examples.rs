@@ -6,6 +6,11 @@
 //! wrapped to add `--fail-with-body -sS`, so that an HTTP error fails the example. Blocks with
 //! `curl -N` (subscriptions) run in the background from the start and must receive every
 //! update the other examples publish.
+//!
+//! The Python and JavaScript snippets of the section "Publishing from a backend" run as
+//! written too (`python3 -c`, `node --input-type=module -e`), with `HERALD_JWT_KEY` set to the
+//! hub's key; each must print the id of the update it published, and the subscription examples
+//! must receive those updates as well.
 
 mod common;
 
@@ -28,18 +33,26 @@ fn readme() -> String {
 
 /// The ```sh blocks containing `curl`, in order.
 fn curl_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = code_blocks(markdown, &["sh", "bash"]);
+    blocks.retain(|block| block.contains("curl "));
+    blocks
+}
+
+/// The fenced blocks in one of `languages` (```` ```python ````, ...), in order.
+fn code_blocks(markdown: &str, languages: &[&str]) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in markdown.lines() {
         let trimmed = line.trim_start();
         match &mut current {
-            None if trimmed.starts_with("```sh") || trimmed.starts_with("```bash") => {
+            None if trimmed
+                .strip_prefix("```")
+                .is_some_and(|info| languages.contains(&info.trim())) =>
+            {
                 current = Some(String::new());
             }
             Some(block) if trimmed.starts_with("```") => {
-                if block.contains("curl ") {
-                    blocks.push(std::mem::take(block));
-                }
+                blocks.push(std::mem::take(block));
                 current = None;
             }
             Some(block) => {
@@ -50,6 +63,29 @@ fn curl_blocks(markdown: &str) -> Vec<String> {
         }
     }
     blocks
+}
+
+/// The text of the section headed `## TITLE`, up to the next `## ` heading.
+fn section<'a>(markdown: &'a str, title: &str) -> &'a str {
+    let heading = format!("\n## {title}\n");
+    let start = markdown
+        .find(&heading)
+        .unwrap_or_else(|| panic!("README.md has no section {heading:?}"))
+        + heading.len();
+    let rest = &markdown[start..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// The snippets of "Publishing from a backend" that run here, with the program running each.
+fn backend_snippets(markdown: &str) -> Vec<(&'static str, Vec<&'static str>, String)> {
+    let publishing = section(markdown, "Publishing from a backend");
+    let python = code_blocks(publishing, &["python"])
+        .into_iter()
+        .map(|block| ("python3", vec!["-c"], block));
+    let javascript = code_blocks(publishing, &["js"])
+        .into_iter()
+        .map(|block| ("node", vec!["--input-type=module", "-e"], block));
+    python.chain(javascript).collect()
 }
 
 fn sign(claims: Value) -> String {
@@ -87,6 +123,13 @@ fn the_readme_has_curl_examples_for_subscribing_and_publishing() {
         blocks.iter().any(|b| b.contains("PUBLISHER_TOKEN")),
         "a publish example: {blocks:#?}"
     );
+    let snippets = backend_snippets(&readme());
+    for program in ["python3", "node"] {
+        assert!(
+            snippets.iter().any(|(p, _, _)| *p == program),
+            "a {program} example in \"Publishing from a backend\": {snippets:#?}"
+        );
+    }
 }
 
 #[test]
@@ -174,6 +217,30 @@ fn every_curl_example_of_the_readme_works_against_a_real_hub() {
         }
     }
     assert!(!published.is_empty());
+
+    // The Python and JavaScript snippets of "Publishing from a backend", with the hub's key.
+    for (program, args, block) in backend_snippets(&readme()) {
+        find_in_path(program).unwrap_or_else(|| panic!("{program} is installed"));
+        let script = block.replace("127.0.0.1:3000", &address);
+        let output = Command::new(program)
+            .args(&args)
+            .arg(&script)
+            .env("HERALD_JWT_KEY", KEY)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "the README's {program} example failed (exit {:?}):\n{block}\nstdout: {stdout}\n\
+             stderr: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let id = stdout.trim().to_owned();
+        assert!(id.starts_with("urn:uuid:"), "{block}: printed {id:?}");
+        published.push(id);
+    }
 
     // Each subscription example receives each update, as the README shows it.
     for (block, _child, out) in &subscriptions {

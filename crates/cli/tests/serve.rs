@@ -3,17 +3,14 @@
 
 mod common;
 
-use std::io::Read;
-use std::ops::{Deref, DerefMut};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Herald, STARTUP, STOP, herald, wait_with_timeout};
+use common::{STOP, Server, assert_names, herald, read_until, refused};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const KEY: &str = "serve-test-key-0123456789abcdef";
+const KEY: &str = "serve-test-key-0123456789abcdef0123";
 const TUTORIAL_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
 const TOPIC: &str = "https://example.com/books/1";
 
@@ -40,117 +37,6 @@ fn subscriber(key: &str) -> String {
         key,
         json!({"mercure": {"subscribe": ["*"]}}),
     )
-}
-
-/// Runs `herald serve ARGS` expecting it to refuse its settings: exit code 2 and exactly one
-/// line on stderr, which is returned.
-fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
-    // In an empty directory of its own, in case it starts and writes its data there.
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = herald()
-        .current_dir(dir.path())
-        .arg("serve")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("herald binary runs");
-    let mut stderr = String::new();
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        pipe.read_to_string(&mut stderr).unwrap();
-        stderr
-    });
-    let status = wait_with_timeout(&mut child, STARTUP)
-        .unwrap_or_else(|| panic!("herald serve {args:?} kept running instead of refusing"));
-    let stderr = reader.join().unwrap();
-    assert_eq!(status.code(), Some(2), "{args:?}: stderr {stderr:?}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: exactly one line expected, got {stderr:?}"
-    );
-    lines[0].to_owned()
-}
-
-/// Asserts that the refusal `line` names `setting` (as `invalid setting NAME:`).
-fn assert_names(line: &str, setting: &str) {
-    assert!(
-        line.contains(&format!("invalid setting {setting}:")),
-        "expected the line to name {setting}: {line:?}"
-    );
-}
-
-/// A running `herald serve` in a directory of its own, with an HTTP client.
-struct Server {
-    herald: Herald,
-    /// The process's working directory, where it keeps its data by default: one per server, so
-    /// that servers running in parallel share nothing.
-    _dir: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Deref for Server {
-    type Target = Herald;
-    fn deref(&self) -> &Herald {
-        &self.herald
-    }
-}
-
-impl DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Herald {
-        &mut self.herald
-    }
-}
-
-impl Server {
-    /// Starts `herald serve ARGS` (with `env`) in a fresh directory; see [`Herald::start`].
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut command = herald();
-        command.current_dir(dir.path()).envs(env.iter().copied());
-        Server {
-            herald: Herald::start_command(command, args),
-            _dir: dir,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn publish(&self, token: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-        self.client
-            .post(&self.url)
-            .bearer_auth(token)
-            .form(fields)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Opens a stream on `topic=*`, with `token` if given.
-    async fn subscribe(&self, token: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.get(format!("{}?topic=*", self.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap()
-    }
-}
-
-/// Reads a stream until its text contains `needle`.
-async fn read_until(response: &mut reqwest::Response, needle: &str) -> String {
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !text.contains(needle) {
-        let chunk = tokio::time::timeout_at(deadline, response.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("no {needle:?} in the stream; got {text:?}"))
-            .expect("stream readable")
-            .unwrap_or_else(|| panic!("stream ended before {needle:?}; got {text:?}"));
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    text
 }
 
 /// Whether the server ends `response` within `timeout` (its body finishes or errors).

@@ -83,6 +83,8 @@ type ReconnectHook = Arc<dyn Fn(&Reconnect<'_>) + Send + Sync>;
 pub struct Subscriber {
     hub: String,
     topics: Vec<String>,
+    /// Mercure 1.0 matchers: the query parameter name and its value.
+    matchers: Vec<(&'static str, String)>,
     token: Option<String>,
     last_event_id: Option<String>,
     http: Option<reqwest::Client>,
@@ -98,6 +100,7 @@ impl fmt::Debug for Subscriber {
         f.debug_struct("Subscriber")
             .field("hub", &self.hub)
             .field("topics", &self.topics)
+            .field("matchers", &self.matchers)
             .field("token", &self.token.as_ref().map(|_| Redacted))
             .field("last_event_id", &self.last_event_id)
             .field("reconnect_delay", &self.reconnect_delay)
@@ -122,6 +125,7 @@ impl Subscriber {
         Subscriber {
             hub: hub.to_owned(),
             topics: Vec::new(),
+            matchers: Vec::new(),
             token: None,
             last_event_id: None,
             http: None,
@@ -137,6 +141,20 @@ impl Subscriber {
     /// or `*`.
     pub fn topic(mut self, selector: impl Into<String>) -> Self {
         self.topics.push(selector.into());
+        self
+    }
+
+    /// Adds a Mercure 1.0 exact matcher (`match=`): the topic, compared byte for byte (`*`:
+    /// every topic). A subscription has either 1.0 matchers or draft-07 topic selectors.
+    pub fn match_exact(mut self, topic: impl Into<String>) -> Self {
+        self.matchers.push(("match", topic.into()));
+        self
+    }
+
+    /// Adds a Mercure 1.0 URL Pattern matcher (`match_urlpattern=`), such as
+    /// `https://example.com/books/:id`; a relative pattern resolves against the hub's URL.
+    pub fn match_urlpattern(mut self, pattern: impl Into<String>) -> Self {
+        self.matchers.push(("match_urlpattern", pattern.into()));
         self
     }
 
@@ -219,9 +237,16 @@ impl Subscriber {
     }
 
     fn state(&self) -> Result<State, SubscribeError> {
-        if self.topics.is_empty() {
+        if self.topics.is_empty() && self.matchers.is_empty() {
             return Err(SubscribeError::Invalid(
                 "subscribe to at least one topic selector".into(),
+            ));
+        }
+        if !self.topics.is_empty() && !self.matchers.is_empty() {
+            return Err(SubscribeError::Invalid(
+                "a subscription has either draft-07 topic selectors or Mercure 1.0 matchers, \
+                 not both (hubs refuse the mix)"
+                    .into(),
             ));
         }
         let mut url = crate::parse_hub_url(&self.hub).map_err(SubscribeError::Invalid)?;
@@ -229,6 +254,9 @@ impl Subscriber {
             let mut query = url.query_pairs_mut();
             for topic in &self.topics {
                 query.append_pair("topic", topic);
+            }
+            for (name, value) in &self.matchers {
+                query.append_pair(name, value);
             }
         }
         let http = match &self.http {

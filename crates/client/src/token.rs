@@ -347,7 +347,7 @@ mod tests {
         let TopicMatcher::UrlPattern(pattern) = &claims.grants.publish[0] else {
             panic!("not a URL pattern")
         };
-        assert!(pattern.matches("https://example.com/books/3"));
+        assert!(pattern.is_match("https://example.com/books/3"));
         let no_audience = AccessGrants {
             audience: String::new(),
             ..grants

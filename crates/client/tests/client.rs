@@ -117,6 +117,45 @@ async fn a_published_update_reaches_the_subscriber_with_every_field() {
 }
 
 #[tokio::test]
+async fn v1_matchers_subscribe_with_match_parameters() {
+    let hub = start(config()).await;
+    let mut events = Subscriber::new(&hub.url)
+        .match_urlpattern("https://example.com/books/:id")
+        .match_exact("https://example.com/authors/{id}")
+        .connect()
+        .await
+        .unwrap();
+    let publisher = publisher(&hub);
+    // Not selected: a URL pattern does not cross `/`, and an exact matcher is no template.
+    publisher
+        .publish(Publication::new("https://example.com/books/1/reviews"))
+        .await
+        .unwrap();
+    publisher
+        .publish(Publication::new("https://example.com/authors/1"))
+        .await
+        .unwrap();
+    let book = publisher
+        .publish(Publication::new("https://example.com/books/1"))
+        .await
+        .unwrap();
+    let literal = publisher
+        .publish(Publication::new("https://example.com/authors/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut events).await.id, Some(book));
+    assert_eq!(next(&mut events).await.id, Some(literal));
+    // One edition per subscription: the mix is refused before any request.
+    let mixed = Subscriber::new(&hub.url)
+        .topic("a")
+        .match_exact("b")
+        .stream()
+        .map(|_| ())
+        .unwrap_err();
+    assert!(mixed.to_string().contains("not both"), "{mixed}");
+}
+
+#[tokio::test]
 async fn a_protocol_update_and_a_chosen_id_are_published_as_given() {
     let hub = start(config()).await;
     let mut events = Subscriber::new(&hub.url)

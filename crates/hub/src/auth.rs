@@ -12,7 +12,15 @@
 //! the 1.0 cookie. A 1.0 request gets the RFC 6750 answers (`rejection.rs`) and may not present
 //! its token in the query (400 `invalid_request`: URLs end up in logs), nor send two
 //! `Authorization` headers or a header beside a query token; the `access_token` query parameter
-//! of RFC 6750 is refused for the same reason. draft-07 requests keep their answers.
+//! of RFC 6750 is refused for the same reason. draft-07 requests keep their answers, which
+//! name the fix for the usual mistakes: a token without `Bearer `, a token signed with another
+//! key, a token in a query parameter the hub does not read ([`Authorizer::misplaced_token`]), a
+//! browser's cookie not sent.
+//!
+//! The one decision of a request's edition: the subscribe query's parameters
+//! (`herald_protocol::subscribe::query_version`, the route's hint) and the token's presentation
+//! ([`Authorizer::present`]); routes read the result from [`Caller::edition`] or
+//! [`Authorizer::edition`].
 //!
 //! A publish authenticated by cookie must come from an allowed `Origin` (or `Referer`) [R22]:
 //! a cookie is sent by the browser whoever wrote the page, so without this check any site could
@@ -120,7 +128,9 @@ impl Authorizer {
             .present(headers, query, ProtocolVersion::Draft07)?
             .ok_or_else(|| {
                 Rejection::unauthorized(
-                    "no token: publishing needs a JWT in an \"Authorization: Bearer\" header",
+                    "no token: publishing needs a JWT in an \"Authorization: Bearer <token>\" \
+                     header (curl -H \"Authorization: Bearer $TOKEN\"), the \"authorization\" \
+                     query parameter or the cookie",
                 )
                 .with_resource_metadata(self.resource_metadata())
                 .with_detail("publish request without a token")
@@ -128,8 +138,13 @@ impl Authorizer {
         if presented.source == TokenSource::Cookie {
             self.check_publish_origin(headers)?;
         }
-        self.verify(verifier, &self.access.publisher_rules, presented)
-            .await
+        self.verify(
+            verifier,
+            &self.access.publisher_rules,
+            presented,
+            "publisher",
+        )
+        .await
     }
 
     /// The subscriber (`None` for an anonymous one), or why it may not subscribe
@@ -147,13 +162,26 @@ impl Authorizer {
                 self.resource_metadata(),
                 "subscribe request without a token, and anonymous subscribers are not allowed",
             )),
-            None => Err(Rejection::unauthorized(
-                "no token: this hub does not allow anonymous subscribers; send a JWT in an \
-                 \"Authorization: Bearer\" header, the \"authorization\" query parameter or the \
-                 cookie",
-            )
-            .with_resource_metadata(self.resource_metadata())
-            .with_detail("subscribe request without a token")),
+            None => {
+                // From a browser, the usual cause is a cookie the browser did not send.
+                let browser_hint = if headers.contains_key(header::ORIGIN) {
+                    format!(
+                        "; a browser sends the {} cookie only with new EventSource(url, \
+                         {{withCredentials: true}}), to a hub that lists the page's origin with \
+                         --cors-origin (not *)",
+                        self.cookie_name
+                    )
+                } else {
+                    String::new()
+                };
+                Err(Rejection::unauthorized(format!(
+                    "no token: this hub does not allow anonymous subscribers; send a JWT in an \
+                     \"Authorization: Bearer\" header, the \"authorization\" query parameter or \
+                     the cookie{browser_hint}"
+                ))
+                .with_resource_metadata(self.resource_metadata())
+                .with_detail("subscribe request without a token"))
+            }
             Some(presented) => {
                 let Some(verifier) = self.verifiers.subscriber.as_ref() else {
                     let detail = format!("token from {:?} but no subscriber key", presented.source);
@@ -170,9 +198,14 @@ impl Authorizer {
                         .with_detail(detail),
                     });
                 };
-                self.verify(verifier, &self.access.subscriber_rules, presented)
-                    .await
-                    .map(Some)
+                self.verify(
+                    verifier,
+                    &self.access.subscriber_rules,
+                    presented,
+                    "subscriber",
+                )
+                .await
+                .map(Some)
             }
         }
     }
@@ -182,6 +215,7 @@ impl Authorizer {
         verifier: &KeySource,
         rules: &TokenRules,
         presented: Presented,
+        role: &str,
     ) -> Result<Caller, Rejection> {
         let Presented {
             token,
@@ -211,8 +245,10 @@ impl Authorizer {
                     self.resource_metadata(),
                     format!("token from {source:?}: {e}"),
                 ),
-                ProtocolVersion::Draft07 => Rejection::unauthorized(format!("invalid token: {e}"))
-                    .with_detail(format!("token from {source:?}: {e:?}")),
+                ProtocolVersion::Draft07 => {
+                    Rejection::unauthorized(format!("invalid token: {e}{}", token_fix(&e, role)))
+                        .with_detail(format!("token from {source:?}: {e:?}"))
+                }
             }),
         }
     }
@@ -232,7 +268,13 @@ impl Authorizer {
             )
         };
         let query_tokens = QueryTokens::read(query);
-        if query_tokens.access_token {
+        // RFC 6750's query parameter is refused for 1.0 requests; for draft-07 ones it is a
+        // parameter the hub does not read (see `misplaced_token`).
+        if query_tokens
+            .access_token
+            .as_deref()
+            .is_some_and(|token| edition_of(hint, Some(token)) == ProtocolVersion::V1)
+        {
             return Err(invalid_request(
                 "the access_token query parameter is not accepted: send the token in an \
                  Authorization: Bearer header or the __Secure-mercure_access_token cookie",
@@ -259,9 +301,17 @@ impl Authorizer {
                 }
             }
             let token = token.ok_or_else(|| {
-                Rejection::unauthorized(
-                    "malformed Authorization header: expected \"Bearer <token>\"",
-                )
+                let value = first.to_str().unwrap_or("").trim();
+                if value.starts_with("eyJ") && value.matches('.').count() == 2 {
+                    Rejection::unauthorized(
+                        "the Authorization header holds a token without the \"Bearer \" prefix: \
+                         send \"Authorization: Bearer <token>\"",
+                    )
+                } else {
+                    Rejection::unauthorized(
+                        "malformed Authorization header: expected \"Bearer <token>\"",
+                    )
+                }
             })?;
             return Ok(Some(Presented {
                 token: token.to_owned(),
@@ -296,6 +346,50 @@ impl Authorizer {
             token,
             source: TokenSource::Cookie,
         }))
+    }
+
+    /// The edition a request speaks, for routes whose parameters do not tell (publishing, the
+    /// subscriptions API): 1.0 when `hint` says so, when its token is an access token or when
+    /// it came in the 1.0 cookie; a request whose token cannot be found speaks `hint`.
+    pub(crate) fn edition(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        hint: ProtocolVersion,
+    ) -> ProtocolVersion {
+        match self.present(headers, query, hint) {
+            Ok(Some(presented)) => presented.edition,
+            Ok(None) => hint,
+            // Only 1.0 presentations are refused with invalid_request.
+            Err(_) => ProtocolVersion::V1,
+        }
+    }
+
+    /// A draft-07 request that carries no token where the hub reads one [R19], but has one in
+    /// a query parameter of another name (`?token=...`): refused with where to put it.
+    pub(crate) fn misplaced_token(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Option<Rejection> {
+        if !matches!(
+            self.present(headers, query, ProtocolVersion::Draft07),
+            Ok(None)
+        ) {
+            return None;
+        }
+        let name = herald_protocol::form::pairs(query?.as_bytes())
+            .filter_map(Result::ok)
+            .map(|(name, _)| name)
+            .find(|name| MISPLACED_TOKEN_PARAMETERS.contains(&name.as_str()))?;
+        Some(
+            Rejection::unauthorized(format!(
+                "the token is in the \"{name}\" query parameter, which the hub does not read: \
+                 send it in an \"Authorization: Bearer <token>\" header, or as \
+                 ?authorization=<token>"
+            ))
+            .with_detail(format!("token in ?{name}=")),
+        )
     }
 
     /// The CSRF guard: `Origin`, else `Referer`'s origin, must be an allowed publish origin.
@@ -352,18 +446,18 @@ fn bearer_token(value: &str) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-/// The tokens a query may carry: `authorization` (draft-07 [R19]) and whether RFC 6750's
-/// `access_token` is there.
+/// The tokens a query may carry: `authorization` (draft-07 [R19]) and RFC 6750's
+/// `access_token` (refused).
 struct QueryTokens {
     authorization: Option<String>,
-    access_token: bool,
+    access_token: Option<String>,
 }
 
 impl QueryTokens {
     fn read(query: Option<&str>) -> QueryTokens {
         let mut tokens = QueryTokens {
             authorization: None,
-            access_token: false,
+            access_token: None,
         };
         let pairs = query
             .map(|q| herald_protocol::form::pairs(q.as_bytes()))
@@ -375,7 +469,9 @@ impl QueryTokens {
                 "authorization" if tokens.authorization.is_none() => {
                     tokens.authorization = Some(value)
                 }
-                "access_token" => tokens.access_token = true,
+                "access_token" if tokens.access_token.is_none() => {
+                    tokens.access_token = Some(value)
+                }
                 _ => {}
             }
         }
@@ -383,21 +479,26 @@ impl QueryTokens {
     }
 }
 
-/// The edition a subscribe query speaks, as far as the token's presentation is concerned: 1.0
-/// when it carries a `match*` or `last_event_id` parameter.
-pub(crate) fn query_edition(query: Option<&str>) -> ProtocolVersion {
-    let v1 = query
-        .map(|q| herald_protocol::form::pairs(q.as_bytes()))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .any(|(name, _)| name.starts_with("match") || name == "last_event_id");
-    if v1 {
-        ProtocolVersion::V1
-    } else {
-        ProtocolVersion::Draft07
+/// What to do about a token the hub refused, for the usual causes (draft-07 answers).
+fn token_fix(e: &herald_protocol::TokenError, role: &str) -> String {
+    use herald_protocol::TokenError;
+    match e {
+        TokenError::BadSignature => format!(
+            ": it was signed with another key than this hub's {role} key (a hub with separate \
+             publisher and subscriber keys refuses one role's token for the other); mint it with \
+             the hub's {role} key"
+        ),
+        TokenError::Expired => ": its exp claim is in the past; mint a new one".to_owned(),
+        TokenError::Malformed(_) => {
+            ": send the JWT itself (three base64url parts separated by dots), without quotes"
+                .to_owned()
+        }
+        _ => String::new(),
     }
 }
+
+/// Query parameters in which users put a token by mistake (other services read them).
+const MISPLACED_TOKEN_PARAMETERS: &[&str] = &["token", "jwt", "access_token", "bearer", "auth"];
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -511,18 +612,26 @@ mod tests {
     }
 
     #[test]
-    fn v1_parameters_make_a_v1_request() {
-        assert_eq!(query_edition(Some("match=a")), ProtocolVersion::V1);
-        assert_eq!(
-            query_edition(Some("match_urlpattern=a")),
-            ProtocolVersion::V1
+    fn v3_access_token_parameter_is_refused_for_v1_and_misplaced_for_draft07() {
+        let a = authorizer();
+        let none = HeaderMap::new();
+        assert!(
+            a.present(
+                &none,
+                Some("topic=a&access_token=t"),
+                ProtocolVersion::Draft07
+            )
+            .unwrap()
+            .is_none()
         );
-        assert_eq!(query_edition(Some("last_event_id=x")), ProtocolVersion::V1);
-        assert_eq!(
-            query_edition(Some("topic=a&lastEventID=x")),
-            ProtocolVersion::Draft07
+        assert!(
+            a.misplaced_token(&none, Some("topic=a&access_token=t"))
+                .is_some()
         );
-        assert_eq!(query_edition(None), ProtocolVersion::Draft07);
+        assert!(
+            a.misplaced_token(&none, Some("topic=a&authorization=t"))
+                .is_none()
+        );
     }
 
     #[test]

@@ -91,9 +91,10 @@ pub struct HubConfig {
     /// (`POST /.well-known/mercure/ui/token`, HS* keys only). Never on in production.
     pub dev_mode: bool,
     /// The hub's public URL, e.g. `https://hub.example/.well-known/mercure`: its OAuth resource
-    /// identifier, which Mercure 1.0 access tokens must name in `aud`, what relative URL patterns
-    /// resolve against, and where the protected resource metadata is advertised [V2][V6].
-    /// Without it, 1.0 access tokens are refused.
+    /// identifier, which Mercure 1.0 access tokens must name in `aud`, what relative 1.0 URL
+    /// patterns and topics resolve against (and the reserved-namespace check), and where the
+    /// protected resource metadata is advertised [V1][V2][V6]. Without it, 1.0 access tokens are
+    /// refused and relative patterns resolve against `https://localhost/.well-known/mercure`.
     pub hub_url: Option<String>,
     /// The protocol editions served (`--protocols`; both by default).
     pub protocols: herald_protocol::ProtocolSet,
@@ -102,6 +103,10 @@ pub struct HubConfig {
     pub publisher_issuers: Vec<String>,
     /// Trusted issuers of subscribers' 1.0 access tokens (`iss`); empty: any issuer.
     pub subscriber_issuers: Vec<String>,
+    /// Where [`serve`](crate::serve) serves Prometheus metrics (`/metrics`), `/healthz` and
+    /// `/readyz`, on a listener of their own so that metrics are not public by accident;
+    /// `None`: no metrics listener.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for HubConfig {
@@ -134,6 +139,7 @@ impl Default for HubConfig {
             protocols: herald_protocol::ProtocolSet::default(),
             publisher_issuers: Vec::new(),
             subscriber_issuers: Vec::new(),
+            metrics_listen: None,
         }
     }
 }

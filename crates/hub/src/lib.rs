@@ -1,9 +1,11 @@
 //! The Herald hub as a library.
 //!
 //! A [`Hub`] is built from a [`HubConfig`]; [`Hub::router`] gives an axum `Router` that serves the
-//! Mercure endpoint (`/.well-known/mercure`) and `/healthz`, which an application can mount in
-//! its own server next to its own routes, and [`serve`] runs it on a listener with the limits and
-//! graceful shutdown a standalone hub needs.
+//! Mercure endpoint (`/.well-known/mercure`), `/healthz` and `/readyz`, which an application can
+//! mount in its own server next to its own routes, and [`serve`] runs it on a listener with the
+//! limits and graceful shutdown a standalone hub needs (and, with
+//! [`HubConfig::metrics_listen`], the Prometheus metrics on a listener of their own:
+//! [`serve_metrics`]).
 //!
 //! Inside, one update travels: `routes` (parse, authorize) → [`Transport::publish`] (position,
 //! history) → the hub's one [`Dispatcher`] (selector index, one shared frame per update) → each
@@ -19,6 +21,7 @@ mod deadline;
 pub mod delivery;
 mod grants;
 pub mod jwks;
+mod metrics;
 mod rejection;
 mod routes;
 mod selector;
@@ -37,6 +40,7 @@ use herald_protocol::Update;
 pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
+pub use metrics::endpoints::{READY_TIMEOUT, serve_metrics};
 pub use server::serve;
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
@@ -75,6 +79,8 @@ struct Shared {
     authorizer: Authorizer,
     registry: Registry,
     transport: Arc<dyn Transport>,
+    /// `HubConfig::hub_url`, parsed: the base of relative 1.0 URL patterns and topics.
+    url_base: url::Url,
 }
 
 /// Makes a transport from the hub's [`Dispatcher`]; see [`HubBuilder::transport`].
@@ -156,12 +162,21 @@ impl HubBuilder {
             config.anonymous,
             routes::discovery::access_settings(&config)?,
         );
+        let url_base =
+            herald_protocol::url_pattern::base_url(config.hub_url.as_deref()).map_err(|e| {
+                ConfigError::new(
+                    "hub-url",
+                    e.to_string(),
+                    "give the hub's public URL, e.g. https://hub.example/.well-known/mercure",
+                )
+            })?;
         Ok(Hub {
             shared: Arc::new(Shared {
                 config,
                 authorizer,
                 registry,
                 transport,
+                url_base,
             }),
         })
     }
@@ -192,12 +207,32 @@ impl Hub {
 
     /// Publishes an update from inside the application, bypassing HTTP and authorization.
     pub async fn publish(&self, update: Update) -> Result<(), TransportError> {
-        self.shared.transport.publish(update).await
+        let result = self.shared.transport.publish(update).await;
+        let metrics = self.metrics();
+        match &result {
+            Ok(()) => metrics::Metrics::inc(&metrics.updates_total),
+            Err(_) => metrics::Metrics::inc(&metrics.transport_errors),
+        }
+        result
+    }
+
+    /// The routes of the metrics listener: `/metrics` (Prometheus text), `/healthz` and
+    /// `/readyz`; see [`serve_metrics`].
+    pub fn metrics_router(&self) -> Router {
+        metrics::endpoints::router(self.clone())
     }
 
     /// Ends every open stream (clients reconnect) and any that open from now on.
     pub fn close_streams(&self) {
         self.shared.registry.close_all();
+    }
+
+    /// Closes the transport once the last publish was answered, at the end of a shutdown:
+    /// acknowledged updates are made durable and the history file is closed cleanly, so that
+    /// the next start needs no repair. [`serve`] calls it; an application serving
+    /// [`Hub::router`] itself calls it after its server stopped. Publishes after it fail.
+    pub async fn close(&self) {
+        self.shared.transport.close().await;
     }
 
     /// The configuration this hub was built with, after validation.
@@ -214,9 +249,18 @@ impl Hub {
         &self.shared.registry
     }
 
+    pub(crate) fn metrics(&self) -> &Arc<metrics::Metrics> {
+        self.shared.registry.metrics()
+    }
+
     /// The transport, for an application that wants to plan a replay itself.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.shared.transport
+    }
+
+    /// The base of relative 1.0 URL patterns and topics (`HubConfig::hub_url`).
+    pub(crate) fn url_base(&self) -> &url::Url {
+        &self.shared.url_base
     }
 
     fn authorizer(&self) -> &Authorizer {

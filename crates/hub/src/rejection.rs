@@ -145,6 +145,11 @@ impl Rejection {
         }
     }
 
+    /// The status answered.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// Adds detail for the debug log only.
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
         self.detail = Some(detail.into());

@@ -1,5 +1,8 @@
 //! Topic selectors as the hub holds them: templates costed, compiled once and shared, with their
-//! match results cached [R3][R4].
+//! match results cached [R3][R4]. Mercure 1.0 URL patterns [V1] take the same path: they arrive
+//! compiled within bounds (`herald_protocol::url_pattern`), their measured size is their cost
+//! under the same limits, and they are interned apart from templates ([`PatternKey`]: the same
+//! text means different things as a template and as a URL pattern).
 //!
 //! Ten thousand browsers subscribed to `https://example.com/books/{id}` share one compiled
 //! [`Pattern`], whose matcher runs once per topic of an update. Costly patterns also cache
@@ -34,12 +37,17 @@
 //! template, and since the cheapest template costs 7 KiB, that is at most about 100 MB for the
 //! default 16 MiB (1,530 cheap templates measured 36 MB, docs/benchmarks.md).
 
+// Budgets add up what clients asked for: saturating arithmetic only.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use herald_protocol::{MatchCache, TemplateSource, TopicSelector, UriTemplate};
+use herald_protocol::{
+    MatchCache, MatchType, TemplateSource, TopicSelector, UriTemplate, UrlPatternMatcher,
+};
 use http::StatusCode;
 
 use crate::config::TemplateLimits;
@@ -89,15 +97,60 @@ impl Selector {
         match self {
             Selector::Any => "*",
             Selector::Exact(exact) => exact,
-            Selector::Pattern(pattern) => pattern.template.as_str(),
+            Selector::Pattern(pattern) => pattern.source(),
+        }
+    }
+
+    /// The 1.0 matcher type this selector is reported as in subscription events [V5]: URL
+    /// patterns are `urlpattern`, everything else (draft-07 templates too) `exact`.
+    pub(crate) fn match_type(&self) -> MatchType {
+        match self {
+            Selector::Pattern(pattern) if pattern.key.kind == PatternKind::UrlPattern => {
+                MatchType::UrlPattern
+            }
+            _ => MatchType::Exact,
         }
     }
 }
 
-/// A compiled URI template with its match cache and a cache of its results.
+/// The kinds of compiled patterns: the same text means different things in each, so they are
+/// interned apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PatternKind {
+    /// A draft-07 RFC 6570 URI template.
+    Template,
+    /// A Mercure 1.0 WHATWG URL Pattern.
+    UrlPattern,
+}
+
+/// What patterns are interned and grouped by: their kind and their text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PatternKey {
+    pub(crate) kind: PatternKind,
+    pub(crate) source: Box<str>,
+}
+
+impl PatternKey {
+    fn new(kind: PatternKind, source: &str) -> PatternKey {
+        PatternKey {
+            kind,
+            source: source.into(),
+        }
+    }
+}
+
+/// A pattern's compiled matcher.
+#[derive(Debug)]
+enum Compiled {
+    Template(UriTemplate),
+    UrlPattern(Arc<UrlPatternMatcher>),
+}
+
+/// A compiled URI template or URL pattern with its match cache and a cache of its results.
 #[derive(Debug)]
 pub(crate) struct Pattern {
-    template: UriTemplate,
+    key: PatternKey,
+    compiled: Compiled,
     // A std Mutex: a match is a hash probe or a bounded automaton run, never an await.
     state: Mutex<PatternState>,
     /// The table's count of live patterns, decremented when this one is dropped.
@@ -124,12 +177,23 @@ impl Drop for Pattern {
 
 impl Pattern {
     pub(crate) fn source(&self) -> &str {
-        self.template.as_str()
+        &self.key.source
+    }
+
+    pub(crate) fn key(&self) -> &PatternKey {
+        &self.key
+    }
+
+    fn cost(&self) -> u64 {
+        match &self.compiled {
+            Compiled::Template(template) => template.cost().bytes(),
+            Compiled::UrlPattern(pattern) => pattern.cost(),
+        }
     }
 
     pub(crate) fn matches(&self, topic: &str) -> bool {
-        // A template also matches itself as a literal [R3].
-        if self.template.as_str() == topic {
+        // A template also matches itself as a literal [R3]; a URL pattern does not [V1].
+        if self.key.kind == PatternKind::Template && self.source() == topic {
             return true;
         }
         let mut state = self.state.lock().unwrap();
@@ -137,14 +201,17 @@ impl Pattern {
         if let Some(&hit) = state.results.get(topic) {
             return hit;
         }
-        let matcher = state
-            .matcher
-            .get_or_insert_with(|| self.template.new_cache());
-        let hit = self.template.is_match_with(matcher, topic);
-        if self.template.cost().bytes() < CACHE_RESULTS_FROM_COST {
+        let hit = match &self.compiled {
+            Compiled::Template(template) => {
+                let matcher = state.matcher.get_or_insert_with(|| template.new_cache());
+                template.is_match_with(matcher, topic)
+            }
+            Compiled::UrlPattern(pattern) => pattern.is_match(topic),
+        };
+        if self.cost() < CACHE_RESULTS_FROM_COST {
             return hit;
         }
-        let entry_bytes = topic.len() + RESULT_ENTRY_OVERHEAD;
+        let entry_bytes = topic.len().saturating_add(RESULT_ENTRY_OVERHEAD);
         if state.results.len() >= MATCH_CACHE_ENTRIES || !self.results_budget.reserve(entry_bytes) {
             // Forget our own results, then try once more: a pattern never holds results while
             // the budget refuses it the first one.
@@ -156,7 +223,7 @@ impl Pattern {
             }
         }
         state.results.insert(topic.into(), hit);
-        state.result_bytes += entry_bytes;
+        state.result_bytes = state.result_bytes.saturating_add(entry_bytes);
         hit
     }
 }
@@ -217,6 +284,15 @@ pub(crate) enum TemplateRefused {
          close subscriptions or reuse the same templates"
     )]
     ClientOverBudget { live: u64, cost: u64, limit: u64 },
+    #[error(
+        "URL pattern {pattern:?} is too complex: it costs {cost} KiB compiled, the limit is \
+         {limit} KiB; use fewer or simpler regexp groups"
+    )]
+    UrlPatternTooCostly {
+        pattern: String,
+        cost: u64,
+        limit: u64,
+    },
     /// The regex engine refused a template the cost model allowed (not expected to happen).
     #[error("topic template {template:?} could not be compiled into a matcher: simplify it")]
     Uncompilable { template: String },
@@ -232,6 +308,7 @@ impl From<TemplateRefused> for Rejection {
                 Rejection::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
             }
             TemplateRefused::TooCostly { .. }
+            | TemplateRefused::UrlPatternTooCostly { .. }
             | TemplateRefused::RequestTooCostly { .. }
             | TemplateRefused::Uncompilable { .. } => Rejection::bad_request(e.to_string()),
         }
@@ -251,7 +328,7 @@ pub(crate) enum ClientKey {
 /// it, and their total cost.
 #[derive(Debug, Default)]
 struct ClientTemplates {
-    templates: HashMap<Box<str>, (u64, usize)>,
+    templates: HashMap<PatternKey, (u64, usize)>,
     cost: u64,
 }
 
@@ -263,7 +340,7 @@ type Clients = Mutex<HashMap<ClientKey, ClientTemplates>>;
 pub(crate) struct TemplateLease {
     clients: Arc<Clients>,
     key: ClientKey,
-    templates: Vec<Box<str>>,
+    templates: Vec<PatternKey>,
 }
 
 impl Drop for TemplateLease {
@@ -277,9 +354,9 @@ impl Drop for TemplateLease {
         };
         for template in &self.templates {
             if let Some((cost, uses)) = client.templates.get_mut(template) {
-                *uses -= 1;
+                *uses = uses.saturating_sub(1);
                 if *uses == 0 {
-                    client.cost -= *cost;
+                    client.cost = client.cost.saturating_sub(*cost);
                     client.templates.remove(template);
                 }
             }
@@ -293,7 +370,7 @@ impl Drop for TemplateLease {
 /// A subscription's selectors, interned and paid for.
 #[derive(Debug)]
 pub(crate) struct Admitted {
-    /// The `topic=` selectors.
+    /// The `topic=` / `match*=` selectors.
     pub selectors: Vec<Selector>,
     /// The token's `mercure.subscribe` selectors.
     pub rights: Vec<crate::grants::Right>,
@@ -309,7 +386,7 @@ pub(crate) struct Admitted {
 /// different templates.
 #[derive(Debug)]
 pub(crate) struct PatternTable {
-    patterns: Mutex<HashMap<Box<str>, Weak<Pattern>>>,
+    patterns: Mutex<HashMap<PatternKey, Weak<Pattern>>>,
     live: Arc<AtomicUsize>,
     max: usize,
     results_budget: Arc<ResultBudget>,
@@ -356,7 +433,7 @@ impl PatternTable {
         rights: &[herald_protocol::TopicMatcher],
         limits: &TemplateLimits,
     ) -> Result<Admitted, TemplateRefused> {
-        let (rights, ready) = crate::grants::split(rights);
+        let rights = crate::grants::selectors(rights);
         let mut costs = request_costs(&selectors, "topic selectors", limits)?;
         costs.extend(request_costs(
             &rights,
@@ -364,12 +441,11 @@ impl PatternTable {
             limits,
         )?);
         let lease = self.charge(client, costs, limits)?;
-        let mut rights: Vec<crate::grants::Right> = self
+        let rights: Vec<crate::grants::Right> = self
             .intern_checked(rights)?
             .into_iter()
             .map(crate::grants::Right::Selector)
             .collect();
-        rights.extend(ready);
         Ok(Admitted {
             selectors: self.intern_checked(selectors)?,
             rights,
@@ -408,7 +484,7 @@ impl PatternTable {
     fn charge(
         &self,
         client: ClientKey,
-        costs: HashMap<&str, u64>,
+        costs: HashMap<PatternKey, u64>,
         limits: &TemplateLimits,
     ) -> Result<TemplateLease, TemplateRefused> {
         let mut lease = TemplateLease {
@@ -424,9 +500,8 @@ impl PatternTable {
         let account = clients.entry(client).or_default();
         let added: u64 = costs
             .iter()
-            .filter(|(template, _)| !account.templates.contains_key(**template))
-            .map(|(_, cost)| cost)
-            .sum();
+            .filter(|(template, _)| !account.templates.contains_key(*template))
+            .fold(0u64, |sum, (_, cost)| sum.saturating_add(*cost));
         if account.cost.saturating_add(added) > limits.max_client_cost {
             let live = account.cost;
             if account.templates.is_empty() {
@@ -438,14 +513,14 @@ impl PatternTable {
                 limit: limits.max_client_cost / 1024,
             });
         }
-        account.cost += added;
+        account.cost = account.cost.saturating_add(added);
         for (template, cost) in costs {
-            account
+            let (_, uses) = account
                 .templates
-                .entry(template.into())
-                .or_insert((cost, 0))
-                .1 += 1;
-            lease.templates.push(template.into());
+                .entry(template.clone())
+                .or_insert((cost, 0));
+            *uses = uses.saturating_add(1);
+            lease.templates.push(template);
         }
         Ok(lease)
     }
@@ -461,6 +536,9 @@ impl PatternTable {
                     TopicSelector::Any => Selector::Any,
                     TopicSelector::Exact(exact) => Selector::Exact(exact.into_boxed_str()),
                     TopicSelector::Template(template) => Selector::Pattern(self.pattern(template)?),
+                    TopicSelector::UrlPattern(pattern) => {
+                        Selector::Pattern(self.url_pattern(pattern)?)
+                    }
                 })
             })
             .collect()
@@ -468,7 +546,8 @@ impl PatternTable {
 
     /// The live pattern of `template`'s text, or a new one compiled from it.
     fn pattern(&self, template: TemplateSource) -> Result<Arc<Pattern>, TemplateRefused> {
-        if let Some(existing) = self.live_pattern(template.as_str())? {
+        let key = PatternKey::new(PatternKind::Template, template.as_str());
+        if let Some(existing) = self.live_pattern(&key)? {
             return Ok(existing);
         }
         // Compiled without the lock, so that other subscriptions are not held up; the caller
@@ -480,8 +559,26 @@ impl PatternTable {
                 template: shortened(template.as_str()),
             }
         })?;
+        self.insert(key, Compiled::Template(compiled))
+    }
+
+    /// The live pattern of `pattern`'s text, or this one (URL patterns are compiled, within
+    /// bounds, when the request is read).
+    fn url_pattern(
+        &self,
+        pattern: Arc<UrlPatternMatcher>,
+    ) -> Result<Arc<Pattern>, TemplateRefused> {
+        let key = PatternKey::new(PatternKind::UrlPattern, pattern.as_str());
+        if let Some(existing) = self.live_pattern(&key)? {
+            return Ok(existing);
+        }
+        self.insert(key, Compiled::UrlPattern(pattern))
+    }
+
+    /// Interns a compiled pattern, unless another request did first.
+    fn insert(&self, key: PatternKey, compiled: Compiled) -> Result<Arc<Pattern>, TemplateRefused> {
         let mut patterns = self.patterns.lock().unwrap();
-        if let Some(existing) = patterns.get(template.as_str()).and_then(Weak::upgrade) {
+        if let Some(existing) = patterns.get(&key).and_then(Weak::upgrade) {
             return Ok(existing);
         }
         // Drop the entries of patterns nobody uses any more before the table grows, so that it
@@ -491,19 +588,20 @@ impl PatternTable {
         }
         self.live.fetch_add(1, Ordering::Relaxed);
         let pattern = Arc::new(Pattern {
-            template: compiled,
+            key: key.clone(),
+            compiled,
             state: Mutex::default(),
             live: self.live.clone(),
             results_budget: self.results_budget.clone(),
         });
-        patterns.insert(template.as_str().into(), Arc::downgrade(&pattern));
+        patterns.insert(key, Arc::downgrade(&pattern));
         Ok(pattern)
     }
 
     /// The live pattern of `source`, if any; an error when there is none and the table is full.
-    fn live_pattern(&self, source: &str) -> Result<Option<Arc<Pattern>>, TooManyPatterns> {
+    fn live_pattern(&self, key: &PatternKey) -> Result<Option<Arc<Pattern>>, TooManyPatterns> {
         let patterns = self.patterns.lock().unwrap();
-        if let Some(existing) = patterns.get(source).and_then(Weak::upgrade) {
+        if let Some(existing) = patterns.get(key).and_then(Weak::upgrade) {
             return Ok(Some(existing));
         }
         if self.live.load(Ordering::Relaxed) >= self.max {
@@ -515,22 +613,42 @@ impl PatternTable {
 
 /// The distinct templates of `selectors` with their costs, each within `limits.max_cost` and
 /// all within `limits.max_request_cost`.
-fn request_costs<'s>(
-    selectors: &'s [TopicSelector],
+fn request_costs(
+    selectors: &[TopicSelector],
     what: &'static str,
     limits: &TemplateLimits,
-) -> Result<HashMap<&'s str, u64>, TemplateRefused> {
+) -> Result<HashMap<PatternKey, u64>, TemplateRefused> {
     let mut costs = HashMap::new();
     let mut total: u64 = 0;
     for selector in selectors {
-        let TopicSelector::Template(template) = selector else {
-            continue;
+        let (key, cost) = match selector {
+            TopicSelector::Template(template) => {
+                let cost = template.cost().bytes();
+                if cost > limits.max_cost {
+                    return Err(too_costly(template, limits.max_cost));
+                }
+                (
+                    PatternKey::new(PatternKind::Template, template.as_str()),
+                    cost,
+                )
+            }
+            TopicSelector::UrlPattern(pattern) => {
+                let cost = pattern.cost();
+                if cost > limits.max_cost {
+                    return Err(TemplateRefused::UrlPatternTooCostly {
+                        pattern: shortened(pattern.as_str()),
+                        cost: cost.div_ceil(1024),
+                        limit: limits.max_cost / 1024,
+                    });
+                }
+                (
+                    PatternKey::new(PatternKind::UrlPattern, pattern.as_str()),
+                    cost,
+                )
+            }
+            TopicSelector::Any | TopicSelector::Exact(_) => continue,
         };
-        let cost = template.cost().bytes();
-        if cost > limits.max_cost {
-            return Err(too_costly(template, limits.max_cost));
-        }
-        if costs.insert(template.as_str(), cost).is_none() {
+        if costs.insert(key, cost).is_none() {
             total = total.saturating_add(cost);
         }
     }

@@ -9,6 +9,10 @@
 //! ends every stream cleanly so that clients reconnect elsewhere, and waits a bounded time for
 //! connections to finish.
 //!
+//! With `HubConfig::metrics_listen`, a second listener serves `/metrics`, `/healthz` and
+//! `/readyz` (crate::metrics::endpoints) for as long as this one, drain included; the accept loop
+//! counts open and refused connections for it.
+//!
 //! HTTP/1 and HTTP/2 (prior knowledge) are both served. Which one a connection speaks is decided
 //! by peeking at its first bytes (`MSG_PEEK`, nothing consumed) rather than by hyper-util's
 //! `auto::Builder`, which reads them into a 24-byte prefix and hands them back to hyper first:
@@ -46,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Timeouts;
 use crate::deadline::{self, Activity, Tracked};
+use crate::metrics::Metrics;
 use crate::subscription_conn::{self, MAX_HEAD_BYTES};
 use crate::{Hub, HubConfig};
 
@@ -62,6 +67,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let connections = Arc::new(Connections::new(&hub));
+    let metrics_server = start_metrics_listener(&hub).await?;
     let mut listener = Listener::new(listener);
     let graceful = GracefulShutdown::new();
     // Ends the connections, each at its next safe point; the graceful shutdown's watchers
@@ -80,13 +86,19 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let connections = Arc::clone(&connections);
         let stopping = stopping.clone();
+        let metrics = Arc::clone(hub.metrics());
         tokio::spawn(async move {
             match connections.admit() {
                 Ok(permit) => {
+                    let open = metrics.connection_opened();
                     connections.serve(stream, stopping).await;
+                    drop(open);
                     drop(permit);
                 }
-                Err(Full) => connections.refuse(stream).await,
+                Err(Full) => {
+                    Metrics::inc(&metrics.connections_refused);
+                    connections.refuse(stream).await;
+                }
             }
             drop(watcher);
         });
@@ -105,7 +117,31 @@ pub async fn serve(
     {
         tracing::warn!("connections still open after {timeout:?}; closing them");
     }
+    hub.close().await;
+    if let Some((stop, task)) = metrics_server {
+        stop.cancel();
+        let _ = task.await;
+    }
     Ok(())
+}
+
+/// Binds and serves `HubConfig::metrics_listen`, if set, until the returned token is
+/// cancelled: it stays up while the hub drains, its `/readyz` answering 503.
+async fn start_metrics_listener(
+    hub: &Hub,
+) -> io::Result<Option<(CancellationToken, tokio::task::JoinHandle<io::Result<()>>)>> {
+    let Some(addr) = hub.config().metrics_listen else {
+        return Ok(None);
+    };
+    let listener = crate::metrics::endpoints::bind(addr).await?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(crate::serve_metrics(
+        listener,
+        hub.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    Ok(Some((stop, task)))
 }
 
 /// The listening socket and how its accept loop behaves when accepting fails.

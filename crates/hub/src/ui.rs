@@ -17,11 +17,12 @@
 //! audience is the hub's URL (`--hub-url`) and whose issuer is one the hub trusts.
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -45,6 +46,8 @@ pub(crate) const CSP: &str = "default-src 'self'; connect-src 'self'; script-src
 const DEFAULT_TTL_SECONDS: u64 = 3600;
 /// Longest lifetime a minted token may ask for: 30 days.
 const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
+/// A token request is a few hundred bytes; a claim of a few thousand topics fits too.
+const MAX_MINT_BODY: usize = 64 * 1024;
 
 /// One embedded file of the UI.
 struct Asset {
@@ -214,11 +217,29 @@ struct MintRequest {
     match_type: Option<String>,
 }
 
+/// Reads a token request, bounded in size and in time like a publish body (the body timeout:
+/// a client sending a byte a second does not hold the connection).
+async fn read_mint_body(body: Body, config: &HubConfig) -> Result<Bytes, Rejection> {
+    let timeout = config.timeouts.body;
+    match tokio::time::timeout(timeout, Limited::new(body, MAX_MINT_BODY).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => Err(Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("token request unreadable or over {MAX_MINT_BODY} bytes"),
+        )
+        .with_detail(e.to_string())),
+        Err(_) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {timeout:?}"),
+        )),
+    }
+}
+
 /// Signs a token with the publisher key (dev mode only).
 async fn mint(
     State(hub): State<Hub>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Rejection> {
     let key = minter_key(hub.config())
         .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "the token minter is not enabled"))?;
@@ -234,6 +255,7 @@ async fn mint(
             "send the token request as application/json",
         ));
     }
+    let body = read_mint_body(body, hub.config()).await?;
     let request: MintRequest = serde_json::from_slice(&body).map_err(|e| {
         Rejection::bad_request(format!(
             "expected {{\"publish\": [..], \"subscribe\": [..], \"payload\": .., \

@@ -295,6 +295,35 @@ async fn a_publish_body_sent_a_byte_at_a_time_is_cut_with_408() {
 }
 
 #[tokio::test]
+async fn a_token_request_to_the_dev_ui_sent_a_byte_at_a_time_is_cut_with_408() {
+    let mut config = short_deadlines();
+    config.ui = true;
+    config.dev_mode = true;
+    let hub = TestHub::start(config).await;
+    let head = "POST /.well-known/mercure/ui/token HTTP/1.1\r\nHost: hub\r\n\
+                Content-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    let stream = raw(&hub, head.as_bytes()).await;
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(WAIT, reader.read_to_end(&mut received)).await;
+    trickle.abort();
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{text}"
+    );
+    assert!(closed.is_ok(), "the connection stayed open");
+}
+
+#[tokio::test]
 async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
     let hub = TestHub::default().await;
     let head = format!(

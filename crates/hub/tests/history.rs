@@ -1,4 +1,4 @@
-//! Reconnection and history over real TCP [R25]-[R29], on every transport: each test runs
+//! Reconnection and history over real TCP [R25]-[R29][V4], on every transport: each test runs
 //! once per [`Backend`] (`memory::NAME`, `embedded::NAME`, `redis::NAME`).
 
 mod common;
@@ -353,7 +353,100 @@ async fn r29_history_is_bounded_by_age(backend: Backend) {
     assert_eq!(ids_of(&sub.next_events(1).await), ["new2"]);
 }
 
+// ---- [V4] Mercure 1.0 reconnection ----
+
+/// Subscribes as a 1.0 client (`match=TOPIC`) with `query` added, and `rights` in its token.
+async fn v1_reconnect(hub: &TestHub, query: &str, rights: &[&str]) -> EventReader {
+    hub.subscribe_with(
+        hub.get(&format!("match={}&{query}", enc(TOPIC)))
+            .bearer_auth(subscriber_token(rights)),
+    )
+    .await
+}
+
+fn v1_last_event_id_header(reader: &EventReader) -> Option<String> {
+    reader
+        .headers
+        .get("mercure-last-event-id")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+async fn v4_last_event_id_parameter_replays_later_events(backend: Backend) {
+    let hub = backend.start(config()).await;
+    publish_ids(&hub, &["v1", "v2", "v3"]).await;
+    let mut sub = v1_reconnect(&hub, "last_event_id=v1", &[]).await;
+    assert_eq!(v1_last_event_id_header(&sub).as_deref(), Some("v1"));
+    assert_eq!(last_event_id_header(&sub), None);
+    assert_eq!(ids_of(&sub.next_events(2).await), ["v2", "v3"]);
+}
+
+async fn v4_duplicate_ids_resolve_to_the_earliest_occurrence(backend: Backend) {
+    let hub = backend.start(config()).await;
+    publish_ids(&hub, &["dup", "d1", "dup", "d2"]).await;
+    let mut sub = v1_reconnect(&hub, "last_event_id=dup", &[]).await;
+    assert_eq!(v1_last_event_id_header(&sub).as_deref(), Some("dup"));
+    publish_ids(&hub, &["d3"]).await;
+    assert_eq!(ids_of(&sub.next_events(4).await), ["d1", "dup", "d2", "d3"]);
+    // draft-07 requests keep resolving to the latest occurrence on the same hub.
+    let mut draft07 = reconnect(&hub, "", |r| r.header("Last-Event-ID", "dup")).await;
+    assert_eq!(ids_of(&draft07.next_events(2).await), ["d2", "d3"]);
+}
+
+async fn v4_duplicate_whose_earliest_occurrence_was_trimmed_gives_earliest(backend: Backend) {
+    let hub = backend.start(small_history(3)).await;
+    // The first "dup" is trimmed, the second is retained: the oldest retained occurrence is not
+    // tracked, so 1.0 replays the whole retained history and says so.
+    publish_ids(&hub, &["dup", "k1", "dup", "k2", "k3"]).await;
+    let mut sub = v1_reconnect(&hub, "last_event_id=dup", &[]).await;
+    assert_eq!(v1_last_event_id_header(&sub).as_deref(), Some("earliest"));
+    assert_eq!(ids_of(&sub.next_events(3).await), ["dup", "k2", "k3"]);
+    // Once every occurrence is trimmed, the id is unknown to both editions.
+    publish_ids(&hub, &["k4", "k5", "k6"]).await;
+    let mut gone = v1_reconnect(&hub, "last_event_id=dup", &[]).await;
+    assert_eq!(v1_last_event_id_header(&gone).as_deref(), Some("earliest"));
+    assert_eq!(ids_of(&gone.next_events(3).await), ["k4", "k5", "k6"]);
+    // A new occurrence after that is found again.
+    publish_ids(&hub, &["dup", "k7"]).await;
+    let mut again = v1_reconnect(&hub, "last_event_id=dup", &[]).await;
+    assert_eq!(v1_last_event_id_header(&again).as_deref(), Some("dup"));
+    assert_eq!(ids_of(&again.next_events(1).await), ["k7"]);
+}
+
+async fn v4_unknown_id_gives_earliest(backend: Backend) {
+    let hub = backend.start(config()).await;
+    publish_ids(&hub, &["u1", "u2"]).await;
+    let mut sub = v1_reconnect(&hub, "last_event_id=nowhere", &[]).await;
+    assert_eq!(v1_last_event_id_header(&sub).as_deref(), Some("earliest"));
+    assert_eq!(ids_of(&sub.next_events(2).await), ["u1", "u2"]);
+}
+
+async fn v4_replay_is_reauthorized_against_the_current_token(backend: Backend) {
+    let hub = backend.start(config()).await;
+    publish_ids(&hub, &["start"]).await;
+    for id in ["secret-1", "secret-2"] {
+        hub.publish_ok(&[("topic", TOPIC), ("id", id), ("private", "on")])
+            .await;
+    }
+    publish_ids(&hub, &["public"]).await;
+    // The token the private updates were meant for...
+    let mut allowed = v1_reconnect(&hub, "last_event_id=start", &[TOPIC]).await;
+    assert_eq!(
+        ids_of(&allowed.next_events(3).await),
+        ["secret-1", "secret-2", "public"]
+    );
+    // ...but a subscriber whose current token no longer covers the topic gets none of them.
+    let mut revoked = v1_reconnect(&hub, "last_event_id=start", &[]).await;
+    assert_eq!(ids_of(&revoked.next_events(1).await), ["public"]);
+    publish_ids(&hub, &["after"]).await;
+    assert_eq!(ids_of(&revoked.next_events(1).await), ["after"]);
+}
+
 on_every_backend!(
+    v4_last_event_id_parameter_replays_later_events,
+    v4_duplicate_ids_resolve_to_the_earliest_occurrence,
+    v4_duplicate_whose_earliest_occurrence_was_trimmed_gives_earliest,
+    v4_unknown_id_gives_earliest,
+    v4_replay_is_reauthorized_against_the_current_token,
     r25_last_event_id_header_replays_later_events_then_goes_live,
     r25_last_event_id_query_parameter_replays_later_events,
     r25_header_wins_over_the_query_parameter,

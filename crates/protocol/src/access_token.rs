@@ -27,7 +27,7 @@ use url::Url;
 
 use crate::ProtocolVersion;
 use crate::token::{Claims, MercureClaim, TokenError};
-use crate::url_pattern::{CompiledUrlPattern, MAX_URL_PATTERN_BYTES};
+use crate::url_pattern::{MAX_URL_PATTERN_BYTES, UrlPatternMatcher};
 use crate::version::ProtocolSet;
 
 /// The `type` of a Mercure authorization detail (RFC 9396).
@@ -78,7 +78,7 @@ pub enum TopicMatcher {
     /// A draft-07 selector: an RFC 6570 template, which also matches itself as a literal.
     Template(String),
     /// A WHATWG URL pattern (1.0 `match_type: urlpattern`), compiled when the token was read.
-    UrlPattern(Arc<CompiledUrlPattern>),
+    UrlPattern(Arc<UrlPatternMatcher>),
 }
 
 impl TopicMatcher {
@@ -96,7 +96,7 @@ impl TopicMatcher {
         match self {
             TopicMatcher::Any => "*",
             TopicMatcher::Exact(s) | TopicMatcher::Template(s) => s,
-            TopicMatcher::UrlPattern(p) => p.source(),
+            TopicMatcher::UrlPattern(p) => p.as_str(),
         }
     }
 
@@ -347,7 +347,7 @@ fn read_matcher(topic: &Value, base: &Url) -> Result<TopicMatcher, String> {
     }
     match match_type {
         "exact" => Ok(TopicMatcher::Exact(pattern.clone())),
-        "urlpattern" => CompiledUrlPattern::compile(pattern, Some(base))
+        "urlpattern" => UrlPatternMatcher::compile(pattern, base)
             .map(|p| TopicMatcher::UrlPattern(Arc::new(p)))
             .map_err(|e| e.to_string()),
         other => Err(format!("unknown match_type {other:?}")),
@@ -411,7 +411,7 @@ mod tests {
         let TopicMatcher::UrlPattern(p) = &c.grants.publish[1] else {
             panic!("not a URL pattern");
         };
-        assert!(p.matches("https://hub.example/books/1"));
+        assert!(p.is_match("https://hub.example/books/1"));
     }
 
     #[test]

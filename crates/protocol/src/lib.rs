@@ -26,11 +26,12 @@ pub mod version;
 pub use access_token::{Grants, PayloadGrant, TokenRules, TopicMatcher};
 pub use jwks::{JwksError, KeySet};
 pub use publish::{PublishError, PublishRequest};
-pub use selector::TopicSelector;
+pub use selector::{MatchType, TopicSelector};
 pub use subscribe::{LastEventId, SubscribeError, SubscribeRequest};
 pub use template::{MatchCache, TemplateCost, TemplateError, TemplateSource, UriTemplate};
 pub use token::{Algorithm, Claims, KeyError, MercureClaim, TokenError, TokenVerifier};
-pub use update::{Update, generate_id, is_reserved_topic};
+pub use update::{Update, generate_id, is_reserved_topic, is_reserved_topic_at};
+pub use url_pattern::{UrlPatternError, UrlPatternMatcher};
 pub use version::{ProtocolSet, ProtocolVersion};
 
 /// The path of the hub endpoint [R1].

@@ -3,11 +3,29 @@
 //! Two body formats are accepted: the protocol's `application/x-www-form-urlencoded` form, and,
 //! beyond the reference hub, a JSON object of the same fields, the shape simple SSE tutorials
 //! publish with. Both go through the same validation.
+//!
+//! # The rules of each edition [V3]
+//! Both editions refuse, with 400, control characters (C0, DEL, C1) in `topic`, `id` and `type`:
+//! `id` and `type` are written into the SSE framing, where CR, LF or NUL would inject fields,
+//! and no topic needs one; `type=mercure` (the event type of the hub's own subscription events
+//! in 1.0); and, with 413, a `topic`, `id`, `type` or `retry` longer than [`MAX_FIELD_BYTES`].
+//! Mercure 1.0 publishes ([`PublishRequest::into_update_for`]) also need exactly one `topic`
+//! (draft-07's alternate topics are gone) and a `retry` of ASCII digits only; draft-07 keeps
+//! its lenient `retry` (surrounding spaces, a JSON number). The reserved namespace is checked by
+//! the hub, which knows its URL ([`crate::update::is_reserved_topic_at`]).
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{MAX_TOPICS, Update, generate_id};
+use crate::subscribe::has_control_character;
+use crate::{MAX_TOPICS, ProtocolVersion, Update, generate_id};
+
+/// The longest `topic`, `id`, `type` or `retry` accepted, in bytes; past it the publish is
+/// refused with 413 [V3].
+pub const MAX_FIELD_BYTES: usize = 16 << 10;
+
+/// The SSE event type of the hub's own 1.0 subscription events: publishers may not use it.
+pub const RESERVED_EVENT_TYPE: &str = "mercure";
 
 /// Why a publish body was refused. Each message is safe to show to the publisher.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,8 +48,27 @@ pub enum PublishError {
     #[error("invalid \"id\": {0}")]
     InvalidId(&'static str),
     /// The `type` would break the SSE framing.
-    #[error("invalid \"type\": it must not contain CR, LF or NUL")]
+    #[error("invalid \"type\": it must not contain control characters")]
     InvalidType,
+    /// `type=mercure`, the type of the hub's own subscription events.
+    #[error("invalid \"type\": \"mercure\" is reserved for the hub's subscription events")]
+    ReservedType,
+    /// A topic with a control character.
+    #[error("invalid \"topic\": it must not contain control characters")]
+    InvalidTopic,
+    /// A 1.0 publish with more than one `topic`.
+    #[error("too many \"topic\" fields: a Mercure 1.0 update has exactly one topic")]
+    SeveralTopics,
+    /// A field longer than [`MAX_FIELD_BYTES`] (413).
+    #[error("field {field:?} too large: {len} bytes, at most {max} allowed")]
+    FieldTooLarge {
+        /// The field's name.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// The `retry` is not a number of milliseconds (the value given).
     #[error("invalid \"retry\": {0:?} is not a non-negative integer (milliseconds)")]
     InvalidRetry(String),
@@ -124,8 +161,15 @@ impl PublishRequest {
         })
     }
 
-    /// Validates the fields and builds the update, generating an id when none was given [R13].
+    /// Validates the fields by draft-07's rules and builds the update, generating an id when
+    /// none was given [R13].
     pub fn into_update(self) -> Result<Update, PublishError> {
+        self.into_update_for(ProtocolVersion::Draft07)
+    }
+
+    /// Validates the fields by the rules of `version` (see the module docs) and builds the
+    /// update, generating an id when none was given [R13][V3].
+    pub fn into_update_for(self, version: ProtocolVersion) -> Result<Update, PublishError> {
         if self.topics.is_empty() {
             return Err(PublishError::NoTopic);
         }
@@ -138,24 +182,48 @@ impl PublishRequest {
                 max: MAX_TOPICS,
             });
         }
+        if version == ProtocolVersion::V1 && self.topics.len() > 1 {
+            return Err(PublishError::SeveralTopics);
+        }
+        for topic in &self.topics {
+            check_length("topic", topic)?;
+            if has_control_character(topic) {
+                return Err(PublishError::InvalidTopic);
+            }
+        }
         let id = match self.id {
             None => generate_id(),
-            Some(id) => validate_id(id)?,
+            Some(id) => {
+                check_length("id", &id)?;
+                validate_id(id)?
+            }
         };
-        if self
-            .event_type
-            .as_deref()
-            .is_some_and(has_line_break_or_nul)
-        {
-            return Err(PublishError::InvalidType);
+        if let Some(event_type) = self.event_type.as_deref() {
+            check_length("type", event_type)?;
+            if has_control_character(event_type) {
+                return Err(PublishError::InvalidType);
+            }
+            if event_type == RESERVED_EVENT_TYPE {
+                return Err(PublishError::ReservedType);
+            }
         }
         let retry = match self.retry {
             None => None,
-            Some(text) => Some(
-                text.trim()
-                    .parse::<u64>()
-                    .map_err(|_| PublishError::InvalidRetry(text))?,
-            ),
+            Some(text) => {
+                check_length("retry", &text)?;
+                let digits = match version {
+                    ProtocolVersion::V1 => text.as_str(),
+                    ProtocolVersion::Draft07 => text.trim(),
+                };
+                if version == ProtocolVersion::V1 && !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(PublishError::InvalidRetry(text));
+                }
+                Some(
+                    digits
+                        .parse::<u64>()
+                        .map_err(|_| PublishError::InvalidRetry(text.clone()))?,
+                )
+            }
         };
         Ok(Update {
             id,
@@ -180,14 +248,23 @@ fn validate_id(id: String) -> Result<String, PublishError> {
     if id.starts_with('#') {
         return Err(PublishError::InvalidId("it must not start with '#'"));
     }
-    if has_line_break_or_nul(&id) {
-        return Err(PublishError::InvalidId("it must not contain CR, LF or NUL"));
+    if has_control_character(&id) {
+        return Err(PublishError::InvalidId(
+            "it must not contain control characters",
+        ));
     }
     Ok(id)
 }
 
-fn has_line_break_or_nul(value: &str) -> bool {
-    value.contains(['\r', '\n', '\0'])
+fn check_length(field: &'static str, value: &str) -> Result<(), PublishError> {
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(PublishError::FieldTooLarge {
+            field,
+            len: value.len(),
+            max: MAX_FIELD_BYTES,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -240,6 +317,62 @@ mod tests {
             form("topic=a&retry=x"),
             Err(PublishError::InvalidRetry(_))
         ));
+    }
+
+    fn v1(body: &str) -> Result<Update, PublishError> {
+        PublishRequest::from_form(body.as_bytes())?.into_update_for(ProtocolVersion::V1)
+    }
+
+    #[test]
+    fn v3_control_characters_are_refused_in_both_editions() {
+        for publish in [form, v1] {
+            assert_eq!(publish("topic=a%09b"), Err(PublishError::InvalidTopic));
+            assert_eq!(publish("topic=a%C2%85"), Err(PublishError::InvalidTopic));
+            assert!(matches!(
+                publish("topic=a&id=a%7Fb"),
+                Err(PublishError::InvalidId(_))
+            ));
+            assert_eq!(publish("topic=a&type=a%01"), Err(PublishError::InvalidType));
+            assert_eq!(
+                publish("topic=a&type=mercure"),
+                Err(PublishError::ReservedType)
+            );
+            assert!(publish("topic=a&type=mercure2").is_ok());
+        }
+    }
+
+    #[test]
+    fn v3_v1_rules_on_topics_and_retry() {
+        assert_eq!(v1("topic=a&topic=b"), Err(PublishError::SeveralTopics));
+        for retry in ["+5", "%205", "5%20", "-1", "0x10", "1.5", ""] {
+            assert!(
+                matches!(
+                    v1(&format!("topic=a&retry={retry}")),
+                    Err(PublishError::InvalidRetry(_))
+                ),
+                "{retry}"
+            );
+        }
+        assert_eq!(v1("topic=a&retry=0150").unwrap().retry, Some(150));
+        // draft-07 keeps its lenient reading.
+        assert_eq!(form("topic=a&retry=%205").unwrap().retry, Some(5));
+    }
+
+    #[test]
+    fn v3_oversized_fields_are_refused() {
+        let long = "a".repeat(MAX_FIELD_BYTES + 1);
+        for field in ["topic", "id", "type", "retry"] {
+            let body = match field {
+                "topic" => format!("topic={long}"),
+                _ => format!("topic=t&{field}={long}"),
+            };
+            for publish in [form, v1] {
+                assert!(
+                    matches!(publish(&body), Err(PublishError::FieldTooLarge { .. })),
+                    "{field}"
+                );
+            }
+        }
     }
 
     #[test]

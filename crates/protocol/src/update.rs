@@ -50,6 +50,23 @@ pub fn is_reserved_topic(topic: &str) -> bool {
     path == crate::HUB_PATH || path.starts_with("/.well-known/mercure/")
 }
 
+/// Whether `topic`, resolved as a URI reference against the hub's URL `base`, has a path in the
+/// hub's namespace [V3], as draft-08 defines it: a relative `mercure/subscriptions/x` resolved
+/// against `https://hub/.well-known/mercure` is reserved too. Adds nothing to
+/// [`is_reserved_topic`] for absolute topics; a topic that is no URI reference is not reserved.
+pub fn is_reserved_topic_at(topic: &str, base: &url::Url) -> bool {
+    if is_reserved_topic(topic) {
+        return true;
+    }
+    url::Url::options()
+        .base_url(Some(base))
+        .parse(topic)
+        .is_ok_and(|url| {
+            let path = url.path();
+            path == crate::HUB_PATH || path.starts_with("/.well-known/mercure/")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +90,28 @@ mod tests {
         assert!(!is_reserved_topic("https://example.com/books/1"));
         assert!(!is_reserved_topic("/.well-known/mercurex"));
         assert!(!is_reserved_topic("https://example.com"));
+    }
+
+    #[test]
+    fn v3_reserved_namespace_after_resolution() {
+        let base =
+            crate::url_pattern::base_url(Some("https://hub.example/.well-known/mercure")).unwrap();
+        for reserved in [
+            "mercure/subscriptions/exact/a/b",
+            "./mercure",
+            "../.well-known/mercure/x",
+            "/.well-known/./mercure/x",
+            "https://other.example/.well-known/mercure/subscriptions",
+        ] {
+            assert!(is_reserved_topic_at(reserved, &base), "{reserved}");
+        }
+        for free in [
+            "books/1",
+            "https://example.com/books/1",
+            "urn:uuid:1",
+            "/.well-known/mercurex",
+        ] {
+            assert!(!is_reserved_topic_at(free, &base), "{free}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -83,7 +84,9 @@ pub struct Herald {
 }
 
 impl Herald {
-    /// Starts `herald serve ARGS`, on `--listen 127.0.0.1:0` unless ARGS sets `--listen`, and
+    /// Starts `herald serve ARGS`, on `--listen 127.0.0.1:0` unless ARGS sets `--listen` (or the
+    /// command's environment sets `HERALD_LISTEN` or `SERVER_NAME`, or `--mercure-config` its
+    /// Caddyfile's site address), and
     /// waits for its "listening on" line.
     pub fn start(args: &[&str]) -> Herald {
         Herald::start_command(herald(), args)
@@ -93,7 +96,14 @@ impl Herald {
     /// working directory, environment, ...).
     pub fn start_command(mut command: Command, args: &[&str]) -> Herald {
         command.arg("serve").args(args);
-        if !args.contains(&"--listen") && !args.iter().any(|a| a.starts_with("--listen=")) {
+        let listen_from_env = command.get_envs().any(|(name, value)| {
+            value.is_some() && (name == "SERVER_NAME" || name == "HERALD_LISTEN")
+        });
+        if !listen_from_env
+            && !args.contains(&"--listen")
+            && !args.contains(&"--mercure-config")
+            && !args.iter().any(|a| a.starts_with("--listen="))
+        {
             command.args(["--listen", "127.0.0.1:0"]);
         }
         let mut child = command
@@ -116,7 +126,8 @@ impl Herald {
             .unwrap_or_else(|| panic!("herald did not start; stderr: {:?}", herald.log));
         let start = line.find("http://").unwrap();
         herald.url = line[start..]
-            .split(|c: char| c.is_whitespace() || c == '\x1b')
+            // Text logs end the URL with a space or a colour code, JSON logs with a quote.
+            .split(|c: char| c.is_whitespace() || c == '\x1b' || c == '"')
             .next()
             .unwrap()
             .to_owned();
@@ -197,7 +208,7 @@ impl Drop for Herald {
 
 // ---- processes and streams of the durability and cluster tests ----
 
-pub const KEY: &str = "durability-test-key-0123456789";
+pub const KEY: &str = "durability-test-key-0123456789abcdef";
 
 /// A token that may publish and receive everything.
 pub fn token() -> String {
@@ -214,6 +225,8 @@ pub struct HubProcess {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// What the hub logged before it said it listens.
+    pub startup_log: Vec<String>,
 }
 
 impl HubProcess {
@@ -237,6 +250,7 @@ impl HubProcess {
             .spawn()
             .expect("herald binary runs");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut startup_log = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
@@ -245,10 +259,15 @@ impl HubProcess {
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 break rest.split('/').next().unwrap().to_owned();
             }
+            startup_log.push(line);
         };
         // Keep draining stderr so the hub never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        HubProcess { child, addr }
+        HubProcess {
+            child,
+            addr,
+            startup_log,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -430,4 +449,117 @@ pub async fn read_events(url: &str, after: &str, count: usize) -> Vec<String> {
         .await
         .wait_for(count)
         .await
+}
+
+// ---- `herald serve` in a directory of its own: refusals and a running server ----
+
+/// Runs `herald serve ARGS` expecting it to refuse its settings: exit code 2 and exactly one
+/// line on stderr, which is returned.
+pub fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    // In an empty directory of its own, in case it starts and writes its data there.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = herald()
+        .current_dir(dir.path())
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald binary runs");
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        pipe.read_to_string(&mut stderr).unwrap();
+        stderr
+    });
+    let status = wait_with_timeout(&mut child, STARTUP)
+        .unwrap_or_else(|| panic!("herald serve {args:?} kept running instead of refusing"));
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(2), "{args:?}: stderr {stderr:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: exactly one line expected, got {stderr:?}"
+    );
+    lines[0].to_owned()
+}
+
+/// Asserts that the refusal `line` names `setting` (as `invalid setting NAME:`).
+pub fn assert_names(line: &str, setting: &str) {
+    assert!(
+        line.contains(&format!("invalid setting {setting}:")),
+        "expected the line to name {setting}: {line:?}"
+    );
+}
+
+/// A running `herald serve` in a directory of its own, with an HTTP client.
+pub struct Server {
+    pub herald: Herald,
+    /// The process's working directory, where it keeps its data by default: one per server, so
+    /// that servers running in parallel share nothing.
+    _dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+impl Deref for Server {
+    type Target = Herald;
+    fn deref(&self) -> &Herald {
+        &self.herald
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Herald {
+        &mut self.herald
+    }
+}
+
+impl Server {
+    /// Starts `herald serve ARGS` (with `env`) in a fresh directory; see [`Herald::start`].
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = herald();
+        command.current_dir(dir.path()).envs(env.iter().copied());
+        Server {
+            herald: Herald::start_command(command, args),
+            _dir: dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn publish(&self, token: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(&self.url)
+            .bearer_auth(token)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Opens a stream on `topic=*`, with `token` if given.
+    pub async fn subscribe(&self, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}?topic=*", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+/// Reads a stream until its text contains `needle`.
+pub async fn read_until(response: &mut reqwest::Response, needle: &str) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in the stream; got {text:?}"))
+            .expect("stream readable")
+            .unwrap_or_else(|| panic!("stream ended before {needle:?}; got {text:?}"));
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
 }

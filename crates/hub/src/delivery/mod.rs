@@ -211,4 +211,28 @@ impl Dispatcher {
     pub fn last_position(&self) -> Option<Position> {
         self.last
     }
+
+    /// A handle that counts the transport's failures that no request sees (a lost connection
+    /// to its backing service, say) in the hub's metrics, from any task or thread.
+    pub fn error_counter(&self) -> ErrorCounter {
+        ErrorCounter(self.registry.clone())
+    }
+}
+
+/// Counts transport failures in `herald_transport_errors_total`; see
+/// [`Dispatcher::error_counter`].
+#[derive(Clone)]
+pub struct ErrorCounter(Registry);
+
+impl fmt::Debug for ErrorCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorCounter").finish_non_exhaustive()
+    }
+}
+
+impl ErrorCounter {
+    /// Counts one failure.
+    pub fn count(&self) {
+        crate::metrics::Metrics::inc(&self.0.metrics().transport_errors);
+    }
 }

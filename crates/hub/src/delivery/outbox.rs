@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -40,8 +41,9 @@ pub(crate) enum Pushed {
 
 /// What the stream gets when it drains.
 pub(crate) enum Drained {
-    /// The queued frames were moved into the caller's buffer.
-    Frames,
+    /// The queued frames were moved into the caller's buffer; the oldest was dispatched at
+    /// this instant (the delivery latency counts from it).
+    Frames(Instant),
     Closed(CloseReason),
 }
 
@@ -55,6 +57,8 @@ pub(crate) struct Outbox {
 struct State {
     frames: VecDeque<(Position, Bytes)>,
     bytes: usize,
+    /// When the oldest frame queued was dispatched.
+    oldest: Option<Instant>,
     closed: Option<CloseReason>,
     /// The stream's waker, taken by the next push so the stream is woken once per batch.
     waker: Option<Waker>,
@@ -66,6 +70,7 @@ impl Outbox {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
                 bytes: 0,
+                oldest: None,
                 closed: None,
                 waker: None,
             }),
@@ -73,8 +78,9 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame, or closes the outbox if the frame would pass the byte bound.
-    pub(crate) fn push(&self, position: Position, frame: Bytes) -> Pushed {
+    /// Queues a frame dispatched at `dispatched`, or closes the outbox if the frame would pass
+    /// the byte bound.
+    pub(crate) fn push(&self, position: Position, frame: Bytes, dispatched: Instant) -> Pushed {
         let waker;
         let outcome;
         {
@@ -89,6 +95,7 @@ impl Outbox {
                 outcome = Pushed::Overflowed;
             } else {
                 state.bytes += frame.len();
+                state.oldest.get_or_insert(dispatched);
                 state.frames.push_back((position, frame));
                 outcome = Pushed::Queued;
             }
@@ -113,6 +120,11 @@ impl Outbox {
         }
     }
 
+    /// Why the outbox was closed, if it was.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().unwrap().closed
+    }
+
     /// Moves everything queued into `into`, or registers the task to be woken by the next push.
     ///
     /// `into` must be empty: the two buffers are swapped, so the outbox keeps `into`'s
@@ -135,7 +147,8 @@ impl Outbox {
         if !state.frames.is_empty() {
             state.bytes = 0;
             std::mem::swap(&mut state.frames, into);
-            return Poll::Ready(Drained::Frames);
+            let oldest = state.oldest.take().unwrap_or_else(Instant::now);
+            return Poll::Ready(Drained::Frames(oldest));
         }
         match &state.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -163,17 +176,17 @@ mod tests {
         let outbox = Outbox::new(100);
         assert!(drain(&outbox).is_pending());
         assert_eq!(
-            outbox.push(Position(1), Bytes::from_static(b"a")),
+            outbox.push(Position(1), Bytes::from_static(b"a"), Instant::now()),
             Pushed::Queued
         );
         assert_eq!(
-            outbox.push(Position(2), Bytes::from_static(b"b")),
+            outbox.push(Position(2), Bytes::from_static(b"b"), Instant::now()),
             Pushed::Queued
         );
         let mut frames = VecDeque::new();
         assert!(matches!(
             drain_into(&outbox, &mut frames),
-            Poll::Ready(Drained::Frames)
+            Poll::Ready(Drained::Frames(_))
         ));
         assert_eq!(frames.len(), 2);
         assert!(drain(&outbox).is_pending());
@@ -184,12 +197,12 @@ mod tests {
         let outbox = Outbox::new(100);
         let mut frames = VecDeque::with_capacity(8);
         let given = frames.capacity();
-        outbox.push(Position(1), Bytes::from_static(b"a"));
+        outbox.push(Position(1), Bytes::from_static(b"a"), Instant::now());
         let _ = drain_into(&outbox, &mut frames);
         assert_eq!(frames.len(), 1);
         frames.clear();
         // The outbox now holds the buffer handed in: the next push needs no allocation.
-        outbox.push(Position(2), Bytes::from_static(b"b"));
+        outbox.push(Position(2), Bytes::from_static(b"b"), Instant::now());
         let mut again = VecDeque::new();
         let _ = drain_into(&outbox, &mut again);
         assert_eq!(again.capacity(), given);
@@ -200,15 +213,15 @@ mod tests {
     fn overflow_closes_and_frees_the_queue() {
         let outbox = Outbox::new(10);
         assert_eq!(
-            outbox.push(Position(1), Bytes::from(vec![0; 6])),
+            outbox.push(Position(1), Bytes::from(vec![0; 6]), Instant::now()),
             Pushed::Queued
         );
         assert_eq!(
-            outbox.push(Position(2), Bytes::from(vec![0; 6])),
+            outbox.push(Position(2), Bytes::from(vec![0; 6]), Instant::now()),
             Pushed::Overflowed
         );
         assert_eq!(
-            outbox.push(Position(3), Bytes::from(vec![0; 1])),
+            outbox.push(Position(3), Bytes::from(vec![0; 1]), Instant::now()),
             Pushed::Closed
         );
         assert!(matches!(
@@ -220,10 +233,10 @@ mod tests {
     #[test]
     fn the_bound_counts_bytes_drained_since() {
         let outbox = Outbox::new(10);
-        outbox.push(Position(1), Bytes::from(vec![0; 8]));
+        outbox.push(Position(1), Bytes::from(vec![0; 8]), Instant::now());
         let _ = drain(&outbox);
         assert_eq!(
-            outbox.push(Position(2), Bytes::from(vec![0; 8])),
+            outbox.push(Position(2), Bytes::from(vec![0; 8]), Instant::now()),
             Pushed::Queued
         );
     }

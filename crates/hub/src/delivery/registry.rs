@@ -15,14 +15,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
+use herald_protocol::ProtocolVersion;
 use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::outbox::{CloseReason, Outbox, Pushed};
 use super::route::Route;
 use super::{Dispatcher, Event};
-use crate::selector::{Pattern, PatternTable, Selector};
+use crate::metrics::Metrics;
+use crate::selector::{Pattern, PatternKey, PatternTable, Selector};
 
 /// What one subscriber asked for and what its token lets it see.
 #[derive(Debug)]
@@ -33,6 +36,8 @@ pub(crate) struct Subscription {
     pub(crate) rights: Vec<crate::grants::Right>,
     /// The token's `mercure.payload`.
     pub(crate) payload: Option<Value>,
+    /// The edition the subscribe request spoke: which format its subscription events take.
+    pub(crate) version: ProtocolVersion,
 }
 
 impl Subscription {
@@ -87,7 +92,7 @@ struct Index {
     all: Members,
     exact: HashMap<Box<str>, Members>,
     any: Members,
-    patterns: HashMap<Box<str>, PatternGroup>,
+    patterns: HashMap<PatternKey, PatternGroup>,
     /// The live pattern groups by the generation they were created in: routing snapshots it,
     /// and delivery matches the groups created after a route was made itself.
     generations: BTreeMap<u64, Arc<Pattern>>,
@@ -103,11 +108,11 @@ struct PatternGroup {
 impl Index {
     /// The members of `pattern`'s group, creating the group (in a new generation) if needed.
     fn pattern_group(&mut self, pattern: &Arc<Pattern>) -> &mut Members {
-        if !self.patterns.contains_key(pattern.source()) {
+        if !self.patterns.contains_key(pattern.key()) {
             self.generation += 1;
             self.generations.insert(self.generation, pattern.clone());
             self.patterns.insert(
-                pattern.source().into(),
+                pattern.key().clone(),
                 PatternGroup {
                     members: Members::default(),
                     generation: self.generation,
@@ -116,7 +121,7 @@ impl Index {
         }
         &mut self
             .patterns
-            .get_mut(pattern.source())
+            .get_mut(pattern.key())
             .expect("inserted above")
             .members
     }
@@ -149,6 +154,8 @@ struct Shared {
     last_event_id: Mutex<Option<Arc<str>>>,
     queue_bytes: usize,
     closed: AtomicBool,
+    /// What the hub counts: dispatch adds its deliveries once per event.
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -166,6 +173,7 @@ impl Registry {
                 last_event_id: Mutex::new(None),
                 queue_bytes,
                 closed: AtomicBool::new(false),
+                metrics: Arc::new(Metrics::new()),
             }),
         };
         (registry.clone(), Dispatcher::new(registry))
@@ -174,6 +182,16 @@ impl Registry {
     /// The pattern table, to intern selectors before registering them.
     pub(crate) fn patterns(&self) -> &PatternTable {
         &self.shared.patterns
+    }
+
+    /// The hub's counters.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Whether the hub is shutting down ([`Registry::close_all`] was called).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// How many subscribers are connected.
@@ -204,6 +222,7 @@ impl Registry {
             }
         }
         self.shared.subscribers.fetch_add(1, Ordering::Relaxed);
+        Metrics::inc(&self.shared.metrics.subscribers_total);
         // A subscriber that arrives while the hub shuts down is closed straight away.
         if self.shared.closed.load(Ordering::Acquire) {
             subscriber.outbox.close(CloseReason::Shutdown);
@@ -231,11 +250,11 @@ impl Registry {
                     }
                 }
                 Selector::Pattern(pattern) => {
-                    if let Some(group) = index.patterns.get_mut(pattern.source()) {
+                    if let Some(group) = index.patterns.get_mut(pattern.key()) {
                         group.members.swap_remove(&subscriber.id);
                         if group.members.is_empty() {
                             let generation = group.generation;
-                            index.patterns.remove(pattern.source());
+                            index.patterns.remove(pattern.key());
                             index.generations.remove(&generation);
                         }
                     }
@@ -284,49 +303,63 @@ impl Registry {
     /// de-duplication sound.
     pub(super) fn deliver(&self, event: &Event, route: &Route, retained: bool) {
         let seq = self.shared.dispatch_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let deliver = |subscriber: &Arc<Subscriber>| {
+        // Once per event, not per subscriber: the instant the delivery latency counts from,
+        // and the deliveries, added to the shared counter once at the end.
+        let dispatched = Instant::now();
+        let mut queued = 0u64;
+        let mut deliver = |subscriber: &Arc<Subscriber>| {
             if subscriber.last_dispatch.swap(seq, Ordering::Relaxed) == seq {
                 return;
             }
             if !subscriber.subscription.may_receive(event) {
                 return;
             }
-            if subscriber
+            match subscriber
                 .outbox
-                .push(event.position, event.frame().clone())
-                == Pushed::Overflowed
+                .push(event.position, event.frame().clone(), dispatched)
             {
-                tracing::debug!(
-                    subscriber = subscriber.id,
-                    "subscriber queue overflowed; disconnecting it (it resumes from history)"
-                );
+                Pushed::Queued => queued += 1,
+                Pushed::Overflowed => {
+                    // Counted now: its connection may not notice until its client reads.
+                    self.shared
+                        .metrics
+                        .disconnected(crate::metrics::DisconnectReason::SlowReader);
+                    tracing::debug!(
+                        subscriber = subscriber.iri(),
+                        "subscriber queue overflowed; disconnecting it (it resumes from history)"
+                    );
+                }
+                Pushed::Closed => {}
             }
         };
         let topics = &event.update.topics;
         let index = self.shared.index.read().unwrap();
         for topic in topics {
             if let Some(members) = index.exact.get(topic.as_str()) {
-                members.values().for_each(deliver);
+                members.values().for_each(&mut deliver);
             }
         }
         for pattern in route.matched() {
-            if let Some(group) = index.patterns.get(pattern.source())
+            if let Some(group) = index.patterns.get(pattern.key())
                 && group.generation <= route.generation()
             {
-                group.members.values().for_each(deliver);
+                group.members.values().for_each(&mut deliver);
             }
         }
         // Groups created after the route was made (a subscriber that arrived meanwhile).
         for (_, pattern) in index.generations.range(route.generation() + 1..) {
             if topics.iter().any(|topic| pattern.matches(topic))
-                && let Some(group) = index.patterns.get(pattern.source())
+                && let Some(group) = index.patterns.get(pattern.key())
             {
-                group.members.values().for_each(deliver);
+                group.members.values().for_each(&mut deliver);
             }
         }
-        index.any.values().for_each(deliver);
+        index.any.values().for_each(&mut deliver);
         drop(index);
+        let metrics = &self.shared.metrics;
+        metrics.deliveries.fetch_add(queued, Ordering::Relaxed);
         if retained {
+            Metrics::inc(&metrics.updates_dispatched);
             *self.shared.last_event_id.lock().unwrap() = Some(event.update.id.as_str().into());
         }
     }
@@ -371,6 +404,10 @@ pub(crate) struct Registration {
 impl Registration {
     pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
         &self.subscriber
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        self.registry.metrics()
     }
 }
 

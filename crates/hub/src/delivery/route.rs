@@ -123,6 +123,7 @@ mod tests {
             selectors: vec![selector],
             rights: Vec::new(),
             payload: None,
+            version: herald_protocol::ProtocolVersion::Draft07,
         })
     }
 
@@ -134,7 +135,7 @@ mod tests {
             .outbox()
             .poll_drain(&mut cx, &mut frames)
         {
-            Poll::Ready(Drained::Frames) => frames.len(),
+            Poll::Ready(Drained::Frames(_)) => frames.len(),
             _ => 0,
         }
     }

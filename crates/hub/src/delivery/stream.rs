@@ -6,12 +6,16 @@
 //! burst), and there is exactly one timer per connection, re-armed lazily, not one per event.
 //!
 //! The stream owns the subscriber's [`Registration`]: when hyper drops the body (the client went
-//! away, the connection was cut, the hub shut down), the subscriber leaves the index.
+//! away, the connection was cut, the hub shut down), the subscriber leaves the index. Dropping
+//! it also counts the disconnect by its reason (and logs it at debug); the bytes it hands to the
+//! connection and the delivery latency are counted once per chunk (crate::metrics).
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,9 +23,10 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::outbox::Drained;
+use super::outbox::{CloseReason, Drained};
 use super::registry::Registration;
 use super::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, ReplaySource, TransportError};
+use crate::metrics::{DisconnectReason, Metrics};
 
 /// The timing of one stream.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +35,8 @@ pub(crate) struct StreamTiming {
     pub(crate) heartbeat: Option<Duration>,
     /// When the stream ends at the latest (token `exp`, maximum lifetime) [R11].
     pub(crate) ends_at: Option<Instant>,
+    /// What reaching `ends_at` is: the lifetime or the token's expiry.
+    pub(crate) end_reason: DisconnectReason,
 }
 
 /// The part of history still to be replayed, read a page at a time as the client drains it.
@@ -79,6 +86,8 @@ pub(crate) struct EventStream {
     /// queue on every drain, so that a subscriber that keeps up allocates no queue per event.
     drained: VecDeque<(Position, Bytes)>,
     done: bool,
+    /// Why the stream ended, once it did; a stream dropped before that lost its client.
+    ended: Option<DisconnectReason>,
 }
 
 /// A drained buffer larger than this (in frames) is freed rather than recycled, so that one
@@ -104,6 +113,7 @@ impl EventStream {
             last_write: now,
             drained: VecDeque::new(),
             done: false,
+            ended: None,
         };
         stream.timer = stream
             .next_wake()
@@ -177,10 +187,14 @@ impl EventStream {
             };
             cursor.after = Some(last.position);
             let mut chunk = BytesMut::new();
+            let mut events = 0;
             for event in page.iter().filter(|event| subscription.wants(event)) {
                 chunk.extend_from_slice(event.frame());
+                events += 1;
             }
             if !chunk.is_empty() {
+                let metrics = self.registration.metrics();
+                metrics.replayed_events.fetch_add(events, Ordering::Relaxed);
                 return Poll::Ready(Some(Ok(chunk.freeze())));
             }
         }
@@ -223,9 +237,53 @@ impl EventStream {
     }
 }
 
+impl EventStream {
+    /// Hands `chunk` to the connection, now.
+    fn send(&mut self, chunk: Bytes) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.last_write = Instant::now();
+        self.count_written(chunk)
+    }
+
+    fn count_written(&mut self, chunk: Bytes) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let metrics = self.registration.metrics();
+        metrics
+            .bytes_written
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    /// Ends the stream (a complete response: the client reconnects) for `reason`.
+    fn end(&mut self, reason: DisconnectReason) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.done = true;
+        self.ended = Some(reason);
+        Poll::Ready(None)
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let closed = self.registration.subscriber().outbox().close_reason();
+        let reason = self.ended.unwrap_or(match closed {
+            // Its client went away before the stream saw the close.
+            Some(CloseReason::Overflow) => DisconnectReason::SlowReader,
+            Some(CloseReason::Shutdown) => DisconnectReason::Shutdown,
+            None => DisconnectReason::ClientGone,
+        });
+        // A slow reader was counted when its queue overflowed (the registry).
+        if reason != DisconnectReason::SlowReader {
+            self.registration.metrics().disconnected(reason);
+        }
+        tracing::debug!(
+            subscriber = self.registration.subscriber().iri(),
+            reason = reason.as_str(),
+            "subscriber disconnected"
+        );
+    }
+}
+
 impl Body for EventStream {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = Infallible;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -236,48 +294,44 @@ impl Body for EventStream {
             return Poll::Ready(None);
         }
         if let Some(opening) = this.opening.take() {
-            this.last_write = Instant::now();
-            return Poll::Ready(Some(Ok(Frame::data(opening))));
+            return this.send(opening);
         }
         match this.poll_replay(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.last_write = Instant::now();
-                return Poll::Ready(Some(Ok(Frame::data(chunk))));
-            }
+            Poll::Ready(Some(Ok(chunk))) => return this.send(chunk),
             Poll::Ready(Some(Err(e))) => {
                 // The client reconnects with the last id it received and resumes from there.
                 tracing::warn!("replay failed, ending the stream: {e}");
-                this.done = true;
-                return Poll::Ready(None);
+                Metrics::inc(&this.registration.metrics().transport_errors);
+                return this.end(DisconnectReason::ReplayFailed);
             }
             Poll::Ready(None) => {}
         }
         loop {
             let outbox = this.registration.subscriber().outbox();
             match outbox.poll_drain(cx, &mut this.drained) {
-                Poll::Ready(Drained::Frames) => {
+                Poll::Ready(Drained::Frames(oldest)) => {
                     if let Some(chunk) = this.coalesce() {
-                        this.last_write = Instant::now();
-                        return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                        this.registration
+                            .metrics()
+                            .delivery_latency
+                            .observe(oldest.elapsed());
+                        return this.send(chunk);
                     }
                     // Everything drained was a replay duplicate: look again.
                 }
                 Poll::Ready(Drained::Closed(reason)) => {
-                    tracing::debug!(?reason, "ending subscriber stream");
-                    this.done = true;
-                    return Poll::Ready(None);
+                    return this.end(match reason {
+                        CloseReason::Overflow => DisconnectReason::SlowReader,
+                        CloseReason::Shutdown => DisconnectReason::Shutdown,
+                    });
                 }
                 Poll::Pending => break,
             }
         }
         match this.poll_timer(cx) {
-            Poll::Ready(Some(heartbeat)) => Poll::Ready(Some(Ok(Frame::data(heartbeat)))),
-            Poll::Ready(None) => {
-                tracing::debug!("subscriber stream reached its end of life");
-                this.done = true;
-                Poll::Ready(None)
-            }
+            Poll::Ready(Some(heartbeat)) => this.count_written(heartbeat),
+            Poll::Ready(None) => this.end(this.timing.end_reason),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -1,5 +1,5 @@
 //! The HTTP surface: the hub endpoint [R1], the protected resource metadata [V6], `/healthz`,
-//! and the layers around them.
+//! `/readyz`, and the layers around them.
 
 pub(crate) mod discovery;
 mod publish;
@@ -24,7 +24,8 @@ pub(crate) fn router(hub: Hub) -> Router {
             herald_protocol::HUB_PATH,
             get(subscribe::subscribe)
                 .head(subscribe::subscribe_head)
-                .post(publish::publish),
+                .post(publish::publish)
+                .fallback(wrong_method),
         )
         .route(
             crate::subscriptions::SUBSCRIPTIONS_PATH,
@@ -36,6 +37,7 @@ pub(crate) fn router(hub: Hub) -> Router {
         )
         .route(discovery::METADATA_PATH, get(discovery::metadata))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(crate::metrics::endpoints::readyz))
         .merge(crate::ui::router(hub.config()))
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
@@ -78,6 +80,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::LINK,
             HeaderName::from_static("last-event-id"),
             header::WWW_AUTHENTICATE,
+            HeaderName::from_static("mercure-last-event-id"),
         ]);
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(AllowOrigin::any());
@@ -93,6 +96,17 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     layer
         .allow_origin(AllowOrigin::list(list))
         .allow_credentials(true)
+}
+
+/// Any other method on the hub's URL: 405 saying which ones mean what.
+async fn wrong_method(method: Method) -> Rejection {
+    Rejection::method_not_allowed(
+        format!(
+            "{method} is not a hub method: subscribe with GET (an EventSource, or curl -N URL?topic=...), \
+             publish with POST (curl -d topic=... -d data=... -H 'Authorization: Bearer TOKEN' URL)"
+        ),
+        "GET, HEAD, POST",
+    )
 }
 
 /// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431, whichever connection path

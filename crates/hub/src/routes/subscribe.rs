@@ -1,4 +1,9 @@
-//! `GET /.well-known/mercure`: subscribe [R5]-[R11], [R25]-[R27].
+//! `GET /.well-known/mercure`: subscribe [R5]-[R11], [R25]-[R27], [V1][V4].
+//!
+//! The query says which edition the request speaks (`herald_protocol::subscribe`): draft-07
+//! (`topic`, `lastEventID`, answered with a `Last-Event-ID` header) or 1.0 (`match*`,
+//! `last_event_id`, answered with `Mercure-Last-Event-ID`); both take the `Last-Event-ID`
+//! request header, which wins over the query parameter.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -6,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
-use herald_protocol::{Claims, LastEventId, SubscribeRequest};
+use herald_protocol::{Claims, LastEventId, ProtocolVersion, SubscribeRequest, TopicSelector};
 use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use rand::Rng;
@@ -15,14 +20,17 @@ use tokio::time::Instant;
 use crate::Hub;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
+use crate::metrics::{DisconnectReason, Metrics};
 use crate::rejection::Rejection;
 use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
-use crate::transport::ReplayStart;
+use crate::transport::{IdOccurrence, ReplayStart};
 
 /// A validated, authorized subscribe request.
 struct Subscribe {
     request: SubscribeRequest,
+    /// Every selector of the request, URL patterns compiled.
+    selectors: Vec<TopicSelector>,
     claims: Option<Claims>,
     /// Who pays for the subscription's templates: the token's holder, or every anonymous one.
     client: ClientKey,
@@ -40,11 +48,44 @@ async fn accept(
             "POST",
         ));
     }
-    // Who is asking first: a client without a valid token learns nothing about its query.
-    let hint = crate::auth::query_edition(query);
-    let caller = hub.authorizer().subscriber(headers, query, hint).await?;
-    let request = SubscribeRequest::from_query(query.unwrap_or(""))
+    // A 1.0 request is authorized first: a client without a valid token learns nothing about
+    // its query (RFC 6750 answers carry no reason). A draft-07 one is parsed first, so that its
+    // mistakes are named with their fix.
+    let hint = herald_protocol::subscribe::query_version(query.unwrap_or(""));
+    let mut caller = None;
+    if hint == ProtocolVersion::V1 {
+        caller = Some(hub.authorizer().subscriber(headers, query, hint).await?);
+    }
+    let request = SubscribeRequest::from_query(query.unwrap_or("")).map_err(|e| {
+        let topics_instead = matches!(e, herald_protocol::SubscribeError::NoTopic)
+            && herald_protocol::form::pairs(query.unwrap_or("").as_bytes())
+                .filter_map(Result::ok)
+                .any(|(name, _)| name == "topics" || name == "topic[]");
+        if topics_instead {
+            Rejection::bad_request(
+                "missing \"topic\": the parameter is named \"topic\", not \"topics\" \
+                 (repeat it for several selectors: ?topic=a&topic=b)",
+            )
+        } else {
+            Rejection::bad_request(e.to_string())
+        }
+    })?;
+    let selectors = request
+        .selectors(hub.url_base())
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
+    let caller = match caller {
+        Some(caller) => caller,
+        None => {
+            if !hub.config().anonymous
+                && let Some(rejection) = hub.authorizer().misplaced_token(headers, query)
+            {
+                return Err(rejection);
+            }
+            hub.authorizer()
+                .subscriber(headers, query, request.version)
+                .await?
+        }
+    };
     // The header wins over the query parameter [R25]. An empty one is no reconnection (as in
     // the reference hub): it falls back to the parameter.
     let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
@@ -60,6 +101,7 @@ async fn accept(
     let claims = caller.map(|caller| caller.claims);
     Ok(Subscribe {
         request,
+        selectors,
         claims,
         client,
         last_event_id,
@@ -74,10 +116,12 @@ pub(super) async fn subscribe(
 ) -> Result<Response, Rejection> {
     let Subscribe {
         request,
+        selectors,
         claims,
         client,
         last_event_id,
     } = accept(&hub, &headers, query.as_deref()).await?;
+    let edition = request.version;
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
             claims.grants.subscribe,
@@ -89,7 +133,7 @@ pub(super) async fn subscribe(
     // Templates are costed and the client charged before any is compiled [R4].
     let admitted = hub.registry().patterns().admit(
         client,
-        request.selectors,
+        selectors,
         &rights,
         &hub.config().template_limits,
     )?;
@@ -98,24 +142,38 @@ pub(super) async fn subscribe(
         selectors: admitted.selectors,
         rights: admitted.rights,
         payload,
+        version: edition,
     };
     // Register before reading history, so that nothing published in between is missed [R7].
     let registration = hub.registry().register(subscription);
     let mut start = None;
     let mut replay = None;
     if let Some(from) = &last_event_id {
-        let plan = hub.transport().replay(from).await.map_err(|e| {
-            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
-                .with_detail(e.to_string())
-        })?;
+        Metrics::inc(&hub.metrics().replays);
+        // 1.0 resumes after the oldest occurrence of a duplicated id, draft-07 after the newest.
+        let occurrence = match edition {
+            ProtocolVersion::V1 => IdOccurrence::Earliest,
+            ProtocolVersion::Draft07 => IdOccurrence::Latest,
+        };
+        let plan = hub
+            .transport()
+            .replay(from, occurrence)
+            .await
+            .map_err(|e| {
+                Metrics::inc(&hub.metrics().transport_errors);
+                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
+                    .with_detail(e.to_string())
+            })?;
         replay = plan
             .head
             .map(|head| ReplayCursor::new(hub.transport().clone(), plan.after, head));
         start = Some(plan.start);
     }
+    let (ends_at, end_reason) = ends_at(hub.config().write_timeout, expires_at);
     let timing = StreamTiming {
         heartbeat: hub.config().heartbeat,
-        ends_at: ends_at(hub.config().write_timeout, expires_at),
+        ends_at,
+        end_reason,
     };
     let presence = hub.config().subscriptions.then(|| {
         Box::new(Presence::begin(
@@ -137,8 +195,12 @@ pub(super) async fn subscribe(
             ReplayStart::After(id) => id,
             ReplayStart::Earliest => "earliest".to_owned(),
         };
+        let name = match edition {
+            ProtocolVersion::Draft07 => "last-event-id",
+            ProtocolVersion::V1 => "mercure-last-event-id",
+        };
         if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert("last-event-id", value);
+            response.headers_mut().insert(name, value);
         }
     }
     Ok(response)
@@ -174,22 +236,26 @@ fn set_stream_headers(headers: &mut HeaderMap, version: Version) {
 }
 
 /// When a stream ends at the latest: the token's `exp`, or the jittered maximum lifetime,
-/// whichever comes first [R11].
+/// whichever comes first [R11]; and which of the two that is, for the metrics.
 ///
 /// `exp` is the client's number: it may be anything up to `u64::MAX` (`i64::MAX` is a common
 /// "never"), so every step is checked; an instant too far to represent means no end from `exp`.
-fn ends_at(write_timeout: Option<Duration>, expires_at: Option<u64>) -> Option<Instant> {
+fn ends_at(
+    write_timeout: Option<Duration>,
+    expires_at: Option<u64>,
+) -> (Option<Instant>, DisconnectReason) {
     let now = Instant::now();
     let lifetime = write_timeout.map(|max| max.mul_f64(rand::rng().random_range(0.8..=1.0)));
     let until_exp = expires_at.and_then(|exp| {
         let exp = UNIX_EPOCH.checked_add(Duration::from_secs(exp))?;
         Some(exp.duration_since(SystemTime::now()).unwrap_or_default())
     });
-    let first = match (lifetime, until_exp) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let (first, reason) = match (lifetime, until_exp) {
+        (Some(a), Some(b)) if b < a => (Some(b), DisconnectReason::TokenExpired),
+        (None, Some(b)) => (Some(b), DisconnectReason::TokenExpired),
+        (a, _) => (a, DisconnectReason::Lifetime),
     };
-    first.and_then(|d| now.checked_add(d))
+    (first.and_then(|d| now.checked_add(d)), reason)
 }
 
 #[cfg(test)]
@@ -200,11 +266,14 @@ mod tests {
     fn an_exp_at_the_end_of_time_does_not_panic() {
         // Issue 13, failure 3: `i64::MAX` as "never" overflowed the instant arithmetic.
         for exp in [i64::MAX as u64, u64::MAX, u64::MAX / 1000] {
-            let end = ends_at(None, Some(exp));
+            let end = ends_at(None, Some(exp)).0;
             assert!(end.is_none_or(|end| end > Instant::now()));
-            let capped = ends_at(Some(Duration::from_secs(60)), Some(exp)).unwrap();
-            assert!(capped <= Instant::now() + Duration::from_secs(60));
+            let (capped, reason) = ends_at(Some(Duration::from_secs(60)), Some(exp));
+            assert!(capped.unwrap() <= Instant::now() + Duration::from_secs(60));
+            assert_eq!(reason, DisconnectReason::Lifetime);
         }
-        assert!(ends_at(None, Some(0)).unwrap() <= Instant::now());
+        let (end, reason) = ends_at(None, Some(0));
+        assert!(end.unwrap() <= Instant::now());
+        assert_eq!(reason, DisconnectReason::TokenExpired);
     }
 }

@@ -1,12 +1,17 @@
-//! `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`: the active subscriptions
-//! API [R31].
+//! The active subscriptions API [R31][V5]:
+//! - draft-07: `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`, JSON-LD, the
+//!   cursor as `lastEventID` in the body;
+//! - Mercure 1.0: `GET /.well-known/mercure/subscriptions[/{match_type}/{match}[/{subscriber}]]`,
+//!   plain JSON (`application/json`, `type` `subscription` / `subscriptions`), the cursor as the
+//!   `last-event-id` attribute of a `Link: <hub>; rel="mercure"` header.
 //!
-//! Lists the live subscriptions of this hub (of every live node, on a Redis cluster) as JSON-LD.
+//! A request speaks 1.0 when its token does (`Authorizer::edition`) or its path has three parts.
+//! Both list every live subscription of this hub (of every live node, on a Redis cluster), each
+//! in the requesting edition's format (draft-07 subscriptions appear in 1.0 as `exact`).
 //! The caller's token must hold a `mercure.subscribe` selector matching the requested path (as
-//! requested, percent-encoded), so
-//! the same claim that lets a client receive subscription events lets it read the API. Every
-//! response carries the id of the last dispatched update as `lastEventID` and as its `ETag`; a
-//! client can then subscribe from there and miss nothing in between.
+//! requested, percent-encoded), so the same claim that lets a client receive subscription
+//! events lets it read the API. Every response carries the id of the last dispatched update as
+//! its `ETag` and cursor; a client can then subscribe from there and miss nothing in between.
 
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -14,15 +19,44 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
+use herald_protocol::{MatchType, ProtocolVersion};
+
 use crate::Hub;
 use crate::rejection::Rejection;
-use crate::subscriptions::{SUBSCRIPTIONS_PATH, document};
+use crate::subscriptions::{Described, SUBSCRIPTIONS_PATH, described};
 
-/// What the path asks for.
+/// What the path asks for. draft-07 paths have no matcher type: it is `None`.
 enum Resource {
     All,
-    Topic(String),
-    One { topic: String, subscriber: String },
+    Matcher {
+        match_type: Option<MatchType>,
+        matcher: String,
+    },
+    One {
+        match_type: Option<MatchType>,
+        matcher: String,
+        subscriber: String,
+    },
+}
+
+impl Resource {
+    fn selects(&self, d: &Described) -> bool {
+        let same_matcher = |match_type: &Option<MatchType>, matcher: &str| {
+            d.matcher == matcher && match_type.is_none_or(|t| t == d.match_type)
+        };
+        match self {
+            Resource::All => true,
+            Resource::Matcher {
+                match_type,
+                matcher,
+            } => same_matcher(match_type, matcher),
+            Resource::One {
+                match_type,
+                matcher,
+                subscriber,
+            } => same_matcher(match_type, matcher) && d.subscriber == *subscriber,
+        }
+    }
 }
 
 pub(super) async fn subscriptions(
@@ -38,8 +72,11 @@ pub(super) async fn subscriptions(
         ));
     }
     let path = uri.path();
-    let resource = parse(path)?;
-    authorize(&hub, &headers, query.as_deref(), path).await?;
+    let token_edition =
+        hub.authorizer()
+            .edition(&headers, query.as_deref(), ProtocolVersion::Draft07);
+    let (edition, resource) = parse(path, token_edition)?;
+    authorize(&hub, &headers, query.as_deref(), edition, path).await?;
 
     let last_event_id = hub
         .registry()
@@ -53,49 +90,73 @@ pub(super) async fn subscriptions(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
 
-    let documents = active_documents(&hub).await?;
-    let field = |document: &Value, name: &str| document[name].as_str().map(str::to_owned);
+    let selected: Vec<Value> = active_subscriptions(&hub)
+        .await?
+        .into_iter()
+        .filter(|d| resource.selects(d))
+        .map(|d| d.document(edition))
+        .collect();
     let mut body = match &resource {
-        Resource::All => collection(path, documents),
-        Resource::Topic(topic) => collection(
-            path,
-            documents
-                .into_iter()
-                .filter(|d| field(d, "topic").as_ref() == Some(topic))
-                .collect(),
-        ),
-        Resource::One { topic, subscriber } => documents
-            .into_iter()
-            .find(|d| {
-                field(d, "topic").as_ref() == Some(topic)
-                    && field(d, "subscriber").as_ref() == Some(subscriber)
-            })
-            .ok_or_else(|| {
-                Rejection::new(StatusCode::NOT_FOUND, "no such active subscription")
-                    .with_detail(format!("topic {topic:?}, subscriber {subscriber:?}"))
-            })?,
+        Resource::One { .. } => selected.into_iter().next().ok_or_else(|| {
+            Rejection::new(StatusCode::NOT_FOUND, "no such active subscription")
+                .with_detail(format!("path {path:?}"))
+        })?,
+        _ => collection(path, edition, selected),
     };
-    body["@context"] = json!("https://mercure.rocks/");
-    body["lastEventID"] = json!(last_event_id);
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/ld+json"),
-            ),
-            (
-                header::ETAG,
-                HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"earliest\"")),
-            ),
-        ],
-        body.to_string(),
-    )
-        .into_response())
+    let etag_header =
+        HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"earliest\""));
+    match edition {
+        ProtocolVersion::Draft07 => {
+            body["@context"] = json!("https://mercure.rocks/");
+            body["lastEventID"] = json!(last_event_id);
+            Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/ld+json"),
+                    ),
+                    (header::ETAG, etag_header),
+                ],
+                body.to_string(),
+            )
+                .into_response())
+        }
+        ProtocolVersion::V1 => {
+            let hub_url = hub
+                .config()
+                .hub_url
+                .as_deref()
+                .unwrap_or(herald_protocol::HUB_PATH);
+            let cursor = last_event_id.replace('\\', "\\\\").replace('"', "\\\"");
+            let link = format!(
+                "<{hub_url}>; rel=\"mercure\"; last-event-id=\"{cursor}\"; \
+                 content-type=\"application/json\""
+            );
+            let link = HeaderValue::from_str(&link).map_err(|_| {
+                Rejection::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cursor not representable",
+                )
+            })?;
+            Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
+                    (header::ETAG, etag_header),
+                    (header::LINK, link),
+                ],
+                body.to_string(),
+            )
+                .into_response())
+        }
+    }
 }
 
-/// The documents of the active subscriptions: of the whole cluster when the transport keeps
-/// them (Redis), else of this hub, in arrival order.
-async fn active_documents(hub: &Hub) -> Result<Vec<Value>, Rejection> {
+/// The active subscriptions: of the whole cluster when the transport keeps them (Redis), else
+/// of this hub, in arrival order.
+async fn active_subscriptions(hub: &Hub) -> Result<Vec<Described>, Rejection> {
     if let Some(directory) = hub.transport().subscription_directory() {
         let documents = directory.list().await.map_err(|e| {
             Rejection::new(
@@ -106,33 +167,35 @@ async fn active_documents(hub: &Hub) -> Result<Vec<Value>, Rejection> {
         })?;
         return Ok(documents
             .iter()
-            .filter_map(|document| serde_json::from_str(document).ok())
+            .filter_map(|document| serde_json::from_str::<Value>(document).ok())
+            .filter_map(|document| Described::from_document(&document))
             .collect());
     }
     Ok(hub
         .registry()
         .subscribers()
         .iter()
-        .flat_map(|subscriber| {
-            subscriber
-                .subscription()
-                .selectors
-                .iter()
-                .map(move |selector| document(selector.as_str(), subscriber, true))
-        })
+        .flat_map(|subscriber| described(subscriber, true))
         .collect())
 }
 
-fn collection(path: &str, subscriptions: Vec<Value>) -> Value {
+fn collection(path: &str, edition: ProtocolVersion, subscriptions: Vec<Value>) -> Value {
     json!({
         "id": path,
-        "type": "Subscriptions",
+        "type": match edition {
+            ProtocolVersion::Draft07 => "Subscriptions",
+            ProtocolVersion::V1 => "subscriptions",
+        },
         "subscriptions": subscriptions,
     })
 }
 
-/// Splits the path after the prefix into its (percent-decoded) topic and subscriber.
-fn parse(path: &str) -> Result<Resource, Rejection> {
+/// Splits the path after the prefix into its (percent-decoded) parts, and says which edition
+/// answers: 1.0 when the token speaks it or the path has three parts.
+fn parse(
+    path: &str,
+    token_edition: ProtocolVersion,
+) -> Result<(ProtocolVersion, Resource), Rejection> {
     let rest = path
         .strip_prefix(SUBSCRIPTIONS_PATH)
         .unwrap_or_default()
@@ -144,19 +207,49 @@ fn parse(path: &str) -> Result<Resource, Rejection> {
             .map_err(|_| Rejection::bad_request("the path is not valid UTF-8 once decoded"))
     };
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    match parts.as_slice() {
-        [] => Ok(Resource::All),
-        [topic] => Ok(Resource::Topic(decode(topic)?)),
-        [topic, subscriber] => Ok(Resource::One {
-            topic: decode(topic)?,
+    let edition = if parts.len() == 3 {
+        ProtocolVersion::V1
+    } else {
+        token_edition
+    };
+    let match_type = |name: &str| {
+        MatchType::from_name(name).ok_or_else(|| {
+            Rejection::new(
+                StatusCode::NOT_FOUND,
+                "unknown matcher type: expected exact or urlpattern",
+            )
+        })
+    };
+    let resource = match (edition, parts.as_slice()) {
+        (_, []) => Resource::All,
+        (ProtocolVersion::Draft07, [topic]) => Resource::Matcher {
+            match_type: None,
+            matcher: decode(topic)?,
+        },
+        (ProtocolVersion::Draft07, [topic, subscriber]) => Resource::One {
+            match_type: None,
+            matcher: decode(topic)?,
             subscriber: decode(subscriber)?,
-        }),
-        _ => Err(Rejection::new(
-            StatusCode::NOT_FOUND,
-            "expected /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]] with \
-             percent-encoded parts",
-        )),
-    }
+        },
+        (ProtocolVersion::V1, [kind, matcher]) => Resource::Matcher {
+            match_type: Some(match_type(kind)?),
+            matcher: decode(matcher)?,
+        },
+        (ProtocolVersion::V1, [kind, matcher, subscriber]) => Resource::One {
+            match_type: Some(match_type(kind)?),
+            matcher: decode(matcher)?,
+            subscriber: decode(subscriber)?,
+        },
+        _ => {
+            return Err(Rejection::new(
+                StatusCode::NOT_FOUND,
+                "expected /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]] (draft-07) \
+                 or /.well-known/mercure/subscriptions[/{match_type}/{match}[/{subscriber}]] \
+                 (1.0), with percent-encoded parts",
+            ));
+        }
+    };
+    Ok((edition, resource))
 }
 
 /// The token's `mercure.subscribe` must match the requested path [R31].
@@ -164,12 +257,12 @@ async fn authorize(
     hub: &Hub,
     headers: &HeaderMap,
     query: Option<&str>,
+    edition: ProtocolVersion,
     path: &str,
 ) -> Result<(), Rejection> {
-    let hint = crate::auth::query_edition(query);
     let caller = hub
         .authorizer()
-        .subscriber(headers, query, hint)
+        .subscriber(headers, query, edition)
         .await?
         .ok_or_else(|| {
             Rejection::unauthorized(

@@ -15,8 +15,12 @@
 //!
 //! # Layout
 //! - `events`: position (u64) -> record (see [`super::record`]).
-//! - `ids`: update id -> position of its latest occurrence (the index of [R28]; duplicates
-//!   resolve to the newest).
+//! - `ids`: update id -> position of its latest occurrence (the index of [R28]; draft-07
+//!   requests resume after the newest of duplicates).
+//! - `first_ids`: update id -> position of its oldest retained occurrence, for 1.0 requests
+//!   ([`IdOccurrence`]); [`GONE`] once that one was trimmed while newer ones remain. A file
+//!   written before this table existed starts it empty: its older ids count as unknown to 1.0
+//!   requests (a replay from the oldest retained event).
 //! - `meta`: the next position, so that positions keep increasing across restarts even when
 //!   history was trimmed empty.
 //!
@@ -31,17 +35,20 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald_protocol::{LastEventId, Update};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::record;
 use super::{
-    BoxFuture, Dispatcher, Event, Frame, HistoryLimits, Matcher, Position, ReplayPlan,
-    ReplaySource, ReplayStart, Route, Transport, TransportError,
+    BoxFuture, Dispatcher, Event, Frame, HistoryLimits, IdOccurrence, Matcher, Position,
+    ReplayPlan, ReplaySource, ReplayStart, Route, Transport, TransportError,
 };
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+const FIRST_IDS: TableDefinition<&str, u64> = TableDefinition::new("first_ids");
+/// In `first_ids`: the oldest occurrence was trimmed, newer ones remain.
+const GONE: u64 = u64::MAX;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_POSITION: &str = "next_position";
 
@@ -89,7 +96,19 @@ struct Inner {
     matcher: Matcher,
     /// Dropping the last handle drops this sender: the writer sees the channel close, commits
     /// what it has, and exits (the writer thread's drop guard).
-    requests: Sender<Request>,
+    requests: Sender<Message>,
+}
+
+/// What the writer thread is asked to do.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "publishes are the traffic; boxing them would allocate once more per publish"
+)]
+enum Message {
+    Publish(Request),
+    /// Commit what came before, close the database cleanly and exit; answered once the file
+    /// is closed.
+    Close(oneshot::Sender<()>),
 }
 
 /// The database, replaceable after an I/O error (redb refuses further use of a database that
@@ -180,7 +199,16 @@ mod inspect;
 /// Opens (or creates) the history file. An existing file is inspected first ([`inspect`]): a
 /// damaged one is refused with a message of its own and never opened for writing.
 fn open_database(path: &Path) -> Result<Database, OpenError> {
-    inspect::inspect(path).map_err(|refusal| refusal.into_error(path))?;
+    let inspection = inspect::inspect(path).map_err(|refusal| refusal.into_error(path))?;
+    if inspection == inspect::Inspection::NeedsRepair {
+        // Not a problem (nothing acknowledged is lost), but a slow start with a large history,
+        // and a sign that the previous run was killed rather than stopped.
+        tracing::info!(
+            "history file {} was not closed cleanly (the previous run was killed or crashed): \
+             repairing it",
+            path.display()
+        );
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             open_error(
@@ -238,6 +266,7 @@ fn initialize(db: &Database) -> Result<(), redb::Error> {
             let txn = db.begin_write()?;
             txn.open_table(EVENTS)?;
             txn.open_table(IDS)?;
+            txn.open_table(FIRST_IDS)?;
             txn.open_table(META)?;
             txn.commit()?;
             return Ok(());
@@ -272,10 +301,15 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, requests: Receiver<Request>) {
-        loop {
+    fn run(mut self, requests: Receiver<Message>) {
+        let mut closed = None;
+        while closed.is_none() {
             let first = match requests.recv_timeout(IDLE_TICK) {
-                Ok(request) => request,
+                Ok(Message::Publish(request)) => request,
+                Ok(Message::Close(done)) => {
+                    closed = Some(done);
+                    break;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.idle();
                     continue;
@@ -285,7 +319,11 @@ impl Writer {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match requests.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(Message::Publish(request)) => batch.push(request),
+                    Ok(Message::Close(done)) => {
+                        closed = Some(done);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
@@ -295,6 +333,35 @@ impl Writer {
         if self.unsynced {
             let _ = self.sync();
         }
+        if let Some(done) = closed {
+            // Publishes sent after the close are refused when `requests` drops below.
+            self.close_database();
+            let _ = done.send(());
+        }
+    }
+
+    /// Drops the database once readers (replays on blocking threads) let go of it, so that
+    /// redb marks the file as cleanly closed and the next start needs no repair. A reader
+    /// that holds on past a second leaves the file to the repair at the next start, as after a
+    /// crash: nothing acknowledged is lost either way.
+    fn close_database(&mut self) {
+        let Some(mut db) = self.store.db.write().unwrap().take() else {
+            return;
+        };
+        for _ in 0..100 {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    tracing::debug!("history file closed");
+                    return;
+                }
+                Err(still_shared) => {
+                    db = still_shared;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        tracing::warn!("history file left open by a reader: the next start will check it");
     }
 
     fn commit_batch(&mut self, batch: Vec<Request>) {
@@ -352,6 +419,7 @@ impl Writer {
             let mut meta = txn.open_table(META)?;
             let mut events = txn.open_table(EVENTS)?;
             let mut ids = txn.open_table(IDS)?;
+            let mut first_ids = txn.open_table(FIRST_IDS)?;
             first = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
             let mut position = first;
             for request in batch {
@@ -361,11 +429,21 @@ impl Writer {
                 if self.limits.max_events > 0 {
                     events.insert(position, record.as_slice())?;
                     ids.insert(request.update.id.as_str(), position)?;
+                    if first_ids.get(request.update.id.as_str())?.is_none() {
+                        first_ids.insert(request.update.id.as_str(), position)?;
+                    }
                 }
                 position += 1;
             }
             meta.insert(NEXT_POSITION, position)?;
-            trim(&mut events, &mut ids, &self.limits, position, now_ms())?;
+            trim(
+                &mut events,
+                &mut ids,
+                &mut first_ids,
+                &self.limits,
+                position,
+                now_ms(),
+            )?;
         }
         txn.commit()?;
         self.unsynced = !sync;
@@ -416,7 +494,15 @@ impl Writer {
             let next = meta.get(NEXT_POSITION)?.map_or(0, |v| v.value());
             let mut events = txn.open_table(EVENTS)?;
             let mut ids = txn.open_table(IDS)?;
-            trim(&mut events, &mut ids, &self.limits, next, now_ms())?;
+            let mut first_ids = txn.open_table(FIRST_IDS)?;
+            trim(
+                &mut events,
+                &mut ids,
+                &mut first_ids,
+                &self.limits,
+                next,
+                now_ms(),
+            )?;
         }
         txn.commit()?;
         Ok(())
@@ -472,6 +558,7 @@ impl Writer {
 fn trim(
     events: &mut redb::Table<u64, &[u8]>,
     ids: &mut redb::Table<&str, u64>,
+    first_ids: &mut redb::Table<&str, u64>,
     limits: &HistoryLimits,
     next: u64,
     now_ms: u64,
@@ -500,13 +587,20 @@ fn trim(
         events.remove(position)?;
         if ids.get(id.as_str())?.map(|v| v.value()) == Some(position) {
             ids.remove(id.as_str())?;
+            first_ids.remove(id.as_str())?;
+        } else if first_ids.get(id.as_str())?.map(|v| v.value()) == Some(position) {
+            first_ids.insert(id.as_str(), GONE)?;
         }
     }
     Ok(())
 }
 
 impl EmbeddedTransport {
-    fn plan(store: &Store, from: &LastEventId) -> Result<ReplayPlan, redb::Error> {
+    fn plan(
+        store: &Store,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> Result<ReplayPlan, redb::Error> {
         let db = store
             .db()
             .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
@@ -516,8 +610,14 @@ impl EmbeddedTransport {
         let head = next.checked_sub(1).map(Position);
         let found = match from {
             LastEventId::After(id) => {
-                let ids = read.open_table(IDS)?;
-                ids.get(id.as_str())?.map(|v| (id.clone(), v.value()))
+                let ids = read.open_table(match occurrence {
+                    IdOccurrence::Latest => IDS,
+                    IdOccurrence::Earliest => FIRST_IDS,
+                })?;
+                ids.get(id.as_str())?
+                    .map(|v| v.value())
+                    .filter(|&position| position != GONE)
+                    .map(|position| (id.clone(), position))
             }
             LastEventId::Earliest => None,
         };
@@ -590,13 +690,13 @@ impl EmbeddedTransport {
         let frame = Frame::encode(&update);
         let record = keep.then(|| record::encode(&update, now_ms()));
         let (done, acknowledged) = oneshot::channel();
-        let sent = self.inner.requests.send(Request {
+        let sent = self.inner.requests.send(Message::Publish(Request {
             update,
             frame,
             route,
             record,
             done,
-        });
+        }));
         async move {
             sent.map_err(|_| TransportError::Closed)?;
             acknowledged.await.map_err(|_| TransportError::Closed)?
@@ -613,13 +713,57 @@ impl Transport for EmbeddedTransport {
         self.submit(update, false)
     }
 
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
+    fn close(&self) -> BoxFuture<'static, ()> {
+        let (done, closed) = oneshot::channel();
+        let sent = self.inner.requests.send(Message::Close(done));
+        Box::pin(async move {
+            if sent.is_ok() {
+                let _ = closed.await;
+            }
+        })
+    }
+
+    fn replay(
+        &self,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
         let store = self.inner.store.clone();
         let from = from.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || Self::plan(&store, &from).map_err(storage_error))
-                .await
-                .map_err(|e| TransportError::Storage(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                Self::plan(&store, &from, occurrence).map_err(storage_error)
+            })
+            .await
+            .map_err(|e| TransportError::Storage(e.to_string()))?
+        })
+    }
+
+    /// Ready while the history file is open (it is closed for a moment while the writer
+    /// reopens it after an I/O error, and stays so while that fails).
+    fn check_ready(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        let open = self.inner.store.db.read().unwrap().is_some();
+        Box::pin(std::future::ready(if open {
+            Ok(())
+        } else {
+            Err(TransportError::Storage(
+                "the history file is not open (it is being reopened after an I/O error)".into(),
+            ))
+        }))
+    }
+
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        let store = self.inner.store.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let db = store.db()?;
+                // The table's length is kept in its header: no scan.
+                let read = db.begin_read().map_err(storage_error)?;
+                let events = read.open_table(EVENTS).map_err(storage_error)?;
+                Ok(Some(events.len().map_err(storage_error)?))
+            })
+            .await
+            .map_err(|e| TransportError::Storage(e.to_string()))?
         })
     }
 }

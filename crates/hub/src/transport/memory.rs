@@ -10,8 +10,8 @@ use std::time::Instant;
 use herald_protocol::{LastEventId, Update};
 
 use super::{
-    BoxFuture, Dispatcher, Event, HistoryLimits, Matcher, Position, ReplayPlan, ReplaySource,
-    ReplayStart, Route, Transport, TransportError,
+    BoxFuture, Dispatcher, Event, HistoryLimits, IdOccurrence, Matcher, Position, ReplayPlan,
+    ReplaySource, ReplayStart, Route, Transport, TransportError,
 };
 
 /// History in RAM. A cheap `Clone` handle.
@@ -35,9 +35,17 @@ struct History {
     /// Lives under the lock: holding the lock is what it takes to dispatch.
     dispatcher: Dispatcher,
     events: VecDeque<(Instant, Arc<Event>)>,
-    /// Update id -> position of its latest occurrence (duplicates resolve to the newest).
-    ids: HashMap<String, Position>,
+    /// Update id -> its occurrences (see [`IdOccurrence`]).
+    ids: HashMap<String, Occurrences>,
     next: u64,
+}
+
+/// Where an id's oldest and newest retained occurrences are.
+#[derive(Debug, Clone, Copy)]
+struct Occurrences {
+    /// `None` once the oldest was trimmed while newer ones remain.
+    first: Option<Position>,
+    latest: Position,
 }
 
 impl History {
@@ -59,8 +67,12 @@ impl History {
                 break;
             }
             let (_, event) = self.events.pop_front().expect("front exists");
-            if self.ids.get(&event.update.id) == Some(&event.position) {
-                self.ids.remove(&event.update.id);
+            if let Some(occurrences) = self.ids.get_mut(&event.update.id) {
+                if occurrences.latest == event.position {
+                    self.ids.remove(&event.update.id);
+                } else if occurrences.first == Some(event.position) {
+                    occurrences.first = None;
+                }
             }
         }
     }
@@ -100,7 +112,14 @@ impl MemoryTransport {
         history.next += 1;
         let event = Arc::new(Event::new(position, update));
         if inner.limits.max_events > 0 {
-            history.ids.insert(event.update.id.clone(), position);
+            history
+                .ids
+                .entry(event.update.id.clone())
+                .and_modify(|occurrences| occurrences.latest = position)
+                .or_insert(Occurrences {
+                    first: Some(position),
+                    latest: position,
+                });
             history.events.push_back((now, event.clone()));
         }
         history.trim(&inner.limits, now);
@@ -117,14 +136,20 @@ impl MemoryTransport {
             .dispatch_live(update);
     }
 
-    fn plan(&self, from: &LastEventId) -> ReplayPlan {
+    fn plan(&self, from: &LastEventId, occurrence: IdOccurrence) -> ReplayPlan {
         let mut history = self.inner.history.lock().unwrap();
         history.trim(&self.inner.limits, Instant::now());
         let (start, after) = match from {
-            LastEventId::After(id) => match history.ids.get(id) {
-                Some(&position) => (ReplayStart::After(id.clone()), Some(position)),
-                None => (ReplayStart::Earliest, None),
-            },
+            LastEventId::After(id) => {
+                let found = history.ids.get(id).and_then(|o| match occurrence {
+                    IdOccurrence::Latest => Some(o.latest),
+                    IdOccurrence::Earliest => o.first,
+                });
+                match found {
+                    Some(position) => (ReplayStart::After(id.clone()), Some(position)),
+                    None => (ReplayStart::Earliest, None),
+                }
+            }
             LastEventId::Earliest => (ReplayStart::Earliest, None),
         };
         ReplayPlan {
@@ -168,8 +193,19 @@ impl Transport for MemoryTransport {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
-        Box::pin(std::future::ready(Ok(self.plan(from))))
+    fn replay(
+        &self,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
+        Box::pin(std::future::ready(Ok(self.plan(from, occurrence))))
+    }
+
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        let mut history = self.inner.history.lock().unwrap();
+        history.trim(&self.inner.limits, Instant::now());
+        let events = history.events.len() as u64;
+        Box::pin(std::future::ready(Ok(Some(events))))
     }
 }
 
@@ -218,7 +254,7 @@ mod tests {
 
     /// The ids a replay from `from` yields, read in pages of two.
     fn replayed(t: &MemoryTransport, from: LastEventId) -> (ReplayStart, Vec<String>) {
-        let plan = t.plan(&from);
+        let plan = t.plan(&from, IdOccurrence::Latest);
         let mut ids = Vec::new();
         let mut after = plan.after;
         if let Some(head) = plan.head {
@@ -247,7 +283,7 @@ mod tests {
     fn r25_replay_stops_at_the_head_of_the_plan() {
         let t = transport(10);
         t.publish_routed(update("a"));
-        let plan = t.plan(&LastEventId::Earliest);
+        let plan = t.plan(&LastEventId::Earliest, IdOccurrence::Latest);
         t.publish_routed(update("b"));
         let page = t.page(plan.after, plan.head.unwrap(), 10);
         assert_eq!(page.len(), 1);
@@ -288,7 +324,7 @@ mod tests {
     fn no_history_still_reports_the_head() {
         let t = transport(0);
         t.publish_routed(update("a"));
-        let plan = t.plan(&LastEventId::Earliest);
+        let plan = t.plan(&LastEventId::Earliest, IdOccurrence::Latest);
         assert_eq!(plan.head, Some(Position(0)));
         assert!(t.page(plan.after, Position(0), 10).is_empty());
     }

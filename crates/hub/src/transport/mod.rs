@@ -27,8 +27,8 @@ pub mod redis;
 use herald_protocol::{LastEventId, Update};
 
 pub use crate::delivery::{
-    BoxFuture, Dispatcher, Event, Frame, Matcher, Position, REPLAY_PAGE_EVENTS, ReplaySource,
-    Route, TransportError,
+    BoxFuture, Dispatcher, ErrorCounter, Event, Frame, Matcher, Position, REPLAY_PAGE_EVENTS,
+    ReplaySource, Route, TransportError,
 };
 
 pub use embedded::{Durability, EmbeddedTransport};
@@ -53,6 +53,22 @@ impl Default for HistoryLimits {
             max_age: Some(std::time::Duration::from_secs(24 * 3600)),
         }
     }
+}
+
+/// Which occurrence of a duplicated update id a replay resumes after [R28][V4].
+///
+/// Every transport indexes both: draft-07 requests resume after the newest occurrence (Herald's
+/// behaviour before 1.0), Mercure 1.0 requests after the oldest, as draft-08 requires. When the
+/// oldest occurrence was trimmed while newer ones remain, the oldest retained one is not known
+/// without a scan, so the id counts as unknown for [`IdOccurrence::Earliest`]: the replay starts
+/// at the oldest retained event (a superset, never a loss) and says `earliest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdOccurrence {
+    /// The newest occurrence (draft-07).
+    #[default]
+    Latest,
+    /// The oldest occurrence (Mercure 1.0).
+    Earliest,
 }
 
 /// Where a replay started, for the `Last-Event-ID` response header [R27].
@@ -116,13 +132,39 @@ pub trait Transport: ReplaySource {
     /// subscribers coming and going cannot push published updates out of history.
     fn publish_live(&self, update: Update) -> BoxFuture<'static, Result<(), TransportError>>;
 
-    /// Plans a replay of the retained events after `from` [R25]-[R28]: an id lookup through the
-    /// index, never a scan. The events are read with [`ReplaySource::replay_page`].
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
+    /// Plans a replay of the retained events after `from` [R25]-[R28], resuming after the
+    /// `occurrence` of a duplicated id: an id lookup through the index, never a scan. The
+    /// events are read with [`ReplaySource::replay_page`].
+    fn replay(
+        &self,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> BoxFuture<'static, Result<ReplayPlan, TransportError>>;
 
     /// Where the subscriptions of the whole cluster are kept, for a transport that spans nodes;
     /// `None` (the default) lists this node's own.
     fn subscription_directory(&self) -> Option<&dyn SubscriptionDirectory> {
         None
+    }
+
+    /// Stops the transport at the end of a graceful shutdown, after the last publish was
+    /// answered: what was acknowledged is made durable and files are closed, so that the next
+    /// start opens them without a repair. Publishes after it fail with
+    /// [`TransportError::Closed`]. The default does nothing.
+    fn close(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
+    /// Whether the transport can serve now (`/readyz`): its history is open and its backing
+    /// service, if any, answers. The hub bounds the wait by [`crate::READY_TIMEOUT`]. The
+    /// default says yes.
+    fn check_ready(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// How many events history holds now, for the metrics (`herald_history_events`); `None`
+    /// (the default) when the transport does not say.
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        Box::pin(async { Ok(None) })
     }
 }

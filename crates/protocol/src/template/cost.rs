@@ -18,6 +18,11 @@
 //! The cost bounds the matcher's memory, and its compile time, which is linear in that size;
 //! the lazy DFA's cache is capped at the cost as well, and the per-byte match time, at worst
 //! (a PikeVM over the whole NFA), is proportional to the number of NFA states, so to the cost.
+//!
+//! Every figure here grows with what a client wrote, so all arithmetic saturates (checked by
+//! clippy's `arithmetic_side_effects`, denied in this module): an absurd template costs
+//! `u64::MAX` and is refused, it never wraps around to a small cost.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::fmt;
 
@@ -45,7 +50,9 @@ impl TemplateCost {
         let mut cost = TemplateCost::default();
         for part in middle {
             match part {
-                Part::Literal(lit) => cost.literal_bytes += lit.len() as u64,
+                Part::Literal(lit) => {
+                    cost.literal_bytes = cost.literal_bytes.saturating_add(len(lit))
+                }
                 Part::Expression(expr) => cost.add_expression(expr),
             }
         }
@@ -54,8 +61,8 @@ impl TemplateCost {
 
     fn add_expression(&mut self, expr: &Expression<'_>) {
         let op = expr.op;
-        self.literal_bytes += op.first().len() as u64;
-        let sep = op.sep().len() as u64;
+        self.literal_bytes = self.literal_bytes.saturating_add(len(op.first()));
+        let sep = len(op.sep());
         let last = expr.vars.len().saturating_sub(1);
         for (i, var) in expr.vars.iter().enumerate() {
             // Every item but the last appears twice in the chain, with a separator.
@@ -66,34 +73,41 @@ impl TemplateCost {
             };
             let name = if var.name.contains('%') {
                 // Written as is and with each `%` re-encoded as `%25`.
-                2 * var.name.len() as u64 + 2 * var.name.matches('%').count() as u64
+                let percents = var.name.matches('%').count() as u64;
+                len(var.name).saturating_add(percents).saturating_mul(2)
             } else {
-                var.name.len() as u64
+                len(var.name)
             };
             let named = op.named();
             match var.modifier {
-                Modifier::None => item.value_classes += 2,
-                Modifier::Prefix(n) => item.prefix_chars += u64::from(n),
-                Modifier::UnboundedPrefix => item.prefix_chars += 1,
+                Modifier::None => item.value_classes = 2,
+                Modifier::Prefix(n) => item.prefix_chars = u64::from(n),
+                Modifier::UnboundedPrefix => item.prefix_chars = 1,
                 // `v(sep v)*|v=v(sep v=v)*` or `v=v(sep v=v)*`, with `=` and separators.
                 Modifier::Explode if named => {
-                    item.value_classes += 4;
-                    item.literal_bytes += 2 + sep;
+                    item.value_classes = 4;
+                    item.literal_bytes = item.literal_bytes.saturating_add(sep.saturating_add(2));
                 }
                 Modifier::Explode => {
-                    item.value_classes += 6;
-                    item.literal_bytes += 3 + 3 * sep;
+                    item.value_classes = 6;
+                    item.literal_bytes = item
+                        .literal_bytes
+                        .saturating_add(sep.saturating_mul(3).saturating_add(3));
                 }
             }
             if named && var.modifier != Modifier::Explode {
-                item.literal_bytes += name + 1;
+                item.literal_bytes = item.literal_bytes.saturating_add(name.saturating_add(1));
             }
             for _ in 0..times {
-                self.value_classes += item.value_classes;
-                self.prefix_chars += item.prefix_chars;
-                self.literal_bytes += item.literal_bytes;
+                self.add(&item);
             }
         }
+    }
+
+    fn add(&mut self, other: &TemplateCost) {
+        self.value_classes = self.value_classes.saturating_add(other.value_classes);
+        self.prefix_chars = self.prefix_chars.saturating_add(other.prefix_chars);
+        self.literal_bytes = self.literal_bytes.saturating_add(other.literal_bytes);
     }
 
     /// The bound, in bytes, on the compiled matcher's size (and its compile time, in the same
@@ -107,9 +121,9 @@ impl TemplateCost {
 
     /// What to simplify first to make the template cheaper: its largest contributor.
     pub fn advice(&self) -> &'static str {
-        let values = self.value_classes * VALUE_CLASS_BYTES;
-        let prefixes = self.prefix_chars * PREFIX_CHAR_BYTES;
-        let literals = self.literal_bytes * LITERAL_BYTE_BYTES;
+        let values = self.value_classes.saturating_mul(VALUE_CLASS_BYTES);
+        let prefixes = self.prefix_chars.saturating_mul(PREFIX_CHAR_BYTES);
+        let literals = self.literal_bytes.saturating_mul(LITERAL_BYTE_BYTES);
         if prefixes >= values && prefixes >= literals {
             "use fewer or shorter prefix modifiers (`:N`)"
         } else if values >= literals {
@@ -136,4 +150,9 @@ impl fmt::Display for TemplateCost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} KiB", self.bytes().div_ceil(1024))
     }
+}
+
+/// A length as a cost figure.
+fn len(text: &str) -> u64 {
+    u64::try_from(text.len()).unwrap_or(u64::MAX)
 }

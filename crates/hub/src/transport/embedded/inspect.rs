@@ -139,13 +139,23 @@ impl Refusal {
     }
 }
 
+/// What [`inspect`] found in a file redb may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Inspection {
+    /// No file yet, or one that was closed cleanly.
+    Sound,
+    /// Left open by a process that did not close it (killed, crashed): redb repairs it on
+    /// open, and the repair was just rehearsed without writing.
+    NeedsRepair,
+}
+
 /// Inspects the history file at `path`, if there is one, without writing to it. `Ok` means
 /// that redb may open it for writing: it is absent, sound, or left by a crash in a state that
 /// redb's repair was just seen to handle.
-pub(super) fn inspect(path: &Path) -> Result<(), Refusal> {
+pub(super) fn inspect(path: &Path) -> Result<Inspection, Refusal> {
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Inspection::Sound),
         Err(e) => return Err(Refusal::Other(unreadable(path, &e))),
     };
     let len = file
@@ -174,8 +184,12 @@ pub(super) fn inspect(path: &Path) -> Result<(), Refusal> {
         return Err(truncated(len, "shorter than redb's header").into());
     }
     match redb::Builder::new().open_read_only(path) {
-        Ok(db) => check_contents(&db).map_err(Refusal::from),
-        Err(redb::DatabaseError::RepairAborted) => rehearse_repair(path, file, len),
+        Ok(db) => check_contents(&db)
+            .map(|()| Inspection::Sound)
+            .map_err(Refusal::from),
+        Err(redb::DatabaseError::RepairAborted) => {
+            rehearse_repair(path, file, len).map(|()| Inspection::NeedsRepair)
+        }
         Err(e) => Err(refusal(path, e, len, false)),
     }
 }

@@ -13,6 +13,8 @@
 //! - `herald:ids`: a hash, update id -> stream id of its latest occurrence (the index of [R28],
 //!   shared by every node, so `Last-Event-ID` works whichever node a client reconnects to). It
 //!   is bounded like the stream: trimming deletes an entry's id with the entry.
+//! - `herald:first`: a hash, update id -> stream id of its oldest retained occurrence, for 1.0
+//!   requests (`IdOccurrence`); `-` once that one was trimmed while newer ones remain.
 //! - `herald:live`: a pub/sub channel for events delivered but not kept (subscription events).
 //! - `herald:nodes`, `herald:node:{id}`: with `--subscriptions`, each node's active
 //!   subscriptions under a lease (see [`presence`]).
@@ -70,8 +72,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::record;
 use super::{
-    BoxFuture, Dispatcher, Event, HistoryLimits, Position, ReplayPlan, ReplaySource, ReplayStart,
-    SubscriptionDirectory, Transport, TransportError,
+    BoxFuture, Dispatcher, Event, HistoryLimits, IdOccurrence, Position, ReplayPlan, ReplaySource,
+    ReplayStart, SubscriptionDirectory, Transport, TransportError,
 };
 use scripts::Scripts;
 
@@ -165,6 +167,7 @@ pub enum RedisStartError {
 struct Keys {
     stream: String,
     ids: String,
+    first: String,
     live: String,
 }
 
@@ -173,6 +176,7 @@ impl Keys {
         Keys {
             stream: stream.to_owned(),
             ids: format!("{stream}:ids"),
+            first: format!("{stream}:first"),
             live: format!("{stream}:live"),
         }
     }
@@ -289,7 +293,11 @@ impl RedisTransport {
         }
     }
 
-    async fn plan(inner: Arc<Inner>, from: LastEventId) -> Result<ReplayPlan, TransportError> {
+    async fn plan(
+        inner: Arc<Inner>,
+        from: LastEventId,
+        occurrence: IdOccurrence,
+    ) -> Result<ReplayPlan, TransportError> {
         let wanted = match &from {
             LastEventId::After(id) => id.as_str(),
             LastEventId::Earliest => "",
@@ -301,9 +309,14 @@ impl RedisTransport {
                 .plan
                 .key(&inner.keys.stream)
                 .key(&inner.keys.ids)
+                .key(&inner.keys.first)
                 .arg(wanted)
                 .arg(Self::kept(&inner.limits))
                 .arg(max_age_ms(&inner.limits))
+                .arg(match occurrence {
+                    IdOccurrence::Latest => "latest",
+                    IdOccurrence::Earliest => "first",
+                })
                 .invoke_async(&mut conn),
         )
         .await?;
@@ -452,6 +465,7 @@ impl Transport for RedisTransport {
                     .publish
                     .key(&inner.keys.stream)
                     .key(&inner.keys.ids)
+                    .key(&inner.keys.first)
                     .arg(&update.id)
                     .arg(record)
                     .arg(Self::kept(&inner.limits))
@@ -480,8 +494,12 @@ impl Transport for RedisTransport {
         })
     }
 
-    fn replay(&self, from: &LastEventId) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
-        Box::pin(Self::plan(self.inner.clone(), from.clone()))
+    fn replay(
+        &self,
+        from: &LastEventId,
+        occurrence: IdOccurrence,
+    ) -> BoxFuture<'static, Result<ReplayPlan, TransportError>> {
+        Box::pin(Self::plan(self.inner.clone(), from.clone(), occurrence))
     }
 
     fn subscription_directory(&self) -> Option<&dyn SubscriptionDirectory> {
@@ -489,6 +507,31 @@ impl Transport for RedisTransport {
             .directory
             .as_ref()
             .map(|directory| directory as &dyn SubscriptionDirectory)
+    }
+
+    /// Ready when Redis answers a `PING` on the publishing connection.
+    fn check_ready(&self) -> BoxFuture<'static, Result<(), TransportError>> {
+        let mut conn = self.inner.publisher.clone();
+        Box::pin(async move {
+            let _pong: String = with_timeout(redis::cmd("PING").query_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    /// `XLEN` of the stream (with `--history-size 0`, the entries kept for reconnecting
+    /// tails, which are not replayed).
+    fn history_len(&self) -> BoxFuture<'static, Result<Option<u64>, TransportError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mut conn = inner.publisher.clone();
+            let len: u64 = with_timeout(
+                redis::cmd("XLEN")
+                    .arg(&inner.keys.stream)
+                    .query_async(&mut conn),
+            )
+            .await?;
+            Ok(Some(len))
+        })
     }
 }
 

@@ -308,13 +308,18 @@ impl Keeper {
                 continue;
             };
             document["active"] = Value::Bool(false);
-            document["@context"] = Value::from("https://mercure.rocks/");
+            // A 1.0 subscription's event is plain JSON of type `mercure` [V5]; a draft-07 one
+            // is JSON-LD.
+            let v1 = document.get("match_type").is_some();
+            if !v1 {
+                document["@context"] = Value::from("https://mercure.rocks/");
+            }
             let update = Update {
                 id: generate_id(),
                 topics: vec![pair[0].clone()],
                 data: document.to_string(),
                 private: true,
-                event_type: None,
+                event_type: v1.then(|| herald_protocol::publish::RESERVED_EVENT_TYPE.to_owned()),
                 retry: None,
             };
             let published = with_timeout(

@@ -17,15 +17,22 @@
 /// The shared trimming functions, prepended to the scripts that trim.
 const TRIM: &str = r#"
 -- Deletes `entries` (an XRANGE reply) from the stream, and from the index the ids that still
--- point at them (a newer update with the same id keeps its entry).
-local function drop_entries(stream, ids, entries)
+-- point at them (a newer update with the same id keeps its entry). The first-occurrence index
+-- `firsts` loses the id with its newest occurrence, and marks it '-' when only its oldest goes.
+local function drop_entries(stream, ids, firsts, entries)
   if #entries == 0 then return 0 end
   local doomed = {}
   for _, entry in ipairs(entries) do
     local sid, fields = entry[1], entry[2]
     for i = 1, #fields, 2 do
-      if fields[i] == 'i' and redis.call('HGET', ids, fields[i + 1]) == sid then
-        redis.call('HDEL', ids, fields[i + 1])
+      if fields[i] == 'i' then
+        local id = fields[i + 1]
+        if redis.call('HGET', ids, id) == sid then
+          redis.call('HDEL', ids, id)
+          redis.call('HDEL', firsts, id)
+        elseif redis.call('HGET', firsts, id) == sid then
+          redis.call('HSET', firsts, id, '-')
+        end
       end
     end
     doomed[#doomed + 1] = sid
@@ -43,15 +50,15 @@ end
 
 -- Trims the oldest entries past `keep`, then those older than `cutoff_ms` (0: no age bound),
 -- at most `budget` in all.
-local function trim(stream, ids, keep, cutoff_ms, budget)
+local function trim(stream, ids, firsts, keep, cutoff_ms, budget)
   local removed = 0
   local excess = redis.call('XLEN', stream) - keep
   if excess > 0 then
-    removed = drop_entries(stream, ids,
+    removed = drop_entries(stream, ids, firsts,
       redis.call('XRANGE', stream, '-', '+', 'COUNT', math.min(excess, budget)))
   end
   if cutoff_ms > 0 and removed < budget then
-    removed = removed + drop_entries(stream, ids,
+    removed = removed + drop_entries(stream, ids, firsts,
       redis.call('XRANGE', stream, '-', '(' .. string.format('%d', cutoff_ms) .. '-0',
         'COUNT', budget - removed))
   end
@@ -59,30 +66,40 @@ local function trim(stream, ids, keep, cutoff_ms, budget)
 end
 "#;
 
-/// `KEYS`: stream, index. `ARGV`: update id, record, entries kept, max age in ms (0: none),
-/// whether to index (1/0). Returns the new entry's stream id.
+/// `KEYS`: stream, index, first-occurrence index. `ARGV`: update id, record, entries kept, max
+/// age in ms (0: none), whether to index (1/0). Returns the new entry's stream id.
 const PUBLISH: &str = r#"
 local sid = redis.call('XADD', KEYS[1], '*', 'i', ARGV[1], 'r', ARGV[2])
-if ARGV[5] == '1' then redis.call('HSET', KEYS[2], ARGV[1], sid) end
-trim(KEYS[1], KEYS[2], tonumber(ARGV[3]), cutoff_of(tonumber(ARGV[4])), 16)
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[2], ARGV[1], sid)
+  redis.call('HSETNX', KEYS[3], ARGV[1], sid)
+end
+trim(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), cutoff_of(tonumber(ARGV[4])), 16)
 return sid
 "#;
 
-/// `KEYS`: stream, index. `ARGV`: entries kept, max age in ms (0: none), budget.
+/// `KEYS`: stream, index, first-occurrence index. `ARGV`: entries kept, max age in ms (0:
+/// none), budget.
 /// Returns how many entries were removed. The age is measured on Redis's clock, so that nodes
 /// whose clocks disagree still trim alike.
 const MAINTAIN: &str = r#"
-return trim(KEYS[1], KEYS[2], tonumber(ARGV[1]), cutoff_of(tonumber(ARGV[2])), tonumber(ARGV[3]))
+return trim(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), cutoff_of(tonumber(ARGV[2])),
+  tonumber(ARGV[3]))
 "#;
 
-/// `KEYS`: stream, index. `ARGV`: the update id to resume after ('' for none), entries kept,
-/// max age in ms (0: none). Trims what is too old first (a little; maintenance does the rest),
+/// `KEYS`: stream, index, first-occurrence index. `ARGV`: the update id to resume after ('' for
+/// none), entries kept, max age in ms (0: none), which occurrence ('first' or 'latest'). Trims what is too old first (a little; maintenance does the rest),
 /// so that a replay never starts with events past the age bound. Returns `{found stream id or
 /// '', first entry's id or '', last entry's id or ''}`, read at one instant.
 const PLAN: &str = r#"
-trim(KEYS[1], KEYS[2], tonumber(ARGV[2]), cutoff_of(tonumber(ARGV[3])), 64)
+trim(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), cutoff_of(tonumber(ARGV[3])), 64)
 local found = ''
-if ARGV[1] ~= '' then found = redis.call('HGET', KEYS[2], ARGV[1]) or '' end
+if ARGV[1] ~= '' then
+  local index = KEYS[2]
+  if ARGV[4] == 'first' then index = KEYS[3] end
+  found = redis.call('HGET', index, ARGV[1]) or ''
+  if found == '-' then found = '' end
+end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 return {found, first[1] and first[1][1] or '', last[1] and last[1][1] or ''}

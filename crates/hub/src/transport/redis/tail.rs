@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::scripts::Scripts;
 use super::{CONNECT_TIMEOUT, Keys, RedisTransport, TAIL_BATCH, decode_entry, position_of};
 use crate::transport::record;
-use crate::transport::{Dispatcher, Event, HistoryLimits, Matcher, Route};
+use crate::transport::{Dispatcher, ErrorCounter, Event, HistoryLimits, Matcher, Route};
 
 /// How long one `XREAD` blocks on an idle stream.
 const BLOCK: Duration = Duration::from_secs(5);
@@ -63,9 +63,11 @@ pub(super) struct Tail {
 pub(super) fn spawn(tail: Tail) {
     let (deliveries, received) = mpsc::channel(64);
     let matcher = tail.dispatcher.matcher();
+    let errors = tail.dispatcher.error_counter();
     tokio::spawn(dispatch(tail.dispatcher, received));
     tokio::spawn(read_stream(
         matcher,
+        errors,
         tail.client.clone(),
         tail.keys.clone(),
         tail.after,
@@ -125,6 +127,7 @@ impl Backoff {
 /// Reads the stream after `after`, forever, handing each batch to the dispatch task.
 async fn read_stream(
     matcher: Matcher,
+    errors: ErrorCounter,
     client: redis::Client,
     keys: Keys,
     mut after: String,
@@ -144,6 +147,7 @@ async fn read_stream(
         let mut conn = match connected {
             Ok(conn) => conn,
             Err(e) => {
+                errors.count();
                 if !failing {
                     tracing::warn!("Redis unreachable, the tail retries with backoff: {e}");
                     failing = true;
@@ -177,6 +181,7 @@ async fn read_stream(
             let reply = match reply {
                 Ok(reply) => reply,
                 Err(e) => {
+                    errors.count();
                     tracing::warn!("Redis tail interrupted, reconnecting: {e}");
                     failing = true;
                     break;
@@ -304,6 +309,7 @@ async fn maintain(
                 .maintain
                 .key(&keys.stream)
                 .key(&keys.ids)
+                .key(&keys.first)
                 .arg(kept)
                 .arg(max_age_ms)
                 .arg(MAINTENANCE_BUDGET)
