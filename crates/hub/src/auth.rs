@@ -359,9 +359,9 @@ impl Authorizer {
     ) -> ProtocolVersion {
         match self.present(headers, query, hint) {
             Ok(Some(presented)) => presented.edition,
-            Ok(None) => hint,
-            // Only 1.0 presentations are refused with invalid_request.
-            Err(_) => ProtocolVersion::V1,
+            // A refused presentation is refused again, in its edition's form, when the route
+            // authorizes the request.
+            Ok(None) | Err(_) => hint,
         }
     }
 
