@@ -14,7 +14,8 @@ bin=$1 out=$2 port=$3
 shift 3
 data=$(mktemp -d /tmp/herald-callgrind.XXXXXX)
 valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve --listen 127.0.0.1:"$port" \
-  --jwt-key herald-callgrind-key-0123456789abcdef --anonymous --data-dir "$data" --log warn >/dev/null 2>&1 &
+  --jwt-key herald-callgrind-key-0123456789abcdef --anonymous --max-subscriptions-per-client 0 \
+  --data-dir "$data" --log warn >/dev/null 2>&1 &
 vpid=$!
 trap 'kill -INT $vpid 2>/dev/null || true; wait $vpid 2>/dev/null || true; rm -rf "$data"' EXIT
 sleep 4

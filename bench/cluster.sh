@@ -53,6 +53,7 @@ wait_port "$REDIS_PORT"
 
 for node in $A $B; do
   "$HERALD" serve --listen "$node" --jwt-key "$KEY" --anonymous --log warn \
+    --max-subscriptions-per-client 0 \
     --transport "redis://127.0.0.1:$REDIS_PORT" --history-size 1000000 \
     >"$WORK/herald-${node##*:}.log" 2>&1 &
   PIDS+=($!)

@@ -59,6 +59,7 @@ wait_port() {
 start_herald() {
   # shellcheck disable=SC2086
   "$HERALD" serve --listen 127.0.0.1:$PORT --jwt-key "$KEY" --anonymous \
+    --max-subscriptions-per-client 0 \
     --data-dir "$WORK/data" --log warn $HERALD_ARGS "$@" >"$WORK/herald.log" 2>&1 &
   SERVER_PID=$!
   wait_port

@@ -56,6 +56,7 @@ trap cleanup EXIT
 # A free port: the hub binds port 0 and says where it listens.
 # shellcheck disable=SC2086
 "$HERALD" serve --listen 127.0.0.1:0 --jwt-key "$KEY" --anonymous --data-dir "$WORK/data" \
+  --max-subscriptions-per-client 0 \
   --log info $HERALD_ARGS >"$WORK/herald.log" 2>&1 &
 SERVER_PID=$!
 addr=

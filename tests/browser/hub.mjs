@@ -27,7 +27,7 @@ export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export const KEY = 'herald-browser-test-key-0123456789abcdef';
 
 const HUB_PATH = '/.well-known/mercure';
-const LISTENING = /listening on (http:\/\/\S+?)\/\.well-known\/mercure/;
+const LISTENING = /listening on (https?:\/\/\S+?)\/\.well-known\/mercure/;
 const CANNOT_LISTEN = /cannot listen on /;
 const START_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 10_000;
@@ -237,9 +237,11 @@ async function terminate({ child, exited }) {
 /**
  * Publishes with a real `curl` process: `fields` are form fields (`topic` may be an array,
  * `private: true` adds `private=on`). Resolves with the update's id, which the hub answers with.
+ * `curlArgs` go before the URL (`--cacert FILE` for a hub served over TLS).
  */
-export function publish(hub, fields, bearer = publisherToken()) {
+export function publish(hub, fields, bearer = publisherToken(), curlArgs = []) {
   const args = ['--silent', '--show-error', '--fail-with-body', '--noproxy', '*', '--max-time', '10'];
+  args.push(...curlArgs);
   for (const [name, value] of Object.entries(fields)) {
     if (value === undefined || value === false) continue;
     for (const one of Array.isArray(value) ? value : [value]) {
@@ -335,10 +337,10 @@ const CHROMIUM_ARGS = [
 ];
 
 /**
- * Launches headless Debian Chromium. Playwright gives each launch a fresh, empty user-data-dir of
- * its own (a temporary profile it deletes on close).
+ * Launches headless Debian Chromium, with `extraArgs` after the usual ones. Playwright gives each
+ * launch a fresh, empty user-data-dir of its own (a temporary profile it deletes on close).
  */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
       `Chromium not found at ${CHROMIUM_PATH}: run .ci/run, or apt-get install chromium ` +
@@ -354,5 +356,9 @@ export async function launchBrowser() {
         '(scripts/test does)',
     );
   }
-  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
 }

@@ -10,6 +10,7 @@
 //! - 3: the hub refused the credentials (401 or 403: fix the token or key);
 //! - 4: the hub refused the request itself (400, 413 or another 4xx, or the URL is not a hub).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use herald_client::token::{Algorithm, MintError, TokenMinter};
@@ -66,6 +67,22 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
             code: EXIT_UNREACHABLE,
             message: format!("cannot start the runtime: {e}"),
         })
+}
+
+/// An HTTP client that also trusts the CA certificates of `cacert` (`--cacert`), set up
+/// further by `configure` (timeouts).
+pub(crate) fn http_client(
+    cacert: &Path,
+    configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, Failure> {
+    let pem = std::fs::read(cacert)
+        .map_err(|e| Failure::usage(format!("--cacert: cannot read {}: {e}", cacert.display())))?;
+    let builder = herald_client::tls::client_builder(Some(&pem))
+        .map_err(|e| Failure::usage(format!("--cacert {}: {e}", cacert.display())))?;
+    configure(builder).build().map_err(|e| Failure {
+        code: EXIT_UNREACHABLE,
+        message: format!("cannot build an HTTP client: {e}"),
+    })
 }
 
 /// A key given inline, or `@path` for a file (as `herald serve --jwt-key` reads it).

@@ -8,13 +8,17 @@
 mod caddyfile;
 mod client_common;
 mod dev;
+#[cfg(test)]
+mod flag_table;
 mod key_strength;
+mod malloc;
 mod mercure_compat;
 mod publish;
 mod serve;
 mod setting_origin;
 mod settings;
 mod subscribe;
+mod tls;
 mod token;
 mod values;
 

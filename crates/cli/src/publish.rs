@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Args};
 use herald_client::{Publication, Publisher};
 
-use crate::client_common::{Failure, finish, minter, runtime};
+use crate::client_common::{Failure, finish, http_client, minter, runtime};
 
 /// Publish an update and print its id.
 ///
@@ -68,6 +68,11 @@ pub(crate) struct PublishArgs {
     )]
     alg: String,
 
+    /// Also trust the CA certificates (PEM) in this file for an https:// hub, besides the
+    /// system's store.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+
     /// Give up after this long without an answer.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -80,6 +85,12 @@ pub(crate) fn run(args: PublishArgs) -> ExitCode {
 fn publish(args: PublishArgs) -> Result<(), Failure> {
     let data = read_data(&args)?;
     let mut builder = Publisher::builder(&args.hub).timeout(args.timeout);
+    if let Some(cacert) = &args.cacert {
+        let timeout = args.timeout;
+        let connect = timeout.min(Duration::from_secs(10));
+        let http = http_client(cacert, |b| b.timeout(timeout).connect_timeout(connect))?;
+        builder = builder.http_client(http);
+    }
     // A flag wins over both variables, so that `--jwt-key` works with HERALD_TOKEN set and the
     // other way round; with no flag, HERALD_TOKEN wins over HERALD_JWT_KEY.
     let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());

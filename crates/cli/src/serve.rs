@@ -15,6 +15,7 @@ use crate::dev;
 use crate::mercure_compat::{self, MercureArgs};
 use crate::setting_origin::Origins;
 use crate::settings::{ConfigFile, Settings};
+use crate::tls::TlsSource;
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -42,6 +43,14 @@ pub(crate) enum ServeError {
     Serve(io::Error),
 }
 
+/// The blocking pool serves history reads (replays) and expensive template matching. Tokio's
+/// default lets it grow to 512 threads: a reconnection wave of 10,000 subscribers resuming with
+/// `Last-Event-ID` grew it to 241 threads in the soak, each with its stack and its share of
+/// malloc's per-thread arenas, and the memory stayed with the process after they exited. The
+/// reads are short (pages from the page cache), so a few threads per core keep up; more only
+/// add memory. See docs/benchmarks.md, "Soak".
+const MAX_BLOCKING_THREADS: usize = 16;
+
 pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     let mercure = mercure_compat::load(&args.mercure)?;
     let origins = Origins::new(args.file.config.as_deref(), mercure.origins);
@@ -66,10 +75,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     let addr = settings.listen_addr().map_err(annotate)?;
     let config = settings.hub_config().map_err(annotate)?;
     crate::key_strength::check(&settings, &config).map_err(annotate)?;
+    let tls_source = settings.tls_source().map_err(annotate)?;
+    crate::malloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(ServeError::Runtime)?;
+    // Before the hub opens its history: a bad certificate refuses to start with nothing done.
+    let tls = {
+        let _runtime = runtime.enter();
+        tls_source.map(TlsSource::start).transpose()?
+    };
     let hub = runtime.block_on(Hub::new(config)).map_err(|e| match e {
         HubError::Config(e) => annotate(settings.name_jwks_setting(e)),
         HubError::Storage(e) => ServeError::History(e),
@@ -86,7 +103,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
         // Before saying we listen: a SIGTERM from then on must be a clean shutdown.
         let shutdown = herald_hub::shutdown::signal();
         let local = listener.local_addr().map_err(ServeError::Serve)?;
-        let hub_url = format!("http://{local}{}", herald_protocol::HUB_PATH);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let hub_url = format!("{scheme}://{local}{}", herald_protocol::HUB_PATH);
         tracing::info!(
             "herald {} listening on {hub_url}",
             env!("CARGO_PKG_VERSION")
@@ -94,9 +112,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
         if let Some(dev) = dev {
             dev.print_banner(&hub_url);
         }
-        herald_hub::serve(listener, hub, shutdown)
-            .await
-            .map_err(ServeError::Serve)
+        match tls {
+            Some(tls) => herald_hub::serve_tls(listener, hub, tls, shutdown).await,
+            None => herald_hub::serve(listener, hub, shutdown).await,
+        }
+        .map_err(ServeError::Serve)
     })?;
     tracing::info!("stopped");
     Ok(())

@@ -178,7 +178,7 @@ pub(crate) struct Settings {
     #[arg(long, env = "HERALD_MAX_REQUEST_TEMPLATE_COST", value_name = "BYTES")]
     pub max_request_template_cost: Option<String>,
 
-    /// Most the distinct URI templates one client (a token; anonymous subscribers together)
+    /// Most the distinct URI templates one client (a token; anonymous subscribers per address)
     /// keeps alive over its open subscriptions may cost; past it, 429 [default: 16MiB].
     #[arg(long, env = "HERALD_MAX_CLIENT_TEMPLATE_COST", value_name = "BYTES")]
     pub max_client_template_cost: Option<String>,
@@ -216,10 +216,43 @@ pub(crate) struct Settings {
     #[arg(long, env = "HERALD_HTTP2_KEEP_ALIVE", value_name = "DURATION")]
     pub http2_keep_alive: Option<String>,
 
-    /// Most connections served at once; past it a new connection gets 503 and is closed;
-    /// 0 for no limit but the open-files limit [default: 0].
+    /// Most subscriptions (open streams) served at once; past it a new subscription gets 503
+    /// with Retry-After while publishes are still served. Connections are capped a tenth higher
+    /// (at least 100 more) as a file-descriptor guard; 0 for no limit but the open-files limit
+    /// [default: 0].
     #[arg(long, env = "HERALD_MAX_CONNECTIONS", value_name = "COUNT")]
     pub max_connections: Option<String>,
+
+    /// Most subscriptions one client keeps open at once; past it, 429 with Retry-After. A
+    /// client is its IP address (an IPv6 /64), with its token if it sends one; 0 for no limit
+    /// [default: 100].
+    #[arg(
+        long,
+        env = "HERALD_MAX_SUBSCRIPTIONS_PER_CLIENT",
+        value_name = "COUNT"
+    )]
+    pub max_subscriptions_per_client: Option<String>,
+
+    /// Reverse proxy (an IP address or a network, e.g. 10.0.0.0/8) whose X-Forwarded-For
+    /// header names the client; repeatable. Without it, behind a proxy every client is the
+    /// proxy's address [default: none].
+    #[arg(
+        long = "trusted-proxy",
+        env = "HERALD_TRUSTED_PROXIES",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "trusted-proxy")]
+    pub trusted_proxies: Vec<String>,
+
+    /// On shutdown, each stream ends with a `retry:` field drawn at random up to this, so
+    /// that clients do not all reconnect at once; 0s sends none [default: 5s].
+    #[arg(long, env = "HERALD_DRAIN_SPREAD", value_name = "DURATION")]
+    pub drain_spread: Option<String>,
+
+    /// Serve nothing at / (404) instead of the page saying what this is.
+    #[arg(long, env = "HERALD_NO_FRONT_PAGE")]
+    pub no_front_page: bool,
 
     /// Log filter, e.g. info, debug, herald_hub=debug [default: info; RUST_LOG also works].
     #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
@@ -287,6 +320,50 @@ pub(crate) struct Settings {
     /// which anyone may guess to mint tokens. Outside --dev such a key is refused without it.
     #[arg(long, env = "HERALD_ALLOW_WEAK_KEY", value_parser = EnvBool)]
     pub allow_weak_key: bool,
+
+    /// TLS certificate chain (PEM, server certificate first); with --tls-key, the hub serves
+    /// HTTPS with HTTP/2 and HTTP/1.1, and reloads both files when they change or on SIGHUP.
+    #[arg(long, env = "HERALD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a certificate for this name from an ACME CA (Let's Encrypt by
+    /// default), obtained and renewed by TLS-ALPN-01 on this hub's port, which must be port 443
+    /// of the name; repeatable. Needs --acme-cache; excludes --tls-cert.
+    #[arg(
+        long = "acme-domain",
+        env = "HERALD_ACME_DOMAINS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "acme-domain")]
+    pub acme_domains: Vec<String>,
+
+    /// Contact for the ACME account, as mailto:you@example.com; repeatable.
+    #[arg(
+        long = "acme-contact",
+        env = "HERALD_ACME_CONTACTS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "acme-contact")]
+    pub acme_contacts: Vec<String>,
+
+    /// Directory keeping the ACME account and certificates across restarts.
+    #[arg(long, env = "HERALD_ACME_CACHE", value_name = "DIR")]
+    pub acme_cache: Option<PathBuf>,
+
+    /// ACME directory URL [default: Let's Encrypt production].
+    #[arg(long, env = "HERALD_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// CA certificate (PEM) to trust for the ACME directory's own HTTPS, for a private or test
+    /// CA [default: the system's store].
+    #[arg(long, env = "HERALD_ACME_DIRECTORY_CA", value_name = "FILE")]
+    pub acme_directory_ca: Option<PathBuf>,
 }
 
 /// A bad setting: which, what is wrong, what to do.
@@ -360,6 +437,12 @@ impl Settings {
             http2_idle_timeout: self.http2_idle_timeout.or(file.http2_idle_timeout),
             http2_keep_alive: self.http2_keep_alive.or(file.http2_keep_alive),
             max_connections: self.max_connections.or(file.max_connections),
+            max_subscriptions_per_client: self
+                .max_subscriptions_per_client
+                .or(file.max_subscriptions_per_client),
+            trusted_proxies: list(self.trusted_proxies, file.trusted_proxies),
+            drain_spread: self.drain_spread.or(file.drain_spread),
+            no_front_page: self.no_front_page || file.no_front_page,
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
             hub_url: self.hub_url.or(file.hub_url),
@@ -370,6 +453,13 @@ impl Settings {
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             log_format: self.log_format.or(file.log_format),
             allow_weak_key: self.allow_weak_key || file.allow_weak_key,
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            acme_domains: list(self.acme_domains, file.acme_domains),
+            acme_contacts: list(self.acme_contacts, file.acme_contacts),
+            acme_cache: self.acme_cache.or(file.acme_cache),
+            acme_directory: self.acme_directory.or(file.acme_directory),
+            acme_directory_ca: self.acme_directory_ca.or(file.acme_directory_ca),
         }
     }
 
@@ -519,6 +609,32 @@ impl Settings {
             publisher_issuers: self.role_issuers(&self.publisher_issuers),
             subscriber_issuers: self.role_issuers(&self.subscriber_issuers),
             metrics_listen: self.metrics_listen_addr()?,
+            max_subscriptions_per_client: Some(count(
+                "max-subscriptions-per-client",
+                &self.max_subscriptions_per_client,
+                defaults.max_subscriptions_per_client.unwrap_or(0),
+            )?)
+            .filter(|&n| n > 0),
+            trusted_proxies: self
+                .trusted_proxies
+                .iter()
+                .map(|text| {
+                    text.parse().map_err(|problem| {
+                        ConfigError::new(
+                            "trusted-proxy",
+                            problem,
+                            "give an IP address or a network, e.g. 127.0.0.1 or 10.0.0.0/8",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            drain_spread: optional_duration(
+                "drain-spread",
+                &self.drain_spread,
+                Some(defaults.drain_spread),
+            )?
+            .unwrap_or_default(),
+            front_page: !self.no_front_page,
         })
     }
 }
@@ -837,6 +953,40 @@ mod tests {
             connections.hub_config().unwrap().max_connections,
             Some(20000)
         );
+    }
+
+    #[test]
+    fn the_overload_settings_are_flags_and_file_keys() {
+        let file: Settings = toml::from_str(
+            "no-front-page = true\ntrusted-proxy = [\"10.0.0.0/8\"]\ndrain-spread = \"2s\"",
+        )
+        .unwrap();
+        let config = Settings {
+            jwt_key: Some("k".into()),
+            max_subscriptions_per_client: Some("0".into()),
+            ..Settings::default()
+        }
+        .or(file)
+        .hub_config()
+        .unwrap();
+        assert!(!config.front_page);
+        assert_eq!(config.max_subscriptions_per_client, None);
+        assert_eq!(config.trusted_proxies, ["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(config.drain_spread, std::time::Duration::from_secs(2));
+        let defaults = Settings {
+            jwt_key: Some("k".into()),
+            ..Settings::default()
+        }
+        .hub_config()
+        .unwrap();
+        assert!(defaults.front_page);
+        assert_eq!(defaults.max_subscriptions_per_client, Some(100));
+        let bad = Settings {
+            jwt_key: Some("k".into()),
+            trusted_proxies: vec!["proxy.local".into()],
+            ..Settings::default()
+        };
+        assert_eq!(bad.hub_config().unwrap_err().setting, "trusted-proxy");
     }
 
     #[test]

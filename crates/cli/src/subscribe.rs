@@ -1,6 +1,7 @@
 //! `herald subscribe`: print a hub's events as they arrive, reconnecting like the library.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use futures_util::StreamExt;
 use herald_client::{Event, SubscribeError, Subscriber};
 use serde_json::json;
 
-use crate::client_common::{EXIT_UNREACHABLE, Failure, finish, runtime};
+use crate::client_common::{EXIT_UNREACHABLE, Failure, finish, http_client, runtime};
 
 /// Subscribe to topics and print each event as it arrives.
 ///
@@ -53,6 +54,11 @@ pub(crate) struct SubscribeArgs {
     /// Do not report reconnections on stderr.
     #[arg(long, short)]
     quiet: bool,
+
+    /// Also trust the CA certificates (PEM) in this file for an https:// hub, besides the
+    /// system's store.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -67,6 +73,10 @@ pub(crate) fn run(args: SubscribeArgs) -> ExitCode {
 
 fn subscribe(args: SubscribeArgs) -> Result<(), Failure> {
     let mut subscriber = Subscriber::new(&args.hub).topics(args.topics.iter().cloned());
+    if let Some(cacert) = &args.cacert {
+        let http = http_client(cacert, |b| b.connect_timeout(Duration::from_secs(10)))?;
+        subscriber = subscriber.http_client(http);
+    }
     if let Some(token) = &args.token {
         subscriber = subscriber.token(token.trim());
     }

@@ -27,7 +27,7 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
 
 /// Publishes `ids` concurrently, round-robin over `urls`, asserting each is acknowledged.
 async fn publish_spread(urls: &[String], ids: &[String], concurrency: usize) {
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     let targets: Vec<(String, String)> = ids
         .iter()
         .enumerate()
@@ -120,7 +120,7 @@ async fn kill_9_of_a_node_its_subscribers_resume_elsewhere_exactly_once() {
 /// Publishes until the hub acknowledges one (Redis is back and the node reconnected); returns
 /// the acknowledged ids.
 async fn publish_until_acknowledged(url: &str, prefix: &str) -> Vec<String> {
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     for attempt in 0..200 {
         let id = format!("{prefix}-{attempt}");
         if publish(&client, url, &id, "probe").await.status() == 200 {
@@ -144,7 +144,7 @@ async fn redis_down_publishes_fail_fast_streams_stay_open_and_resume_when_it_is_
     subscriber.wait_for(5).await;
 
     redis.kill9();
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     let started = std::time::Instant::now();
     let response = publish(&client, &a.url(), "while-down", "lost").await;
     assert_eq!(response.status(), 503);
@@ -294,7 +294,7 @@ async fn nginx_in_front_of_two_nodes_without_sticky_sessions() {
 
 /// The topics of the active subscriptions the API of `node` lists [R31].
 async fn listed_topics(node: &HubProcess) -> Vec<String> {
-    let response = reqwest::Client::new()
+    let response = crate::common::http_client()
         .get(format!("{}/subscriptions", node.url()))
         .bearer_auth(common::token())
         .send()

@@ -53,7 +53,7 @@ async fn r25_order_ids_and_data_survive_a_clean_restart() {
         published[40..]
     );
     // And data survives byte for byte.
-    let response = reqwest::Client::new()
+    let response = crate::common::http_client()
         .get(format!("{}?topic=*", hub.url()))
         .header("Last-Event-ID", &published[48])
         .bearer_auth(token())
@@ -196,7 +196,7 @@ async fn slow_reader_is_disconnected_and_resumes_with_every_update_exactly_once(
     let published = ids("burst", 1500);
     // 6 MB in all: more than the kernel can buffer for the stalled socket (tcp_wmem max 4 MiB).
     let padding = "x".repeat(4000);
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     for id in &published {
         let response = publish(&client, &hub.url(), id, &padding).await;
         assert_eq!(response.status(), 200);
@@ -273,7 +273,7 @@ fn refused_start(data_dir: &Path) -> String {
 /// A real history file of 60 updates, left as a stopped hub leaves it.
 async fn real_history(dir: &Path) -> Vec<u8> {
     let hub = HubProcess::start(dir, &[]);
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     let padding = "h".repeat(2000);
     for i in 0..60 {
         let response = publish(&client, &hub.url(), &format!("real-{i}"), &padding).await;
@@ -399,8 +399,8 @@ async fn full_disk_makes_publishes_503_and_subscribers_keep_being_served() {
     let dir = data_dir();
     let _disk = SmallDisk::mount(dir.path(), "2m");
     let hub = HubProcess::start(dir.path(), &["--history-size", "1000000"]);
-    let client = reqwest::Client::new();
-    let mut subscriber = reqwest::Client::new()
+    let client = crate::common::http_client();
+    let mut subscriber = crate::common::http_client()
         .get(format!("{}?topic=*", hub.url()))
         .bearer_auth(token())
         .send()
@@ -426,7 +426,7 @@ async fn full_disk_makes_publishes_503_and_subscribers_keep_being_served() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let late = reqwest::Client::new()
+    let late = crate::common::http_client()
         .get(format!("{}?topic=*", hub.url()))
         .header("Last-Event-ID", "fill-0")
         .bearer_auth(token())

@@ -249,7 +249,7 @@ async fn open_canary(ctx: &Ctx, n: usize) -> Result<TcpStream, String> {
 /// Publishes to the canary's topic and waits for it to arrive.
 async fn canary_still_receives(ctx: &Ctx, n: usize, mut canary: TcpStream) -> Result<(), String> {
     let id = format!("canary-{n}");
-    let response = reqwest::Client::new()
+    let response = crate::common::http_client()
         .post(&ctx.url)
         .bearer_auth(publish_all())
         .form(&[

@@ -78,7 +78,7 @@ async fn metrics_listener_serves_counts_health_and_json_logs() {
         .strip_suffix("/.well-known/mercure")
         .unwrap()
         .to_owned();
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let get = |url: String| {
         let client = client.clone();
         async move {

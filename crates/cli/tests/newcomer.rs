@@ -192,7 +192,7 @@ async fn dev_tokens_survive_a_restart() {
     assert!(first.terminate().is_some());
 
     let second = start();
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let published = client
         .post(&second.url)
         .bearer_auth(&token)

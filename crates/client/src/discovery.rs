@@ -82,7 +82,7 @@ impl Discovery {
 
     /// GETs `url` and reads its `Link` headers.
     pub async fn fetch(url: &str) -> Result<Discovery, DiscoveryError> {
-        let client = reqwest::Client::builder()
+        let client = crate::http_client_builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|source| DiscoveryError::Network {

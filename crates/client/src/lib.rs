@@ -83,6 +83,8 @@ mod error;
 mod publisher;
 pub mod sse;
 mod subscriber;
+#[cfg(feature = "rustls")]
+pub mod tls;
 pub mod token;
 
 pub use discovery::Discovery;
@@ -95,6 +97,17 @@ pub use subscriber::{EventStream, Reconnect, Subscriber};
 
 /// The path of a hub on its host, `/.well-known/mercure`.
 pub const HUB_PATH: &str = herald_protocol::HUB_PATH;
+
+/// A builder for the HTTP clients this crate makes: with the `rustls` feature, one that speaks
+/// HTTPS (see [`tls`]); without it, plain HTTP.
+pub(crate) fn http_client_builder() -> reqwest::ClientBuilder {
+    #[cfg(feature = "rustls")]
+    {
+        tls::client_builder(None).unwrap_or_else(|_| tls::untrusting_builder())
+    }
+    #[cfg(not(feature = "rustls"))]
+    reqwest::Client::builder()
+}
 
 /// Parses a hub URL, with an error a person can act on.
 pub(crate) fn parse_hub_url(hub: &str) -> Result<reqwest::Url, String> {

@@ -261,7 +261,7 @@ impl Subscriber {
         }
         let http = match &self.http {
             Some(http) => http.clone(),
-            None => reqwest::Client::builder()
+            None => crate::http_client_builder()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
                 .map_err(|e| {
@@ -572,7 +572,7 @@ mod tests {
             .max_reconnect_delay(Duration::from_secs(2));
         State {
             config,
-            http: reqwest::Client::new(),
+            http: crate::http_client_builder().build().unwrap(),
             url: "http://127.0.0.1:1/".parse().unwrap(),
             body: None,
             parser: Parser::new(),

@@ -82,8 +82,10 @@ pub struct HubConfig {
     pub shutdown_timeout: Duration,
     /// Connection deadlines (slowloris and idle sockets); see [`Timeouts`].
     pub timeouts: Timeouts,
-    /// Most connections served at once; past it, a new connection gets 503 to its request and
-    /// is closed. `None`: as many as the process's open-files limit allows.
+    /// Most subscriptions (open streams) served at once; past it, a new subscription gets 503
+    /// with `Retry-After`, while publishes and `/healthz` are still served. Connections (sockets)
+    /// are capped too, a little higher, as a guard on file descriptors (see
+    /// [`HubConfig::connection_cap`]). `None`: as many as the open-files limit allows.
     pub max_connections: Option<usize>,
     /// Serve the built-in web UI (debugger and playground) at `/.well-known/mercure/ui/`.
     pub ui: bool,
@@ -107,6 +109,17 @@ pub struct HubConfig {
     /// `/readyz`, on a listener of their own so that metrics are not public by accident;
     /// `None`: no metrics listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Most subscriptions one client keeps open at once; past it, 429 with `Retry-After`. A
+    /// client is its address, and its token if it presents one (see `limits.rs`). `None`: no
+    /// per-client cap.
+    pub max_subscriptions_per_client: Option<usize>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed, to know a client's address.
+    pub trusted_proxies: Vec<crate::peer::ProxyNetwork>,
+    /// On shutdown every stream ends with a `retry:` field drawn at random up to this, so that
+    /// clients do not all reconnect at once; zero sends none.
+    pub drain_spread: Duration,
+    /// Serve a small page at `/` saying what this is (404 there when off).
+    pub front_page: bool,
 }
 
 impl Default for HubConfig {
@@ -140,6 +153,10 @@ impl Default for HubConfig {
             publisher_issuers: Vec::new(),
             subscriber_issuers: Vec::new(),
             metrics_listen: None,
+            max_subscriptions_per_client: Some(100),
+            trusted_proxies: Vec::new(),
+            drain_spread: Duration::from_secs(5),
+            front_page: true,
         }
     }
 }
@@ -193,8 +210,8 @@ pub struct TemplateLimits {
     pub max_request_cost: u64,
     /// Most the distinct templates one client keeps alive may cost together, over all its
     /// open subscriptions; past it, 429. A client is its token; anonymous subscribers are
-    /// counted together (the peer address is not known to the routes), but a template costs
-    /// once however many subscriptions use it. Default 16 MiB.
+    /// counted per address (an IPv4 address or an IPv6 /64; together when the address is
+    /// unknown), and a template costs once however many subscriptions use it. Default 16 MiB.
     pub max_client_cost: u64,
 }
 
@@ -336,6 +353,15 @@ impl HubConfig {
         }
     }
 
+    /// The most connections (sockets) served at once, when `max_connections` caps
+    /// subscriptions: that many plus a tenth (at least 100) for publishers, health checks and
+    /// the UI, which are served while subscriptions are refused. Past it a connection gets 503
+    /// and is closed: the guard that keeps the process within its file descriptors.
+    pub fn connection_cap(&self) -> Option<usize> {
+        self.max_connections
+            .map(|max| max.saturating_add((max / 10).max(100)))
+    }
+
     /// Checks the settings together, and builds the token verifiers. A JWK Set is loaded here:
     /// this reads its file or fetches its URL (waiting at most `jwks_refresh.timeout`).
     pub fn validate(&self) -> Result<Verifiers, ConfigError> {
@@ -416,6 +442,20 @@ impl HubConfig {
                 "max-connections",
                 "must be more than 0",
                 "leave it unset for no limit, or set the most connections to serve at once",
+            ));
+        }
+        if self.max_subscriptions_per_client == Some(0) {
+            return Err(ConfigError::new(
+                "max-subscriptions-per-client",
+                "must be more than 0",
+                "set it to more than 0, or to no limit (0 on the command line, None in code)",
+            ));
+        }
+        if self.drain_spread > Timeouts::MAX {
+            return Err(ConfigError::new(
+                "drain-spread",
+                "is longer than 7 days",
+                "use a few seconds, e.g. 5s (the default)",
             ));
         }
         self.template_limits.validate()?;

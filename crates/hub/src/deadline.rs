@@ -54,11 +54,13 @@ struct ActivityState {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Activity> {
+    /// The activity of a connection accepted at `accepted`: the header timeout runs from
+    /// there (over TLS, the handshake has used part of it).
+    pub(crate) fn since(accepted: Instant) -> Arc<Activity> {
         Arc::new(Activity {
             state: Mutex::new(ActivityState {
                 in_progress: 0,
-                idle_since: Instant::now(),
+                idle_since: accepted,
                 served: false,
             }),
             idle: Notify::new(),

@@ -1,11 +1,11 @@
 //! The Herald hub as a library.
 //!
 //! A [`Hub`] is built from a [`HubConfig`]; [`Hub::router`] gives an axum `Router` that serves the
-//! Mercure endpoint (`/.well-known/mercure`), `/healthz` and `/readyz`, which an application can
-//! mount in its own server next to its own routes, and [`serve`] runs it on a listener with the
-//! limits and graceful shutdown a standalone hub needs (and, with
-//! [`HubConfig::metrics_listen`], the Prometheus metrics on a listener of their own:
-//! [`serve_metrics`]).
+//! Mercure endpoint (`/.well-known/mercure`), `/healthz`, `/readyz` and a front page at `/`
+//! (unless [`HubConfig::front_page`] is off), which an application can mount in its own server
+//! next to its own routes, and [`serve`] runs it on a listener with the limits and graceful
+//! shutdown a standalone hub needs (and, with [`HubConfig::metrics_listen`], the Prometheus
+//! metrics on a listener of their own: [`serve_metrics`]).
 //!
 //! Inside, one update travels: `routes` (parse, authorize) → [`Transport::publish`] (position,
 //! history) → the hub's one [`Dispatcher`] (selector index, one shared frame per update) → each
@@ -15,13 +15,17 @@
 //! This crate must not know about the command line: the `herald` binary turns flags, environment
 //! and files into a [`HubConfig`].
 
+pub mod acme;
 mod auth;
 pub mod config;
 mod deadline;
 pub mod delivery;
+mod front_page;
 mod grants;
 pub mod jwks;
+mod limits;
 mod metrics;
+mod peer;
 mod rejection;
 mod routes;
 mod selector;
@@ -29,6 +33,7 @@ mod server;
 pub mod shutdown;
 mod subscription_conn;
 mod subscriptions;
+pub mod tls;
 pub mod transport;
 mod ui;
 
@@ -41,7 +46,8 @@ pub use config::{ConfigError, HubConfig, JwtKey, Storage};
 pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
 pub use metrics::endpoints::{READY_TIMEOUT, serve_metrics};
-pub use server::serve;
+pub use peer::ProxyNetwork;
+pub use server::{serve, serve_tls};
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
 pub use transport::{Durability, RedisOptions, RedisStartError, Transport, TransportError};
@@ -81,6 +87,8 @@ struct Shared {
     transport: Arc<dyn Transport>,
     /// `HubConfig::hub_url`, parsed: the base of relative 1.0 URL patterns and topics.
     url_base: url::Url,
+    /// The caps on open subscriptions (limits.rs).
+    limits: limits::SubscriptionLimits,
 }
 
 /// Makes a transport from the hub's [`Dispatcher`]; see [`HubBuilder::transport`].
@@ -126,6 +134,7 @@ impl HubBuilder {
     /// not on the caller's task), opens history, and returns the hub.
     pub async fn build(self) -> Result<Hub, HubError> {
         let HubBuilder { config, transport } = self;
+        crate::tls::install_default_provider();
         let (config, verifiers) = tokio::task::spawn_blocking(move || {
             let verifiers = config.validate();
             (config, verifiers)
@@ -170,8 +179,13 @@ impl HubBuilder {
                     "give the hub's public URL, e.g. https://hub.example/.well-known/mercure",
                 )
             })?;
+        let limits = limits::SubscriptionLimits::new(
+            config.max_connections,
+            config.max_subscriptions_per_client,
+        );
         Ok(Hub {
             shared: Arc::new(Shared {
+                limits,
                 config,
                 authorizer,
                 registry,
@@ -261,6 +275,10 @@ impl Hub {
     /// The base of relative 1.0 URL patterns and topics (`HubConfig::hub_url`).
     pub(crate) fn url_base(&self) -> &url::Url {
         &self.shared.url_base
+    }
+
+    pub(crate) fn limits(&self) -> &limits::SubscriptionLimits {
+        &self.shared.limits
     }
 
     fn authorizer(&self) -> &Authorizer {

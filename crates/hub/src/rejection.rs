@@ -28,6 +28,9 @@ pub(crate) struct Rejection {
     challenge: Option<Challenge>,
     /// For a draft-07 401: the protected resource metadata to name in the challenge.
     resource_metadata: Option<Arc<str>>,
+    /// For 429 and 503: when to come back, in seconds (`Retry-After`). A `u32` keeps every
+    /// `Result<_, Rejection>` under clippy's large-error bound.
+    retry_after: Option<u32>,
 }
 
 /// The error codes of RFC 6750, section 3.1.
@@ -95,6 +98,7 @@ impl Rejection {
             allow: None,
             challenge: None,
             resource_metadata: None,
+            retry_after: None,
         }
     }
 
@@ -153,6 +157,12 @@ impl Rejection {
     /// Adds detail for the debug log only.
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Tells the client to come back in `seconds` (`Retry-After`).
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Rejection {
+        self.retry_after = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
         self
     }
 
@@ -217,6 +227,11 @@ impl IntoResponse for Rejection {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: tell the client which scheme to use.

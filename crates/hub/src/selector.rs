@@ -21,9 +21,10 @@
 //! - one template's cost (400, with what to simplify);
 //! - the distinct templates of one request together (400);
 //! - the distinct templates one client keeps alive together, over all its subscriptions (429).
-//!   A client is its token (a hash of it); anonymous subscribers are one client, since the
-//!   routes do not see the peer address, but a template already live for a client costs it
-//!   nothing more, so many anonymous subscribers of the same few templates never reach it.
+//!   A client is its token (a hash of it); an anonymous subscriber is its address (an IPv4
+//!   address or an IPv6 /64, `peer.rs`; anonymous subscribers whose address is unknown share
+//!   one budget), and a template already live for a client costs it nothing more, so many
+//!   anonymous subscribers of the same few templates never reach it.
 //!
 //! # Memory
 //!
@@ -51,6 +52,7 @@ use herald_protocol::{
 use http::StatusCode;
 
 use crate::config::TemplateLimits;
+use crate::peer::ClientAddress;
 use crate::rejection::Rejection;
 
 /// How many distinct topics one pattern remembers before it forgets them all and starts again.
@@ -318,8 +320,8 @@ impl From<TemplateRefused> for Rejection {
 /// Who is charged for the templates a subscription keeps alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum ClientKey {
-    /// Every subscriber without a token.
-    Anonymous,
+    /// The subscribers without a token from one address.
+    Anonymous(ClientAddress),
     /// A hash of the token the subscriber presented (keyed per table, so not guessable).
     Token(u64),
 }
@@ -415,10 +417,10 @@ impl PatternTable {
         }
     }
 
-    /// The key of the client presenting `token` (none: anonymous).
-    pub(crate) fn client_key(&self, token: Option<&str>) -> ClientKey {
+    /// The key of the client presenting `token` (none: the anonymous ones at `address`).
+    pub(crate) fn client_key(&self, token: Option<&str>, address: ClientAddress) -> ClientKey {
         match token {
-            None => ClientKey::Anonymous,
+            None => ClientKey::Anonymous(address),
             Some(token) => ClientKey::Token(self.token_hasher.hash_one(token)),
         }
     }

@@ -5,8 +5,11 @@
 //! hyper-util): a deadline on every phase of a connection (see [`Timeouts`]), `TCP_NODELAY` so
 //! small events leave at once, accept errors (such as running out of file descriptors) that
 //! back off instead of spinning or killing the server, an optional cap on connections
-//! (`max_connections`: past it, a new connection's request gets 503), and a shutdown that stops accepting,
-//! ends every stream cleanly so that clients reconnect elsewhere, and waits a bounded time for
+//! ([`HubConfig::connection_cap`], a guard on file descriptors set a little above
+//! `max_connections`, which caps subscriptions in the routes: past it, a new connection's
+//! request gets 503), the peer address put in every request (`peer.rs`), and a shutdown that
+//! stops accepting, ends every stream cleanly (with a `retry:` hint spread over
+//! `drain_spread`, so that clients do not all reconnect at once), and waits a bounded time for
 //! connections to finish.
 //!
 //! With `HubConfig::metrics_listen`, a second listener serves `/metrics`, `/healthz` and
@@ -23,8 +26,13 @@
 //! the question (a partial HTTP/2 preface, an error, an immediate close) goes through
 //! `auto::Builder` as before.
 //!
+//! Over TLS ([`serve_tls`], `tls.rs`) the handshake comes first, bounded by the same header
+//! deadline from the accept; then ALPN decides instead of peeking: `h2` goes to the HTTP/2
+//! builder, `http/1.1` (or no ALPN) to the HTTP/1 path, where the first bytes are read rather
+//! than peeked at and handed on with the stream.
+//!
 //! Who bounds which phase:
-//! - the first bytes: [`Timeouts::header`] from the accept, here;
+//! - the first bytes (and over TLS the handshake): [`Timeouts::header`] from the accept, here;
 //! - an HTTP/1 head: `subscription_conn.rs` for subscriptions (from the accept), hyper's
 //!   `header_read_timeout` otherwise (which also bounds the wait for the next request on a
 //!   keep-alive connection);
@@ -35,6 +43,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +52,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -51,7 +61,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Timeouts;
 use crate::deadline::{self, Activity, Tracked};
 use crate::metrics::Metrics;
-use crate::subscription_conn::{self, MAX_HEAD_BYTES};
+use crate::peer::WithPeer;
+use crate::subscription_conn::{self, MAX_HEAD_BYTES, Rewound};
+use crate::tls::{ALPN_ACME, ALPN_H2, Tls, TlsAcceptor};
 use crate::{Hub, HubConfig};
 
 /// How long written data may stay unacknowledged before the kernel declares the peer dead
@@ -66,7 +78,36 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let connections = Arc::new(Connections::new(&hub));
+    serve_with(listener, hub, None, shutdown).await
+}
+
+/// Serves `hub` over TLS on `listener` until `shutdown` resolves, then shuts down gracefully:
+/// HTTP/2 and HTTP/1.1 by ALPN, with the certificate `tls` keeps current (see `tls.rs`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    hub: Hub,
+    tls: Tls,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with(listener, hub, Some(tls), shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    hub: Hub,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (tls, maintenance) = match tls {
+        Some(Tls {
+            acceptor,
+            maintenance,
+        }) => (Some(acceptor), maintenance.map(tokio::spawn)),
+        None => (None, None),
+    };
+    // Stops the certificate's upkeep when serving ends, whichever way.
+    let _maintenance = maintenance.map(AbortOnDrop);
+    let connections = Arc::new(Connections::new(&hub, tls));
     let metrics_server = start_metrics_listener(&hub).await?;
     let mut listener = Listener::new(listener);
     let graceful = GracefulShutdown::new();
@@ -75,8 +116,8 @@ pub async fn serve(
     let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            stream = listener.accept() => stream,
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
@@ -91,7 +132,7 @@ pub async fn serve(
             match connections.admit() {
                 Ok(permit) => {
                     let open = metrics.connection_opened();
-                    connections.serve(stream, stopping).await;
+                    connections.serve(stream, peer, stopping).await;
                     drop(open);
                     drop(permit);
                 }
@@ -175,12 +216,12 @@ impl Listener {
     /// The next connection. Errors (EMFILE, ENFILE, ENOBUFS, a connection reset before it was
     /// accepted) are per connection or pass as connections close, so they are retried after a
     /// pause, never returned.
-    async fn accept(&mut self) -> TcpStream {
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.listener.accept().await {
-                Ok((stream, _peer)) => {
+                Ok(accepted) => {
                     self.backoff = Duration::ZERO;
-                    return stream;
+                    return accepted;
                 }
                 Err(e) => {
                     self.backoff = (self.backoff * 2).clamp(Self::MIN_BACKOFF, Self::MAX_BACKOFF);
@@ -210,12 +251,21 @@ impl Listener {
     }
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What every connection is served with, shared by the connection tasks.
 struct Connections {
-    /// One permit per connection served, when `max_connections` caps them.
+    /// One permit per connection served, when `max_connections` caps subscriptions (and so
+    /// connections, at [`HubConfig::connection_cap`]).
     limit: Option<Arc<Semaphore>>,
     router: axum::Router,
-    service: TowerToHyperService<axum::Router>,
     /// HTTP/1, recognized by peeking.
     h1: http1::Builder,
     /// HTTP/2 (prior knowledge), recognized by peeking.
@@ -223,10 +273,12 @@ struct Connections {
     /// Connections whose first bytes did not tell: `auto::Builder` reads them and decides.
     auto: auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
+    /// The TLS handshake every connection starts with, when the hub serves TLS.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Connections {
-    fn new(hub: &Hub) -> Connections {
+    fn new(hub: &Hub, tls: Option<TlsAcceptor>) -> Connections {
         let router = hub.router();
         let HubConfig { timeouts, .. } = *hub.config();
         // The HTTP/1 settings, applied alike to the connections recognized by peeking and to
@@ -248,14 +300,14 @@ impl Connections {
         Connections {
             limit: hub
                 .config()
-                .max_connections
+                .connection_cap()
                 .map(|max| Arc::new(Semaphore::new(max))),
-            service: TowerToHyperService::new(router.clone()),
             router,
             h1,
             h2: auto.clone().http2_only(),
             auto,
             timeouts,
+            tls,
         }
     }
 
@@ -274,6 +326,21 @@ impl Connections {
     /// hyper reads the request first, so that the client sees the answer rather than a reset.
     async fn refuse(&self, stream: TcpStream) {
         tracing::debug!("connection refused: max-connections reached");
+        let deadline = Instant::now() + self.timeouts.header;
+        if let Some(tls) = &self.tls {
+            // The answer needs the handshake first; both within the header timeout.
+            if let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                self.refuse_on(stream, deadline).await;
+            }
+            return;
+        }
+        self.refuse_on(stream, deadline).await;
+    }
+
+    async fn refuse_on<I>(&self, stream: I, deadline: Instant)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let service = hyper::service::service_fn(|_request| async {
             let mut response = http::Response::new(axum::body::Body::from(
                 "too many connections: retry later\n",
@@ -291,13 +358,22 @@ impl Connections {
             Ok::<_, std::convert::Infallible>(response)
         });
         let connection = self.auto.serve_connection(TokioIo::new(stream), service);
-        let _ = tokio::time::timeout(self.timeouts.header, connection).await;
+        let _ = tokio::time::timeout_at(deadline, connection).await;
+    }
+
+    /// The router as a hyper service for one connection, telling each request its peer.
+    fn service(&self, peer: SocketAddr) -> TowerToHyperService<WithPeer<axum::Router>> {
+        TowerToHyperService::new(WithPeer::new(self.router.clone(), peer))
     }
 
     /// Serves one connection until it ends, or until `stopping` and its current request ends.
-    async fn serve(&self, stream: TcpStream, stopping: CancellationToken) {
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, stopping: CancellationToken) {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
+        if let Some(tls) = &self.tls {
+            // Boxed: a TLS stream and its paths do not size every plain connection's task.
+            return Box::pin(self.serve_tls(tls, stream, peer, accepted, stopping)).await;
+        }
         // A client that connects and sends nothing is dropped after the header timeout.
         let version = tokio::select! {
             version = tokio::time::timeout_at(head_deadline, sniff(&stream)) => match version {
@@ -307,22 +383,14 @@ impl Connections {
             () = stopping.cancelled() => return,
         };
         let result = match version {
-            Some(Version::Http1) => self.serve_http1(stream, head_deadline, &stopping).await,
-            Some(Version::Http2) => {
-                let activity = Activity::new();
-                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
-                let connection = self.h2.serve_connection(TokioIo::new(stream), service);
-                Box::pin(deadline::serve(
-                    connection,
-                    &activity,
-                    self.timeouts,
-                    &stopping,
-                ))
-                .await
+            Some(Version::Http1) => {
+                self.serve_http1(stream, peer, head_deadline, &stopping)
+                    .await
             }
+            Some(Version::Http2) => self.serve_http2(stream, peer, accepted, &stopping).await,
             None => {
-                let activity = Activity::new();
-                let service = Tracked::new(self.service.clone(), Arc::clone(&activity));
+                let activity = Activity::since(accepted);
+                let service = Tracked::new(self.service(peer), Arc::clone(&activity));
                 let connection = self
                     .auto
                     .serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -340,9 +408,101 @@ impl Connections {
         }
     }
 
+    /// Serves an HTTP/2 connection (prior knowledge or ALPN `h2`) under `deadline.rs`.
+    async fn serve_http2<I>(
+        &self,
+        stream: I,
+        peer: SocketAddr,
+        accepted: Instant,
+        stopping: &CancellationToken,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::since(accepted);
+        let service = Tracked::new(self.service(peer), Arc::clone(&activity));
+        let connection = self.h2.serve_connection(TokioIo::new(stream), service);
+        Box::pin(deadline::serve(
+            connection,
+            &activity,
+            self.timeouts,
+            stopping,
+        ))
+        .await
+    }
+
+    /// A TLS connection: the handshake within the header timeout, then the protocol ALPN
+    /// chose. HTTP/1.1 subscriptions keep their fast path; the first bytes are read (a TLS
+    /// stream cannot be peeked at) and handed on with the stream.
+    async fn serve_tls(
+        &self,
+        tls: &TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+        accepted: Instant,
+        stopping: CancellationToken,
+    ) {
+        let head_deadline = accepted + self.timeouts.header;
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout_at(head_deadline, tls.accept(stream)) => handshake,
+            () = stopping.cancelled() => return,
+        };
+        let mut stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!("TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not done within the header timeout: closed");
+                return;
+            }
+        };
+        let result = match stream.get_ref().1.alpn_protocol() {
+            Some(ALPN_H2) => self.serve_http2(stream, peer, accepted, &stopping).await,
+            // A TLS-ALPN-01 validation: the handshake was the answer.
+            Some(ALPN_ACME) => {
+                let _ = stream.shutdown().await;
+                Ok(())
+            }
+            _ => {
+                let start = tokio::select! {
+                    start = tokio::time::timeout_at(
+                        head_deadline,
+                        subscription_conn::read_start(&mut stream),
+                    ) => start,
+                    () = stopping.cancelled() => return,
+                };
+                let Ok(Some((prefix, is_subscription))) = start else {
+                    return;
+                };
+                let rewound = if is_subscription {
+                    let router = self.router.clone();
+                    match subscription_conn::serve(stream, prefix, peer, router, head_deadline)
+                        .await
+                    {
+                        Some(rewound) => rewound,
+                        None => return,
+                    }
+                } else {
+                    Rewound::new(prefix, stream)
+                };
+                let connection = self
+                    .h1
+                    .serve_connection(TokioIo::new(rewound), self.service(peer))
+                    .with_upgrades();
+                Box::pin(until_stopped(connection, &stopping)).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!("TLS connection ended with an error: {e}");
+        }
+    }
+
     async fn serve_http1(
         &self,
         stream: TcpStream,
+        peer: SocketAddr,
         head_deadline: Instant,
         stopping: &CancellationToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -350,13 +510,14 @@ impl Connections {
         // their head needs hyper's judgement.
         if subscription_conn::is_subscription(&stream).await {
             let router = self.router.clone();
-            let Some(rewound) = subscription_conn::serve(stream, router, head_deadline).await
+            let Some(rewound) =
+                subscription_conn::serve(stream, Vec::new(), peer, router, head_deadline).await
             else {
                 return Ok(());
             };
             let connection = self
                 .h1
-                .serve_connection(TokioIo::new(rewound), self.service.clone())
+                .serve_connection(TokioIo::new(rewound), self.service(peer))
                 .with_upgrades();
             return Box::pin(until_stopped(connection, stopping)).await;
         }
@@ -364,7 +525,7 @@ impl Connections {
         // every connection's task.
         let connection = self
             .h1
-            .serve_connection(TokioIo::new(stream), self.service.clone())
+            .serve_connection(TokioIo::new(stream), self.service(peer))
             .with_upgrades();
         until_stopped(connection, stopping).await
     }

@@ -15,6 +15,12 @@
 //! allows and every client handles; `EventSource` opens a new connection to reconnect anyway.
 //! Everything else (publishing, HEAD, CORS preflights, the UI, HTTP/2) goes to hyper.
 //!
+//! The stream is any `AsyncRead + AsyncWrite`: a TCP socket, whose first bytes are peeked at
+//! ([`is_subscription`]), or a TLS stream that negotiated HTTP/1.1, whose first bytes cannot be
+//! peeked at and are read instead ([`read_start`]) and handed on with the stream, to this path
+//! or to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
+//! rustls could not write at once.
+//!
 //! Whichever path a request takes, it gets the same answer: which one serves it depends on how
 //! its first bytes arrive, not on what they say. So the head is read and judged as hyper's
 //! server does: parsed on the first read and whenever new bytes may end it (a blank line after
@@ -25,11 +31,13 @@
 //! holds the verdicts to httparse's on arbitrary and mutated heads.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use bytes::{BufMut, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
@@ -61,17 +69,46 @@ pub(crate) async fn is_subscription(stream: &TcpStream) -> bool {
     }
 }
 
-/// Serves one subscription request on `stream`, then closes it; or, for a request this path
-/// does not handle as hyper would, gives the connection back with the bytes read so far, to be
-/// served by hyper. The request head must be complete by `head_deadline`.
-pub(crate) async fn serve(
-    mut stream: TcpStream,
+/// Reads the first bytes of a stream that cannot be peeked at (TLS) until they tell whether it
+/// is a subscription: the bytes read, and the answer; `None` if it closed or failed first.
+pub(crate) async fn read_start<S>(stream: &mut S) -> Option<(Vec<u8>, bool)>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut bytes = Vec::with_capacity(4096);
+    loop {
+        match stream.read_buf(&mut bytes).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        let n = bytes.len().min(PREFIXES[0].len());
+        let matching = PREFIXES.iter().any(|prefix| bytes[..n] == prefix[..n]);
+        if !matching || n == PREFIXES[0].len() {
+            return Some((bytes, matching));
+        }
+    }
+}
+
+/// Serves one subscription request on `stream` (whose first bytes, already read, are
+/// `prefix`), then closes it; or, for a request this path does not handle as hyper would,
+/// gives the connection back with the bytes read so far, to be served by hyper. The request
+/// head must be complete by `head_deadline`.
+pub(crate) async fn serve<S>(
+    mut stream: S,
+    prefix: Vec<u8>,
+    peer: SocketAddr,
     router: Router,
     head_deadline: Instant,
-) -> Option<Rewound> {
-    let mut head = HeadBuffer::default();
+) -> Option<Rewound<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut head = HeadBuffer {
+        bytes: prefix,
+        parsed: false,
+    };
     let verdict = tokio::time::timeout_at(head_deadline, head.read(&mut stream)).await;
-    let request = match verdict {
+    let mut request = match verdict {
         Ok(Some(Verdict::Serve(request))) => {
             // Not kept for the subscription's life: that is the point of this path.
             drop(head);
@@ -90,6 +127,8 @@ pub(crate) async fn serve(
         // Closed, failed or too slow: hyper closes without an answer too.
         Ok(None) | Err(_) => return None,
     };
+    // The peer address, as the hyper path puts it (`peer.rs`).
+    request.extensions_mut().insert(ConnectInfo(peer));
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
     if let Err(e) = write_response(&mut stream, version, response).await {
@@ -126,7 +165,13 @@ struct HeadBuffer {
 
 impl HeadBuffer {
     /// Reads until a verdict; `None` if the connection closed or failed first.
-    async fn read(&mut self, stream: &mut TcpStream) -> Option<Verdict> {
+    async fn read<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> Option<Verdict> {
+        // Bytes read before (the start of a TLS stream) are judged first.
+        if !self.bytes.is_empty()
+            && let Some(verdict) = self.verdict_after(0)
+        {
+            return Some(verdict);
+        }
         loop {
             if self.bytes.len() >= MAX_HEAD_BYTES {
                 return Some(Verdict::Reject(BadRequest(
@@ -221,8 +266,8 @@ fn parse(head: &[u8]) -> Option<Verdict> {
 }
 
 /// Writes the response: a stream chunk by chunk, anything else whole.
-async fn write_response(
-    stream: &mut TcpStream,
+async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     version: Version,
     response: Response<Body>,
 ) -> io::Result<()> {
@@ -328,7 +373,11 @@ fn head(
 }
 
 /// One chunk: size line, data, CRLF, in one vectored write when the socket takes it all.
-async fn write_chunk(stream: &mut TcpStream, data: &Bytes, chunked: bool) -> io::Result<()> {
+async fn write_chunk<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    data: &Bytes,
+    chunked: bool,
+) -> io::Result<()> {
     if !chunked {
         return write_all(stream, &mut [IoSlice::new(data)]).await;
     }
@@ -367,8 +416,12 @@ fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
     &buf[..count + 2]
 }
 
-/// Writes every byte of `bufs`, with as few `writev` calls as the socket allows.
-async fn write_all(stream: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+/// Writes every byte of `bufs`, with as few `writev` calls as the socket allows, and flushes
+/// (nothing to do on TCP; over TLS, the records rustls could not write yet).
+async fn write_all<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     while !bufs.is_empty() {
         let written = stream.write_vectored(bufs).await?;
         if written == 0 {
@@ -376,11 +429,15 @@ async fn write_all(stream: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::
         }
         IoSlice::advance_slices(&mut bufs, written);
     }
-    Ok(())
+    stream.flush().await
 }
 
 /// A short plain-text answer to a request that could not be read.
-async fn write_plain(stream: &mut TcpStream, status: StatusCode, reason: &str) -> io::Result<()> {
+async fn write_plain<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: StatusCode,
+    reason: &str,
+) -> io::Result<()> {
     let body = format!("{reason}\n");
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
@@ -397,16 +454,16 @@ async fn write_plain(stream: &mut TcpStream, status: StatusCode, reason: &str) -
 }
 
 /// A connection handed back to hyper: the bytes this module already read, then the socket.
-pub(crate) struct Rewound {
+pub(crate) struct Rewound<S> {
     /// The bytes read, freed once hyper has taken them all.
     prefix: Vec<u8>,
     /// How many of them hyper has taken.
     taken: usize,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl Rewound {
-    fn new(prefix: Vec<u8>, stream: TcpStream) -> Rewound {
+impl<S> Rewound<S> {
+    pub(crate) fn new(prefix: Vec<u8>, stream: S) -> Rewound<S> {
         Rewound {
             prefix,
             taken: 0,
@@ -415,7 +472,7 @@ impl Rewound {
     }
 }
 
-impl AsyncRead for Rewound {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -437,7 +494,7 @@ impl AsyncRead for Rewound {
     }
 }
 
-impl AsyncWrite for Rewound {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

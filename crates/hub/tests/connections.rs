@@ -340,43 +340,6 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
     assert!(text.contains("update too large: the limit is"), "{text}");
 }
 
-#[tokio::test]
-async fn connections_past_max_connections_get_503() {
-    let mut config = anonymous_config();
-    config.max_connections = Some(2);
-    let hub = TestHub::start(config).await;
-    let subscribe = b"GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: hub\r\n\r\n";
-    let first = raw(&hub, subscribe).await;
-    let _second = raw(&hub, subscribe).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while hub.hub.subscriber_count() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "never registered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut third = raw(&hub, subscribe).await;
-    let text = read_until_close(&mut third, WAIT).await;
-    assert!(
-        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
-        "{text}"
-    );
-    assert!(
-        text.ends_with("too many connections: retry later\n"),
-        "{text}"
-    );
-    // A connection that ends makes room for the next (as soon as its task has ended).
-    drop(first);
-    loop {
-        let mut next = raw(&hub, subscribe).await;
-        let text = read_until_close_or_head(&mut next).await;
-        if text.starts_with("HTTP/1.1 200 OK\r\n") {
-            break;
-        }
-        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
-        assert!(tokio::time::Instant::now() < deadline, "no room made");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 // ---- Both paths answer the same bytes alike [issue 13]. ----
 
 /// How the request is sent, which decides who serves a subscription.

@@ -216,6 +216,13 @@ async fn shutdown_ends_open_streams_and_the_server_returns() {
     );
     for sub in [&mut a, &mut b] {
         assert!(sub.wait_for_end(Duration::from_secs(1)).await);
+        // The drain's last block: when to reconnect (drain_spread), no event.
+        let last = sub.next_event_within(Duration::ZERO).await;
+        assert!(
+            last.as_ref()
+                .is_some_and(|b| b.retry.is_some() && b.id.is_none() && b.data.is_empty()),
+            "{last:?}"
+        );
         assert!(sub.next_event_within(Duration::ZERO).await.is_none());
     }
 }

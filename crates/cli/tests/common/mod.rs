@@ -8,6 +8,7 @@
 
 pub mod nginx;
 pub mod redis;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read};
 use std::ops::{Deref, DerefMut};
@@ -18,6 +19,20 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::json;
+
+/// A plain HTTP client for the tests. Built through this function because the workspace's
+/// reqwest has rustls without a crypto provider (the CLI's HTTPS brings it in, on ring), and a
+/// client built without a TLS configuration of its own needs the process's default provider.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
+/// [`http_client`]'s builder, for clients with other settings.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // Whoever installed one first wins; ring is the workspace's provider either way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
@@ -73,7 +88,7 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitSta
 /// A running `herald serve`, killed when dropped.
 pub struct Herald {
     pub child: Child,
-    /// `http://127.0.0.1:PORT/.well-known/mercure`
+    /// `http://127.0.0.1:PORT/.well-known/mercure` (`https://` with `--tls-cert`)
     pub url: String,
     /// `127.0.0.1:PORT`
     pub addr: String,
@@ -122,9 +137,9 @@ impl Herald {
             log: Vec::new(),
         };
         let line = herald
-            .wait_for_log("listening on http://", STARTUP)
+            .wait_for_log("listening on http", STARTUP)
             .unwrap_or_else(|| panic!("herald did not start; stderr: {:?}", herald.log));
-        let start = line.find("http://").unwrap();
+        let start = line.find("listening on ").unwrap() + "listening on ".len();
         herald.url = line[start..]
             // Text logs end the URL with a space or a colour code, JSON logs with a quote.
             .split(|c: char| c.is_whitespace() || c == '\x1b' || c == '"')
@@ -132,7 +147,7 @@ impl Herald {
             .unwrap()
             .to_owned();
         assert!(herald.url.ends_with("/.well-known/mercure"), "{line}");
-        herald.addr = herald.url["http://".len()..]
+        herald.addr = herald.url[herald.url.find("://").unwrap() + 3..]
             .split('/')
             .next()
             .unwrap()
@@ -318,7 +333,7 @@ pub async fn publish(
 
 /// Publishes `ids` with `concurrency` publishers at a time, asserting each is acknowledged.
 pub async fn publish_all(url: &str, ids: &[String], concurrency: usize) {
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     futures_util::stream::iter(ids)
         .for_each_concurrent(concurrency, |id| {
             let client = client.clone();
@@ -332,7 +347,7 @@ pub async fn publish_all(url: &str, ids: &[String], concurrency: usize) {
 
 /// Publishes `ids` one after the other (so their order in history is theirs).
 pub async fn publish_in_order(url: &str, ids: &[String]) {
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
     for id in ids {
         let response = publish(&client, url, id, &format!("data of {id}")).await;
         assert_eq!(response.status(), 200, "publish {id}");
@@ -371,7 +386,7 @@ impl Subscription {
 
     /// Subscribes with this query string (`topic=...`).
     pub async fn open_query(url: &str, query: &str, last_event_id: Option<&str>) -> Subscription {
-        let mut request = reqwest::Client::new()
+        let mut request = crate::common::http_client()
             .get(format!("{url}?{query}"))
             .bearer_auth(token());
         if let Some(id) = last_event_id {
@@ -525,7 +540,7 @@ impl Server {
         Server {
             herald: Herald::start_command(command, args),
             _dir: dir,
-            client: reqwest::Client::new(),
+            client: http_client(),
         }
     }
 

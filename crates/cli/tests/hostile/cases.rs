@@ -726,7 +726,7 @@ fn connection_cases() -> Vec<Case> {
             Ok(())
         }),
         custom("a valid HTTP/2 subscription (prior knowledge)", |ctx| async move {
-            let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+            let client = crate::common::http_client_builder().http2_prior_knowledge().build().unwrap();
             let response = client.get(format!("{}?topic=a", ctx.url)).send().await.map_err(|e| e.to_string())?;
             match response.status().as_u16() {
                 200 => Ok(()),
@@ -752,23 +752,26 @@ fn flood_cases() -> Vec<Case> {
             drop(sockets);
             Ok(())
         }),
-        custom("300 subscriptions at once", |ctx| async move {
-            let mut streams = Vec::new();
-            for i in 0..300 {
-                let request = subscribe(&format!("topic=flood/{i}"), "");
-                let addr = ctx.addr.clone();
-                streams.push(tokio::spawn(async move {
-                    exchange(&addr, &[&request], Duration::ZERO, false, ANSWER).await
-                }));
-            }
-            let mut held = Vec::new();
-            for stream in streams {
-                let outcome = stream.await.unwrap()?;
-                check(Expect::Status(200), &outcome)?;
-                held.push(outcome);
-            }
-            health(&ctx).await
-        }),
+        custom(
+            "300 subscriptions at once (429 past --max-subscriptions-per-client)",
+            |ctx| async move {
+                let mut streams = Vec::new();
+                for i in 0..300 {
+                    let request = subscribe(&format!("topic=flood/{i}"), "");
+                    let addr = ctx.addr.clone();
+                    streams.push(tokio::spawn(async move {
+                        exchange(&addr, &[&request], Duration::ZERO, false, ANSWER).await
+                    }));
+                }
+                let mut held = Vec::new();
+                for stream in streams {
+                    let outcome = stream.await.unwrap()?;
+                    check(Expect::OneOf(&[200, 429]), &outcome)?;
+                    held.push(outcome);
+                }
+                health(&ctx).await
+            },
+        ),
         custom("100 publishes at once", |ctx| async move {
             let mut publishes = Vec::new();
             for i in 0..100 {
@@ -787,7 +790,7 @@ fn flood_cases() -> Vec<Case> {
             "subscription events do not flush history (3 subscriptions of 1000 topics)",
             |ctx| async move {
                 let marker = format!("marker-{}", now());
-                let client = reqwest::Client::new();
+                let client = crate::common::http_client();
                 let published = client
                     .post(&ctx.url)
                     .bearer_auth(publish_all())

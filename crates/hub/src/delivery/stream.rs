@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use rand::Rng;
 use tokio::time::{Instant, Sleep};
 
 use super::outbox::{CloseReason, Drained};
@@ -37,6 +38,9 @@ pub(crate) struct StreamTiming {
     pub(crate) ends_at: Option<Instant>,
     /// What reaching `ends_at` is: the lifetime or the token's expiry.
     pub(crate) end_reason: DisconnectReason,
+    /// When the hub shuts down, the stream's last frame is a `retry:` field drawn at random
+    /// up to this, so that clients spread their reconnections; zero: no `retry:` field.
+    pub(crate) drain_spread: Duration,
 }
 
 /// The part of history still to be replayed, read a page at a time as the client drains it.
@@ -281,6 +285,17 @@ impl Drop for EventStream {
     }
 }
 
+/// The last frame of a stream ended by a shutdown: `retry: N` with N milliseconds drawn
+/// uniformly up to `spread`. An `EventSource` waits that long before it reconnects (HTML's
+/// "reconnection time"), so that the clients of a node that stops arrive at the surviving ones
+/// spread over `spread` rather than in the same millisecond. It also stays the client's
+/// reconnection time afterwards, which for a few seconds is harmless.
+fn drain_retry(spread: Duration) -> Bytes {
+    let max = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+    let retry = rand::rng().random_range(0..=max);
+    Bytes::from(format!("retry: {retry}\n\n"))
+}
+
 impl Body for EventStream {
     type Data = Bytes;
     type Error = Infallible;
@@ -321,10 +336,18 @@ impl Body for EventStream {
                     // Everything drained was a replay duplicate: look again.
                 }
                 Poll::Ready(Drained::Closed(reason)) => {
-                    return this.end(match reason {
+                    let reason = match reason {
                         CloseReason::Overflow => DisconnectReason::SlowReader,
                         CloseReason::Shutdown => DisconnectReason::Shutdown,
-                    });
+                    };
+                    if reason == DisconnectReason::Shutdown && !this.timing.drain_spread.is_zero() {
+                        // The last frame: then `done`, and the drop counts the reason.
+                        this.done = true;
+                        this.ended = Some(reason);
+                        let retry = drain_retry(this.timing.drain_spread);
+                        return this.count_written(retry);
+                    }
+                    return this.end(reason);
                 }
                 Poll::Pending => break,
             }

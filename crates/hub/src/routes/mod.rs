@@ -39,6 +39,7 @@ pub(crate) fn router(hub: Hub) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(crate::metrics::endpoints::readyz))
         .merge(crate::ui::router(hub.config()))
+        .merge(crate::front_page::router(hub.config()))
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             discovery::add_links,

@@ -5,10 +5,12 @@
 //! `last_event_id`, answered with `Mercure-Last-Event-ID`); both take the `Last-Event-ID`
 //! request header, which wins over the query parameter.
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
 use herald_protocol::{Claims, LastEventId, ProtocolVersion, SubscribeRequest, TopicSelector};
@@ -20,7 +22,9 @@ use tokio::time::Instant;
 use crate::Hub;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
+use crate::limits::ClientId;
 use crate::metrics::{DisconnectReason, Metrics};
+use crate::peer;
 use crate::rejection::Rejection;
 use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
@@ -32,13 +36,17 @@ struct Subscribe {
     /// Every selector of the request, URL patterns compiled.
     selectors: Vec<TopicSelector>,
     claims: Option<Claims>,
-    /// Who pays for the subscription's templates: the token's holder, or every anonymous one.
+    /// Who pays for the subscription's templates: the token's holder, or the anonymous
+    /// subscribers of its address.
     client: ClientKey,
+    /// Who the per-client subscription cap counts (limits.rs).
+    counted_as: ClientId,
     last_event_id: Option<LastEventId>,
 }
 
 async fn accept(
     hub: &Hub,
+    peer: Option<&ConnectInfo<SocketAddr>>,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Subscribe, Rejection> {
@@ -94,22 +102,24 @@ async fn accept(
         })?)),
         None => request.last_event_id.clone(),
     };
-    let client = match &caller {
-        None => ClientKey::Anonymous,
-        Some(caller) => hub.registry().patterns().client_key(Some(&caller.token)),
-    };
+    let token = caller.as_ref().map(|caller| caller.token.as_str());
+    let address = peer::client_address(peer, headers, &hub.config().trusted_proxies);
+    let client = hub.registry().patterns().client_key(token, address);
+    let counted_as = hub.limits().client(address, token);
     let claims = caller.map(|caller| caller.claims);
     Ok(Subscribe {
         request,
         selectors,
         claims,
         client,
+        counted_as,
         last_event_id,
     })
 }
 
 pub(super) async fn subscribe(
     State(hub): State<Hub>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     version: Version,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -119,9 +129,12 @@ pub(super) async fn subscribe(
         selectors,
         claims,
         client,
+        counted_as,
         last_event_id,
-    } = accept(&hub, &headers, query.as_deref()).await?;
+    } = accept(&hub, peer.as_deref(), &headers, query.as_deref()).await?;
     let edition = request.version;
+    // Room under the caps on open subscriptions (503, 429), held for the stream's life.
+    let slot = hub.limits().admit(counted_as)?;
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
             claims.grants.subscribe,
@@ -174,6 +187,7 @@ pub(super) async fn subscribe(
         heartbeat: hub.config().heartbeat,
         ends_at,
         end_reason,
+        drain_spread: hub.config().drain_spread,
     };
     let presence = hub.config().subscriptions.then(|| {
         Box::new(Presence::begin(
@@ -182,9 +196,10 @@ pub(super) async fn subscribe(
         )) as Box<dyn Send>
     });
     let stream = EventStream::new(registration, presence, replay, timing);
-    // The client stays charged for its templates for as long as the stream lives.
+    // The client stays charged for its templates, and counted under the caps, for as long as
+    // the stream lives.
     let stream = stream.map_frame(move |frame| {
-        let _ = &lease;
+        let _ = (&lease, &slot);
         frame
     });
     let mut response = Response::new(Body::new(stream));
@@ -209,11 +224,12 @@ pub(super) async fn subscribe(
 /// `HEAD`: the same checks and headers as `GET`, without opening a stream [R5].
 pub(super) async fn subscribe_head(
     State(hub): State<Hub>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     version: Version,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Rejection> {
-    accept(&hub, &headers, query.as_deref()).await?;
+    accept(&hub, peer.as_deref(), &headers, query.as_deref()).await?;
     let mut response = Response::new(Body::from(Bytes::new()));
     set_stream_headers(response.headers_mut(), version);
     Ok(response)

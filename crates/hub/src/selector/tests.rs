@@ -82,7 +82,12 @@ fn r4_a_request_of_many_templates_is_refused_before_compiling() {
     let table = PatternTable::new(10_000);
     // The first case: a thousand `{a:128}/N`.
     let selectors: Vec<String> = (0..1000).map(|i| format!("{{a:128}}/{i}")).collect();
-    let err = admit(&table, ClientKey::Anonymous, &selectors).unwrap_err();
+    let err = admit(
+        &table,
+        ClientKey::Anonymous(ClientAddress::Unknown),
+        &selectors,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, TemplateRefused::RequestTooCostly { .. }),
         "{err}"
@@ -92,7 +97,7 @@ fn r4_a_request_of_many_templates_is_refused_before_compiling() {
     // The same template a thousand times costs once.
     let same = vec!["/books/{id}".to_owned(); 1000];
     assert_eq!(
-        admit(&table, ClientKey::Anonymous, &same)
+        admit(&table, ClientKey::Anonymous(ClientAddress::Unknown), &same)
             .unwrap()
             .selectors
             .len(),
@@ -105,7 +110,7 @@ fn r4_a_client_pays_once_per_live_template_and_gets_it_back() {
     let table = PatternTable::new(10_000);
     let batch =
         |n: usize| -> Vec<String> { (0..50).map(|i| format!("/{n}/{{a}}/{i}/{{b}}")).collect() };
-    let client = table.client_key(Some("a token"));
+    let client = table.client_key(Some("a token"), ClientAddress::Unknown);
     let mut leases = Vec::new();
     let mut refused = None;
     for n in 0..1000 {
@@ -126,11 +131,11 @@ fn r4_a_client_pays_once_per_live_template_and_gets_it_back() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     // Templates it already keeps alive cost it nothing more; another client is unaffected.
     assert!(admit(&table, client, &batch(0)).is_ok());
-    let other = table.client_key(Some("another token"));
+    let other = table.client_key(Some("another token"), ClientAddress::Unknown);
     assert_ne!(client, other);
     assert!(admit(&table, other, &batch(n)).is_ok());
     // A subscription without templates opens no account.
-    let third = table.client_key(Some("third"));
+    let third = table.client_key(Some("third"), ClientAddress::Unknown);
     let exact = admit(&table, third, &["/exact".to_owned()]).unwrap();
     let opened = table.clients.lock().unwrap().contains_key(&third);
     assert!(!opened);
