@@ -263,6 +263,49 @@ pub(crate) struct Settings {
     #[arg(long, env = "HERALD_DEV", value_parser = EnvBool)]
     pub dev: bool,
 
+    /// The hub's public URL, e.g. https://hub.example/.well-known/mercure: the resource
+    /// identifier Mercure 1.0 access tokens must name in aud, and where the protected resource
+    /// metadata is advertised. Without it, 1.0 access tokens are refused. [default: none]
+    #[arg(long, env = "HERALD_HUB_URL", value_name = "URL")]
+    pub hub_url: Option<String>,
+
+    /// The protocol editions served: draft-07, 1.0 or both [default: draft-07,1.0].
+    #[arg(long, env = "HERALD_PROTOCOLS", value_name = "LIST")]
+    pub protocols: Option<String>,
+
+    /// Trusted issuer (iss) of 1.0 access tokens for both roles; repeatable. Without any, 1.0
+    /// tokens of any issuer signed with the hub's keys are accepted. [default: none]
+    #[arg(
+        long = "issuer",
+        env = "HERALD_ISSUERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "issuer")]
+    pub issuers: Vec<String>,
+
+    /// Trusted issuer of publishers' 1.0 access tokens, when the roles' issuers differ
+    /// (replaces --issuer for publishers); repeatable.
+    #[arg(
+        long = "publisher-issuer",
+        env = "HERALD_PUBLISHER_ISSUERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "publisher-issuer")]
+    pub publisher_issuers: Vec<String>,
+
+    /// Trusted issuer of subscribers' 1.0 access tokens, when the roles' issuers differ
+    /// (replaces --issuer for subscribers); repeatable.
+    #[arg(
+        long = "subscriber-issuer",
+        env = "HERALD_SUBSCRIBER_ISSUERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "subscriber-issuer")]
+    pub subscriber_issuers: Vec<String>,
+
     /// Address of a second listener serving Prometheus metrics at /metrics, with /healthz and
     /// /readyz, e.g. 127.0.0.1:9090 (keep it private) [default: none].
     #[arg(long, env = "HERALD_METRICS_LISTEN", value_name = "ADDR")]
@@ -402,6 +445,11 @@ impl Settings {
             no_front_page: self.no_front_page || file.no_front_page,
             log: self.log.or(file.log),
             dev: self.dev || file.dev,
+            hub_url: self.hub_url.or(file.hub_url),
+            protocols: self.protocols.or(file.protocols),
+            issuers: list(self.issuers, file.issuers),
+            publisher_issuers: list(self.publisher_issuers, file.publisher_issuers),
+            subscriber_issuers: list(self.subscriber_issuers, file.subscriber_issuers),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             log_format: self.log_format.or(file.log_format),
             allow_weak_key: self.allow_weak_key || file.allow_weak_key,
@@ -547,9 +595,20 @@ impl Settings {
                 .filter(|&n| n > 0),
             ui: self.ui,
             dev_mode: self.dev,
+            hub_url: self.hub_url.clone(),
+            protocols: match &self.protocols {
+                None => defaults.protocols,
+                Some(list) => herald_protocol::ProtocolSet::parse(list).map_err(|problem| {
+                    ConfigError::new(
+                        "protocols",
+                        problem,
+                        "write a comma-separated list: draft-07, 1.0 or draft-07,1.0",
+                    )
+                })?,
+            },
+            publisher_issuers: self.role_issuers(&self.publisher_issuers),
+            subscriber_issuers: self.role_issuers(&self.subscriber_issuers),
             metrics_listen: self.metrics_listen_addr()?,
-            // The `--hub-url` setting comes with the 1.0 tokens (branch v1auth).
-            hub_url: defaults.hub_url,
             max_subscriptions_per_client: Some(count(
                 "max-subscriptions-per-client",
                 &self.max_subscriptions_per_client,
@@ -581,6 +640,15 @@ impl Settings {
 }
 
 impl Settings {
+    /// A role's trusted issuers: its own setting when given, else `--issuer`.
+    fn role_issuers(&self, own: &[String]) -> Vec<String> {
+        if own.is_empty() {
+            self.issuers.clone()
+        } else {
+            own.to_vec()
+        }
+    }
+
     /// A hub's error about a role's JWK Set, renamed to `jwks` when that is the setting the user
     /// actually wrote.
     pub(crate) fn name_jwks_setting(&self, mut e: ConfigError) -> ConfigError {
@@ -775,6 +843,33 @@ mod tests {
         assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(merged.cookie_name.as_deref(), Some("c"));
         assert_eq!(merged.cors_origins, ["http://a"]);
+    }
+
+    #[test]
+    fn v2_issuers_apply_to_both_roles_unless_a_role_has_its_own() {
+        let file: Settings = toml::from_str(
+            "hub-url = \"https://hub.example/.well-known/mercure\"\nprotocols = \"1.0\"\n\
+             issuer = [\"https://app.example\"]\nsubscriber-issuer = [\"https://idp.example\"]",
+        )
+        .unwrap();
+        let config = Settings::default().or(file).hub_config().unwrap();
+        assert_eq!(config.publisher_issuers, ["https://app.example"]);
+        assert_eq!(config.subscriber_issuers, ["https://idp.example"]);
+        assert!(config.protocols.v1 && !config.protocols.draft07);
+        let bad = Settings {
+            protocols: Some("draft-06".into()),
+            ..Settings::default()
+        };
+        assert_eq!(bad.hub_config().unwrap_err().setting, "protocols");
+        for hub_url in ["not a url", "/.well-known/mercure", "ftp://hub.example/"] {
+            let relative = Settings {
+                jwt_key: Some("k".into()),
+                hub_url: Some(hub_url.into()),
+                ..Settings::default()
+            };
+            let e = relative.hub_config().unwrap().validate().unwrap_err();
+            assert_eq!(e.setting, "hub-url", "{hub_url}");
+        }
     }
 
     #[test]

@@ -112,6 +112,7 @@ fn token(args: &[&str]) -> String {
 fn claims_of(token: &str) -> Value {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.required_spec_claims.clear();
+    validation.validate_aud = false;
     jsonwebtoken::decode::<Value>(
         token,
         &DecodingKey::from_secret(KEY.as_bytes()),
@@ -427,6 +428,70 @@ fn token_prints_a_jwt_with_the_mercure_claim() {
     let forever = claims_of(&token(&["--subscribe", "*", "--ttl", "0s"]));
     assert_eq!(forever.get("exp"), None);
     assert_eq!(forever["mercure"], json!({"subscribe": ["*"]}));
+}
+
+#[test]
+fn v2_token_format_at_jwt_mints_an_access_token_a_1_0_hub_accepts() {
+    const HUB_URL: &str = "https://hub.example/.well-known/mercure";
+    let minted = token(&[
+        "--format",
+        "at+jwt",
+        "--audience",
+        HUB_URL,
+        "--issuer",
+        "https://app.example",
+        "--subject",
+        "alice",
+        "--publish",
+        "https://example.com/a",
+        "--publish-pattern",
+        "https://example.com/books/:id",
+        "--ttl",
+        "10m",
+    ]);
+    let header = jsonwebtoken::decode_header(&minted).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let claims = claims_of(&minted);
+    assert_eq!(claims["aud"], HUB_URL);
+    assert_eq!(claims["iss"], "https://app.example");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims.get("mercure"), None);
+    assert_eq!(
+        claims["authorization_details"],
+        json!([{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": ["publish"],
+            "topics": [
+                {"match": "https://example.com/a"},
+                {"match": "https://example.com/books/:id", "match_type": "urlpattern"},
+            ],
+        }])
+    );
+    let hub = Hub::start(&["--hub-url", HUB_URL, "--issuer", "https://app.example"]);
+    let id = ok(run(&[
+        "publish",
+        "--hub",
+        &hub.url,
+        "--token",
+        &minted,
+        "--topic",
+        "https://example.com/books/7",
+    ]));
+    assert!(id.starts_with("urn:uuid:"), "{id}");
+    // An access token needs its audience.
+    let line = fails(
+        run(&[
+            "token",
+            "--jwt-key",
+            KEY,
+            "--format",
+            "at+jwt",
+            "--publish",
+            "*",
+        ]),
+        2,
+    );
+    assert!(line.contains("--audience"), "{line}");
 }
 
 #[test]

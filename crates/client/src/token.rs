@@ -1,4 +1,7 @@
-//! Minting tokens with the draft-07 `mercure` claim.
+//! Minting tokens: draft-07 tokens with the `mercure` claim, and Mercure 1.0 access tokens
+//! (RFC 9068, `typ: at+jwt`) whose rights are `authorization_details` ([`AccessGrants`]).
+//! Both are presented the same way (`Authorization: Bearer`), so a [`Publisher`](crate::Publisher)
+//! or [`Subscriber`](crate::Subscriber) given either kind of token just sends it.
 //!
 //! A hub verifies tokens with a key; whoever holds the same HMAC secret (or the private half of
 //! its public key) can mint them. [`TokenMinter`] does that for the [`Publisher`](crate::Publisher)
@@ -55,6 +58,70 @@ impl MercureClaim {
     }
 }
 
+/// The `type` of a Mercure authorization detail (RFC 9396).
+pub const AUTHORIZATION_DETAIL_TYPE: &str = "https://mercure.rocks/authorization-detail";
+
+/// One topic matcher of a 1.0 grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicMatch {
+    /// The topic byte for byte (`*`: every topic).
+    Exact(String),
+    /// A WHATWG URL pattern, e.g. `https://example.com/books/:id`.
+    UrlPattern(String),
+}
+
+impl TopicMatch {
+    fn to_json(&self) -> Value {
+        match self {
+            TopicMatch::Exact(topic) => serde_json::json!({"match": topic}),
+            TopicMatch::UrlPattern(pattern) => {
+                serde_json::json!({"match": pattern, "match_type": "urlpattern"})
+            }
+        }
+    }
+}
+
+/// What a Mercure 1.0 access token allows, and who it is for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccessGrants {
+    /// Topics the bearer may publish to.
+    pub publish: Vec<TopicMatch>,
+    /// Topics of the private updates the bearer may receive.
+    pub subscribe: Vec<TopicMatch>,
+    /// JSON attached to the bearer's subscriptions (with the `subscribe` grant).
+    pub payload: Option<Value>,
+    /// The hub's resource identifier (its public URL), required: the token's `aud`.
+    pub audience: String,
+    /// The issuer identifier (`iss`), which the hub must trust.
+    pub issuer: Option<String>,
+    /// Who the bearer is (`sub`).
+    pub subject: Option<String>,
+}
+
+impl AccessGrants {
+    /// The `authorization_details` claim: one entry per action that has topics.
+    pub fn authorization_details(&self) -> Value {
+        let mut details = Vec::new();
+        for (action, topics) in [("publish", &self.publish), ("subscribe", &self.subscribe)] {
+            if topics.is_empty() {
+                continue;
+            }
+            let mut detail = serde_json::json!({
+                "type": AUTHORIZATION_DETAIL_TYPE,
+                "actions": [action],
+                "topics": topics.iter().map(TopicMatch::to_json).collect::<Vec<_>>(),
+            });
+            if action == "subscribe"
+                && let Some(payload) = &self.payload
+            {
+                detail["payload"] = payload.clone();
+            }
+            details.push(detail);
+        }
+        Value::Array(details)
+    }
+}
+
 /// Why a key cannot sign, or a token cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MintError {
@@ -78,6 +145,9 @@ pub enum MintError {
     /// The claims could not be serialized or signed.
     #[error("signing failed: {0}")]
     Signing(String),
+    /// A 1.0 access token needs an audience (the hub's URL) and an expiry.
+    #[error("an access token needs {0}")]
+    Incomplete(&'static str),
 }
 
 /// Signs tokens with one key and one algorithm.
@@ -181,10 +251,48 @@ impl TokenMinter {
     }
 }
 
+impl TokenMinter {
+    /// A Mercure 1.0 access token (`typ: at+jwt`) carrying `grants`, valid for `ttl` from now
+    /// (required: 1.0 tokens must expire). `iat` and a random `jti` are set.
+    pub fn mint_access_token(
+        &self,
+        grants: &AccessGrants,
+        ttl: Duration,
+    ) -> Result<String, MintError> {
+        if grants.audience.is_empty() {
+            return Err(MintError::Incomplete("an audience (the hub's URL)"));
+        }
+        if ttl.is_zero() {
+            return Err(MintError::Incomplete("an expiry (a ttl above zero)"));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut payload = serde_json::json!({
+            "aud": grants.audience,
+            "iat": now,
+            "exp": now + ttl.as_secs().max(1),
+            "jti": herald_protocol::generate_id(),
+            "authorization_details": grants.authorization_details(),
+        });
+        if let Some(issuer) = &grants.issuer {
+            payload["iss"] = issuer.clone().into();
+        }
+        if let Some(subject) = &grants.subject {
+            payload["sub"] = subject.clone().into();
+        }
+        let mut header = Header::new(self.algorithm);
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, &payload, &self.key)
+            .map_err(|e| MintError::Signing(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_protocol::TokenVerifier;
+    use herald_protocol::{ProtocolVersion, TokenRules, TokenVerifier, TopicMatcher};
 
     #[test]
     fn minted_tokens_verify_with_the_hubs_verifier() {
@@ -200,11 +308,54 @@ mod tests {
             .verify(&token)
             .unwrap();
         assert_eq!(
-            claims.mercure.publish,
-            Some(vec!["https://example.com/{id}".to_string()])
+            claims.grants.publish,
+            vec![TopicMatcher::Template("https://example.com/{id}".into())]
         );
-        assert_eq!(claims.mercure.subscribe, None);
+        assert!(claims.grants.subscribe.is_empty());
         assert!(claims.expires_at.is_some());
+    }
+
+    #[test]
+    fn v2_minted_access_tokens_verify_with_the_hubs_rules() {
+        let key = b"secret-secret-secret-secret-1234";
+        let grants = AccessGrants {
+            publish: vec![TopicMatch::UrlPattern(
+                "https://example.com/books/:id".into(),
+            )],
+            subscribe: vec![TopicMatch::Exact("*".into())],
+            payload: Some(serde_json::json!({"u": 1})),
+            audience: "https://hub.example/.well-known/mercure".into(),
+            issuer: Some("https://app.example".into()),
+            subject: Some("alice".into()),
+        };
+        let token = TokenMinter::hmac(key)
+            .mint_access_token(&grants, Duration::from_secs(60))
+            .unwrap();
+        let rules = TokenRules {
+            resource: Some("https://hub.example/.well-known/mercure".parse().unwrap()),
+            issuers: vec!["https://app.example".into()],
+            ..TokenRules::default()
+        };
+        let claims = TokenVerifier::new(Algorithm::HS256, key)
+            .unwrap()
+            .verify_with(&token, &rules)
+            .unwrap();
+        assert_eq!(claims.edition, ProtocolVersion::V1);
+        assert_eq!(claims.subject.as_deref(), Some("alice"));
+        assert_eq!(claims.grants.subscribe, vec![TopicMatcher::Any]);
+        assert_eq!(claims.grants.payload(), Some(&serde_json::json!({"u": 1})));
+        let TopicMatcher::UrlPattern(pattern) = &claims.grants.publish[0] else {
+            panic!("not a URL pattern")
+        };
+        assert!(pattern.is_match("https://example.com/books/3"));
+        let no_audience = AccessGrants {
+            audience: String::new(),
+            ..grants
+        };
+        assert!(matches!(
+            TokenMinter::hmac(key).mint_access_token(&no_audience, Duration::from_secs(60)),
+            Err(MintError::Incomplete(_))
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use herald_client::token::{Algorithm, MercureClaim, TokenMinter};
+use herald_client::token::{AccessGrants, Algorithm, MercureClaim, TokenMinter, TopicMatch};
 use herald_client::{
     Discovery, Event, EventStream, Publication, PublishError, Publisher, SubscribeError,
     Subscriber, Update,
@@ -211,6 +211,49 @@ async fn private_updates_reach_only_authorized_subscribers() {
     assert_eq!(next(&mut authorized).await.id, Some(public.clone()));
     assert_eq!(next(&mut anonymous).await.id, Some(public));
     assert_quiet(&mut anonymous, Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn v2_the_client_presents_mercure_1_0_access_tokens() {
+    const HUB_URL: &str = "https://hub.example/.well-known/mercure";
+    let hub = start(HubConfig {
+        hub_url: Some(HUB_URL.into()),
+        ..config()
+    })
+    .await;
+    let grants = |publish: Vec<TopicMatch>, subscribe: Vec<TopicMatch>| AccessGrants {
+        publish,
+        subscribe,
+        audience: HUB_URL.into(),
+        ..AccessGrants::default()
+    };
+    let access_token = |grants: AccessGrants| {
+        minter()
+            .mint_access_token(&grants, Duration::from_secs(600))
+            .unwrap()
+    };
+    let topic = "https://example.com/users/42/inbox";
+    let mut authorized = Subscriber::new(&hub.url)
+        .topic(topic)
+        .token(access_token(grants(
+            vec![],
+            vec![TopicMatch::UrlPattern(
+                "https://example.com/users/42/:box".into(),
+            )],
+        )))
+        .connect()
+        .await
+        .unwrap();
+    let publisher = Publisher::new(
+        &hub.url,
+        access_token(grants(vec![TopicMatch::Exact("*".into())], vec![])),
+    )
+    .unwrap();
+    let id = publisher
+        .publish(Publication::new(topic).data("secret").private())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut authorized).await.id, Some(id));
 }
 
 #[tokio::test]

@@ -1,18 +1,44 @@
-//! Who is asking: finding the token, verifying it, and the CSRF guard for cookies [R18]-[R22].
+//! Who is asking: finding the token, verifying it, and the CSRF guard for cookies [R18]-[R22],
+//! for both editions of the protocol [V2][V3].
 //!
 //! The token is read from, in order [R19]: the `Authorization: Bearer` header; the
-//! `authorization` query parameter; the cookie. With a header present the others are ignored.
+//! `authorization` query parameter (draft-07 only); the cookie (`__Secure-mercure_access_token`
+//! for 1.0, then the configured draft-07 cookie). With a header present the others are ignored
+//! (a browser sends its cookies whatever the page does, so a cookie beside a header is no
+//! mistake of the client).
+//!
+//! A request speaks 1.0 when its query carries 1.0 parameters (the route's hint), when its token
+//! is an access token (`typ: at+jwt`, read from the header before verifying) or when it came in
+//! the 1.0 cookie. A 1.0 request gets the RFC 6750 answers (`rejection.rs`) and may not present
+//! its token in the query (400 `invalid_request`: URLs end up in logs), nor send two
+//! `Authorization` headers or a header beside a query token; the `access_token` query parameter
+//! of RFC 6750 is refused for the same reason. draft-07 requests keep their answers, which
+//! name the fix for the usual mistakes: a token without `Bearer `, a token signed with another
+//! key, a token in a query parameter the hub does not read ([`Authorizer::misplaced_token`]), a
+//! browser's cookie not sent.
+//!
+//! The one decision of a request's edition: the subscribe query's parameters
+//! (`herald_protocol::subscribe::query_version`, the route's hint) and the token's presentation
+//! ([`Authorizer::present`]); routes read the result from [`Caller::edition`] or
+//! [`Authorizer::edition`].
+//!
 //! A publish authenticated by cookie must come from an allowed `Origin` (or `Referer`) [R22]:
 //! a cookie is sent by the browser whoever wrote the page, so without this check any site could
 //! publish in the name of a logged-in user. Subscribing is a safe `GET` (and reading the
 //! response cross-site is what CORS guards), so it has no such check, as in the reference hub.
 
-use herald_protocol::Claims;
+use std::sync::Arc;
+
+use herald_protocol::access_token::is_access_token_type;
+use herald_protocol::{Claims, ProtocolVersion, TokenRules};
 use http::{HeaderMap, header};
 
 use crate::config::Verifiers;
 use crate::jwks::KeySource;
-use crate::rejection::Rejection;
+use crate::rejection::{BearerError, Rejection};
+
+/// The cookie a Mercure 1.0 browser client presents its access token in [V2].
+pub(crate) const V1_COOKIE: &str = "__Secure-mercure_access_token";
 
 /// Where a token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +48,40 @@ pub(crate) enum TokenSource {
     Cookie,
 }
 
+/// A token as the request presented it, and the edition the request speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Presented {
+    pub token: String,
+    pub source: TokenSource,
+    pub edition: ProtocolVersion,
+}
+
+/// A caller whose token verified.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub claims: Claims,
+    /// The token as presented (what the caller is charged by, see `selector.rs`).
+    pub token: String,
+    /// The edition the request speaks, which decides the form of later refusals.
+    pub edition: ProtocolVersion,
+}
+
+/// What the authorizer needs beyond the keys: the 1.0 rules of each role and the hub's
+/// protected resource metadata URL.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AccessSettings {
+    pub publisher_rules: TokenRules,
+    pub subscriber_rules: TokenRules,
+    pub resource_metadata: Option<Arc<str>>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Authorizer {
     verifiers: Verifiers,
     cookie_name: String,
     publish_origins: Vec<String>,
     anonymous: bool,
+    access: AccessSettings,
 }
 
 impl Authorizer {
@@ -36,12 +90,14 @@ impl Authorizer {
         cookie_name: String,
         publish_origins: Vec<String>,
         anonymous: bool,
+        access: AccessSettings,
     ) -> Authorizer {
         Authorizer {
             verifiers,
             cookie_name,
             publish_origins,
             anonymous,
+            access,
         }
     }
 
@@ -49,42 +105,63 @@ impl Authorizer {
         self.anonymous || self.verifiers.subscriber.is_some()
     }
 
-    /// The claims of the publisher, or why it may not publish [R15][R22].
+    /// The URL of the protected resource metadata, when the hub knows its own URL.
+    pub(crate) fn resource_metadata(&self) -> Option<Arc<str>> {
+        self.access.resource_metadata.clone()
+    }
+
+    /// The publisher, or why it may not publish [R15][R22][V3]. Nothing in a publish request
+    /// but its token tells its edition, so a publish without a token gets draft-07's answer
+    /// (with the metadata URL in its challenge).
     pub(crate) async fn publisher(
         &self,
         headers: &HeaderMap,
-        query_token: Option<&str>,
-    ) -> Result<Claims, Rejection> {
+        query: Option<&str>,
+    ) -> Result<Caller, Rejection> {
         let verifier = self.verifiers.publisher.as_ref().ok_or_else(|| {
             Rejection::method_not_allowed(
                 "publishing is disabled on this hub (it has no publisher key)",
                 "GET, HEAD",
             )
         })?;
-        let (token, source) =
-            find_token(headers, query_token, &self.cookie_name)?.ok_or_else(|| {
+        let presented = self
+            .present(headers, query, ProtocolVersion::Draft07)?
+            .ok_or_else(|| {
                 Rejection::unauthorized(
                     "no token: publishing needs a JWT in an \"Authorization: Bearer <token>\" \
                      header (curl -H \"Authorization: Bearer $TOKEN\"), the \"authorization\" \
                      query parameter or the cookie",
                 )
+                .with_resource_metadata(self.resource_metadata())
                 .with_detail("publish request without a token")
             })?;
-        if source == TokenSource::Cookie {
+        if presented.source == TokenSource::Cookie {
             self.check_publish_origin(headers)?;
         }
-        verify(verifier, &token, source, "publisher").await
+        self.verify(
+            verifier,
+            &self.access.publisher_rules,
+            presented,
+            "publisher",
+        )
+        .await
     }
 
-    /// The claims of the subscriber (`None` for an anonymous one), or why it may not subscribe
-    /// [R18][R21].
+    /// The subscriber (`None` for an anonymous one), or why it may not subscribe
+    /// [R18][R21][V3]. `hint` is the edition the request's parameters speak.
     pub(crate) async fn subscriber(
         &self,
         headers: &HeaderMap,
-        query_token: Option<&str>,
-    ) -> Result<Option<Claims>, Rejection> {
-        match find_token(headers, query_token, &self.cookie_name)? {
+        query: Option<&str>,
+        hint: ProtocolVersion,
+    ) -> Result<Option<Caller>, Rejection> {
+        match self.present(headers, query, hint)? {
             None if self.anonymous => Ok(None),
+            None if hint == ProtocolVersion::V1 => Err(Rejection::bearer(
+                None,
+                self.resource_metadata(),
+                "subscribe request without a token, and anonymous subscribers are not allowed",
+            )),
             None => {
                 // From a browser, the usual cause is a cookie the browser did not send.
                 let browser_hint = if headers.contains_key(header::ORIGIN) {
@@ -102,21 +179,217 @@ impl Authorizer {
                      \"Authorization: Bearer\" header, the \"authorization\" query parameter or \
                      the cookie{browser_hint}"
                 ))
+                .with_resource_metadata(self.resource_metadata())
                 .with_detail("subscribe request without a token"))
             }
-            Some((token, source)) => {
-                let verifier = self.verifiers.subscriber.as_ref().ok_or_else(|| {
-                    Rejection::unauthorized(
-                        "this hub has no subscriber key and cannot verify tokens: subscribe \
-                         without one",
-                    )
-                    .with_detail(format!("token from {source:?} but no subscriber key"))
-                })?;
-                verify(verifier, &token, source, "subscriber")
-                    .await
-                    .map(Some)
+            Some(presented) => {
+                let Some(verifier) = self.verifiers.subscriber.as_ref() else {
+                    let detail = format!("token from {:?} but no subscriber key", presented.source);
+                    return Err(match presented.edition {
+                        ProtocolVersion::V1 => Rejection::bearer(
+                            Some(BearerError::InvalidToken),
+                            self.resource_metadata(),
+                            detail,
+                        ),
+                        ProtocolVersion::Draft07 => Rejection::unauthorized(
+                            "this hub has no subscriber key and cannot verify tokens: subscribe \
+                             without one",
+                        )
+                        .with_detail(detail),
+                    });
+                };
+                self.verify(
+                    verifier,
+                    &self.access.subscriber_rules,
+                    presented,
+                    "subscriber",
+                )
+                .await
+                .map(Some)
             }
         }
+    }
+
+    async fn verify(
+        &self,
+        verifier: &KeySource,
+        rules: &TokenRules,
+        presented: Presented,
+        role: &str,
+    ) -> Result<Caller, Rejection> {
+        let Presented {
+            token,
+            source,
+            edition,
+        } = presented;
+        match verifier.verify(&token, rules).await {
+            Ok(claims) => {
+                if claims.edition == ProtocolVersion::V1 {
+                    tracing::debug!(
+                        sub = claims.subject.as_deref().unwrap_or(""),
+                        client_id = claims.client_id.as_deref().unwrap_or(""),
+                        jti = claims.token_id.as_deref().unwrap_or(""),
+                        iss = claims.issuer.as_deref().unwrap_or(""),
+                        "access token verified"
+                    );
+                }
+                Ok(Caller {
+                    claims,
+                    token,
+                    edition,
+                })
+            }
+            Err(e) => Err(match edition {
+                ProtocolVersion::V1 => Rejection::bearer(
+                    Some(BearerError::InvalidToken),
+                    self.resource_metadata(),
+                    format!("token from {source:?}: {e}"),
+                ),
+                ProtocolVersion::Draft07 => {
+                    Rejection::unauthorized(format!("invalid token: {e}{}", token_fix(&e, role)))
+                        .with_detail(format!("token from {source:?}: {e:?}"))
+                }
+            }),
+        }
+    }
+
+    /// Finds the token, in the order of [R19], and the edition the request speaks.
+    pub(crate) fn present(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        hint: ProtocolVersion,
+    ) -> Result<Option<Presented>, Rejection> {
+        let invalid_request = |reason: &str| {
+            Rejection::bearer(
+                Some(BearerError::InvalidRequest),
+                self.resource_metadata(),
+                reason.to_owned(),
+            )
+        };
+        let query_tokens = QueryTokens::read(query);
+        // RFC 6750's query parameter is refused for 1.0 requests; for draft-07 ones it is a
+        // parameter the hub does not read (see `misplaced_token`).
+        if query_tokens
+            .access_token
+            .as_deref()
+            .is_some_and(|token| edition_of(hint, Some(token)) == ProtocolVersion::V1)
+        {
+            return Err(invalid_request(
+                "the access_token query parameter is not accepted: send the token in an \
+                 Authorization: Bearer header or the __Secure-mercure_access_token cookie",
+            ));
+        }
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        if let Some(first) = values.next() {
+            let token = bearer_token(first.to_str().unwrap_or(""));
+            let several = values.next().is_some();
+            let edition = edition_of(hint, token);
+            if edition == ProtocolVersion::V1 {
+                if several {
+                    return Err(invalid_request("two Authorization headers"));
+                }
+                if token.is_none() {
+                    return Err(invalid_request(
+                        "Authorization header is not \"Bearer <token>\"",
+                    ));
+                }
+                if query_tokens.authorization.is_some() {
+                    return Err(invalid_request(
+                        "a token in both the Authorization header and the query",
+                    ));
+                }
+            }
+            let token = token.ok_or_else(|| {
+                let value = first.to_str().unwrap_or("").trim();
+                if value.starts_with("eyJ") && value.matches('.').count() == 2 {
+                    Rejection::unauthorized(
+                        "the Authorization header holds a token without the \"Bearer \" prefix: \
+                         send \"Authorization: Bearer <token>\"",
+                    )
+                } else {
+                    Rejection::unauthorized(
+                        "malformed Authorization header: expected \"Bearer <token>\"",
+                    )
+                }
+            })?;
+            return Ok(Some(Presented {
+                token: token.to_owned(),
+                source: TokenSource::Header,
+                edition,
+            }));
+        }
+        if let Some(token) = query_tokens.authorization {
+            let edition = edition_of(hint, Some(&token));
+            if edition == ProtocolVersion::V1 {
+                return Err(invalid_request(
+                    "the authorization query parameter is a draft-07 form, refused for Mercure \
+                     1.0 requests: send the token in an Authorization: Bearer header or the \
+                     __Secure-mercure_access_token cookie",
+                ));
+            }
+            return Ok(Some(Presented {
+                token,
+                source: TokenSource::Query,
+                edition,
+            }));
+        }
+        if let Some(token) = cookie(headers, V1_COOKIE) {
+            return Ok(Some(Presented {
+                token,
+                source: TokenSource::Cookie,
+                edition: ProtocolVersion::V1,
+            }));
+        }
+        Ok(cookie(headers, &self.cookie_name).map(|token| Presented {
+            edition: edition_of(hint, Some(&token)),
+            token,
+            source: TokenSource::Cookie,
+        }))
+    }
+
+    /// The edition a request speaks, for routes whose parameters do not tell (publishing, the
+    /// subscriptions API): 1.0 when `hint` says so, when its token is an access token or when
+    /// it came in the 1.0 cookie; a request whose token cannot be found speaks `hint`.
+    pub(crate) fn edition(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        hint: ProtocolVersion,
+    ) -> ProtocolVersion {
+        match self.present(headers, query, hint) {
+            Ok(Some(presented)) => presented.edition,
+            // A refused presentation is refused again, in its edition's form, when the route
+            // authorizes the request.
+            Ok(None) | Err(_) => hint,
+        }
+    }
+
+    /// A draft-07 request that carries no token where the hub reads one [R19], but has one in
+    /// a query parameter of another name (`?token=...`): refused with where to put it.
+    pub(crate) fn misplaced_token(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Option<Rejection> {
+        if !matches!(
+            self.present(headers, query, ProtocolVersion::Draft07),
+            Ok(None)
+        ) {
+            return None;
+        }
+        let name = herald_protocol::form::pairs(query?.as_bytes())
+            .filter_map(Result::ok)
+            .map(|(name, _)| name)
+            .find(|name| MISPLACED_TOKEN_PARAMETERS.contains(&name.as_str()))?;
+        Some(
+            Rejection::unauthorized(format!(
+                "the token is in the \"{name}\" query parameter, which the hub does not read: \
+                 send it in an \"Authorization: Bearer <token>\" header, or as \
+                 ?authorization=<token>"
+            ))
+            .with_detail(format!("token in ?{name}=")),
+        )
     }
 
     /// The CSRF guard: `Origin`, else `Referer`'s origin, must be an allowed publish origin.
@@ -151,19 +424,62 @@ impl Authorizer {
     }
 }
 
-async fn verify(
-    verifier: &KeySource,
-    token: &str,
-    source: TokenSource,
-    role: &str,
-) -> Result<Claims, Rejection> {
-    verifier.verify(token).await.map_err(|e| {
-        Rejection::unauthorized(format!("invalid token: {e}{}", token_fix(&e, role)))
-            .with_detail(format!("token from {source:?}: {e:?}"))
-    })
+/// The edition of a request: 1.0 when its parameters say so or its token is an access token.
+fn edition_of(hint: ProtocolVersion, token: Option<&str>) -> ProtocolVersion {
+    let access_token = token.is_some_and(|token| {
+        jsonwebtoken::decode_header(token)
+            .is_ok_and(|header| is_access_token_type(header.typ.as_deref()))
+    });
+    if hint == ProtocolVersion::V1 || access_token {
+        ProtocolVersion::V1
+    } else {
+        ProtocolVersion::Draft07
+    }
 }
 
-/// What to do about a token the hub refused, for the usual causes.
+/// The token of an `Authorization: Bearer <token>` value (the scheme in any case).
+fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// The tokens a query may carry: `authorization` (draft-07 [R19]) and RFC 6750's
+/// `access_token` (refused).
+struct QueryTokens {
+    authorization: Option<String>,
+    access_token: Option<String>,
+}
+
+impl QueryTokens {
+    fn read(query: Option<&str>) -> QueryTokens {
+        let mut tokens = QueryTokens {
+            authorization: None,
+            access_token: None,
+        };
+        let pairs = query
+            .map(|q| herald_protocol::form::pairs(q.as_bytes()))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok);
+        for (name, value) in pairs {
+            match name.as_str() {
+                "authorization" if tokens.authorization.is_none() => {
+                    tokens.authorization = Some(value)
+                }
+                "access_token" if tokens.access_token.is_none() => {
+                    tokens.access_token = Some(value)
+                }
+                _ => {}
+            }
+        }
+        tokens
+    }
+}
+
+/// What to do about a token the hub refused, for the usual causes (draft-07 answers).
 fn token_fix(e: &herald_protocol::TokenError, role: &str) -> String {
     use herald_protocol::TokenError;
     match e {
@@ -183,74 +499,6 @@ fn token_fix(e: &herald_protocol::TokenError, role: &str) -> String {
 
 /// Query parameters in which users put a token by mistake (other services read them).
 const MISPLACED_TOKEN_PARAMETERS: &[&str] = &["token", "jwt", "access_token", "bearer", "auth"];
-
-/// A request that carries no token where the hub reads one [R19], but has one in a query
-/// parameter of another name (`?token=...`): refused with where to put it.
-pub(crate) fn misplaced_token(
-    headers: &HeaderMap,
-    query: Option<&str>,
-    cookie_name: &str,
-) -> Option<Rejection> {
-    if !matches!(
-        find_token(headers, query_token(query).as_deref(), cookie_name),
-        Ok(None)
-    ) {
-        return None;
-    }
-    let name = herald_protocol::form::pairs(query?.as_bytes())
-        .filter_map(Result::ok)
-        .map(|(name, _)| name)
-        .find(|name| MISPLACED_TOKEN_PARAMETERS.contains(&name.as_str()))?;
-    Some(
-        Rejection::unauthorized(format!(
-            "the token is in the \"{name}\" query parameter, which the hub does not read: send \
-             it in an \"Authorization: Bearer <token>\" header, or as ?authorization=<token>"
-        ))
-        .with_detail(format!("token in ?{name}=")),
-    )
-}
-
-/// The `authorization` query parameter, where a token may be sent [R19].
-pub(crate) fn query_token(query: Option<&str>) -> Option<String> {
-    herald_protocol::form::pairs(query?.as_bytes())
-        .filter_map(Result::ok)
-        .find(|(name, _)| name == "authorization")
-        .map(|(_, value)| value)
-}
-
-/// Finds the token in the request, in the order of [R19].
-pub(crate) fn find_token(
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-    cookie_name: &str,
-) -> Result<Option<(String, TokenSource)>, Rejection> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().unwrap_or("");
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                let bare_jwt = value.trim().starts_with("eyJ") && value.matches('.').count() == 2;
-                if bare_jwt {
-                    Rejection::unauthorized(
-                        "the Authorization header holds a token without the \"Bearer \" prefix: \
-                         send \"Authorization: Bearer <token>\"",
-                    )
-                } else {
-                    Rejection::unauthorized(
-                        "malformed Authorization header: expected \"Bearer <token>\"",
-                    )
-                }
-            })?;
-        return Ok(Some((token.to_owned(), TokenSource::Header)));
-    }
-    if let Some(token) = query_token {
-        return Ok(Some((token.to_owned(), TokenSource::Query)));
-    }
-    Ok(cookie(headers, cookie_name).map(|token| (token, TokenSource::Cookie)))
-}
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -283,26 +531,107 @@ mod tests {
         map
     }
 
+    fn authorizer() -> Authorizer {
+        Authorizer::new(
+            Verifiers {
+                publisher: None,
+                subscriber: None,
+            },
+            "mercureAuthorization".into(),
+            Vec::new(),
+            true,
+            AccessSettings::default(),
+        )
+    }
+
+    fn found(
+        headers: &HeaderMap,
+        query: Option<&str>,
+        hint: ProtocolVersion,
+    ) -> Option<(String, TokenSource)> {
+        authorizer()
+            .present(headers, query, hint)
+            .unwrap()
+            .map(|p| (p.token, p.source))
+    }
+
     #[test]
     fn r19_header_wins_then_query_then_cookie() {
+        let d7 = ProtocolVersion::Draft07;
         let all = headers(&[
             (header::AUTHORIZATION, "Bearer h"),
             (header::COOKIE, "a=b; mercureAuthorization=c"),
         ]);
-        let found = find_token(&all, Some("q"), "mercureAuthorization").unwrap();
-        assert_eq!(found, Some(("h".into(), TokenSource::Header)));
+        let q = Some("authorization=q");
+        assert_eq!(found(&all, q, d7), Some(("h".into(), TokenSource::Header)));
         let no_header = headers(&[(header::COOKIE, "mercureAuthorization=c")]);
-        let found = find_token(&no_header, Some("q"), "mercureAuthorization").unwrap();
-        assert_eq!(found, Some(("q".into(), TokenSource::Query)));
-        let found = find_token(&no_header, None, "mercureAuthorization").unwrap();
-        assert_eq!(found, Some(("c".into(), TokenSource::Cookie)));
-        assert_eq!(find_token(&HeaderMap::new(), None, "x").unwrap(), None);
+        assert_eq!(
+            found(&no_header, q, d7),
+            Some(("q".into(), TokenSource::Query))
+        );
+        assert_eq!(
+            found(&no_header, None, d7),
+            Some(("c".into(), TokenSource::Cookie))
+        );
+        assert_eq!(found(&HeaderMap::new(), None, d7), None);
     }
 
     #[test]
-    fn r19_non_bearer_header_is_refused() {
+    fn v2_the_v1_cookie_comes_before_the_draft07_one() {
+        let both = headers(&[(
+            header::COOKIE,
+            "mercureAuthorization=old; __Secure-mercure_access_token=new",
+        )]);
+        let presented = authorizer()
+            .present(&both, None, ProtocolVersion::Draft07)
+            .unwrap()
+            .unwrap();
+        assert_eq!(presented.token, "new");
+        assert_eq!(presented.edition, ProtocolVersion::V1);
+    }
+
+    #[test]
+    fn v3_malformed_presentations_of_v1_requests_are_refused() {
+        let v1 = ProtocolVersion::V1;
+        let a = authorizer();
         let basic = headers(&[(header::AUTHORIZATION, "Basic abc")]);
-        assert!(find_token(&basic, None, "c").is_err());
+        assert!(a.present(&basic, None, v1).is_err());
+        assert!(a.present(&basic, None, ProtocolVersion::Draft07).is_err());
+        let two = headers(&[
+            (header::AUTHORIZATION, "Bearer a"),
+            (header::AUTHORIZATION, "Bearer b"),
+        ]);
+        assert!(a.present(&two, None, v1).is_err());
+        let none = HeaderMap::new();
+        assert!(a.present(&none, Some("authorization=t"), v1).is_err());
+        assert!(a.present(&none, Some("access_token=t"), v1).is_err());
+        assert!(
+            a.present(&none, Some("authorization=t"), ProtocolVersion::Draft07)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn v3_access_token_parameter_is_refused_for_v1_and_misplaced_for_draft07() {
+        let a = authorizer();
+        let none = HeaderMap::new();
+        assert!(
+            a.present(
+                &none,
+                Some("topic=a&access_token=t"),
+                ProtocolVersion::Draft07
+            )
+            .unwrap()
+            .is_none()
+        );
+        assert!(
+            a.misplaced_token(&none, Some("topic=a&access_token=t"))
+                .is_some()
+        );
+        assert!(
+            a.misplaced_token(&none, Some("topic=a&authorization=t"))
+                .is_none()
+        );
     }
 
     #[test]

@@ -92,14 +92,23 @@ pub struct HubConfig {
     /// Development mode: with `ui`, the UI may mint tokens signed with the publisher key
     /// (`POST /.well-known/mercure/ui/token`, HS* keys only). Never on in production.
     pub dev_mode: bool,
+    /// The hub's public URL, e.g. `https://hub.example/.well-known/mercure`: its OAuth resource
+    /// identifier, which Mercure 1.0 access tokens must name in `aud`, what relative 1.0 URL
+    /// patterns and topics resolve against (and the reserved-namespace check), and where the
+    /// protected resource metadata is advertised [V1][V2][V6]. Without it, 1.0 access tokens are
+    /// refused and relative patterns resolve against `https://localhost/.well-known/mercure`.
+    pub hub_url: Option<String>,
+    /// The protocol editions served (`--protocols`; both by default).
+    pub protocols: herald_protocol::ProtocolSet,
+    /// Trusted issuers of publishers' 1.0 access tokens (`iss`); empty: any issuer
+    /// (self-issued tokens signed with the publisher key). Advertised as authorization servers.
+    pub publisher_issuers: Vec<String>,
+    /// Trusted issuers of subscribers' 1.0 access tokens (`iss`); empty: any issuer.
+    pub subscriber_issuers: Vec<String>,
     /// Where [`serve`](crate::serve) serves Prometheus metrics (`/metrics`), `/healthz` and
     /// `/readyz`, on a listener of their own so that metrics are not public by accident;
     /// `None`: no metrics listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// The hub's public URL (e.g. `https://hub.example/.well-known/mercure`): relative 1.0 URL
-    /// patterns and topics resolve against it, and so does the reserved-namespace check [V1].
-    /// `None`: `https://localhost/.well-known/mercure`.
-    pub hub_url: Option<String>,
     /// Most subscriptions one client keeps open at once; past it, 429 with `Retry-After`. A
     /// client is its address, and its token if it presents one (see `limits.rs`). `None`: no
     /// per-client cap.
@@ -139,8 +148,11 @@ impl Default for HubConfig {
             max_connections: None,
             ui: false,
             dev_mode: false,
-            metrics_listen: None,
             hub_url: None,
+            protocols: herald_protocol::ProtocolSet::default(),
+            publisher_issuers: Vec::new(),
+            subscriber_issuers: Vec::new(),
+            metrics_listen: None,
             max_subscriptions_per_client: Some(100),
             trusted_proxies: Vec::new(),
             drain_spread: Duration::from_secs(5),
@@ -319,6 +331,28 @@ impl ConfigError {
 }
 
 impl HubConfig {
+    /// The hub's resource identifier, [`HubConfig::hub_url`] parsed; an error names the
+    /// setting when it is not an absolute http(s) URL.
+    pub fn hub_resource(&self) -> Result<Option<url::Url>, ConfigError> {
+        let Some(hub_url) = &self.hub_url else {
+            return Ok(None);
+        };
+        match url::Url::parse(hub_url) {
+            Ok(url)
+                if matches!(url.scheme(), "https" | "http")
+                    && url.host().is_some()
+                    && url.fragment().is_none() =>
+            {
+                Ok(Some(url))
+            }
+            _ => Err(ConfigError::new(
+                "hub-url",
+                format!("{hub_url:?} is not an absolute http(s) URL"),
+                "set the hub's public URL, e.g. https://hub.example/.well-known/mercure",
+            )),
+        }
+    }
+
     /// The most connections (sockets) served at once, when `max_connections` caps
     /// subscriptions: that many plus a tenth (at least 100) for publishers, health checks and
     /// the UI, which are served while subscriptions are refused. Past it a connection gets 503
@@ -363,18 +397,6 @@ impl HubConfig {
                     format!("the {role} tokens have both a key and a JWK Set"),
                     "give them one or the other: remove the key or the JWK Set",
                 ));
-            }
-        }
-        if let Some(hub_url) = &self.hub_url {
-            match url::Url::parse(hub_url) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-                _ => {
-                    return Err(ConfigError::new(
-                        "hub-url",
-                        format!("{hub_url:?} is not an absolute http(s) URL"),
-                        "give the hub's public URL, e.g. https://hub.example/.well-known/mercure",
-                    ));
-                }
             }
         }
         let publisher = verifier("publisher-jwt-key", &self.publisher_key)?;
@@ -437,6 +459,20 @@ impl HubConfig {
             ));
         }
         self.template_limits.validate()?;
+        self.hub_resource()?;
+        for issuer in self
+            .publisher_issuers
+            .iter()
+            .chain(&self.subscriber_issuers)
+        {
+            if issuer.trim().is_empty() || issuer.trim() != issuer {
+                return Err(ConfigError::new(
+                    "issuer",
+                    format!("{issuer:?} is not an issuer identifier"),
+                    "write the issuer exactly as tokens carry it in iss, e.g. https://app.example",
+                ));
+            }
+        }
         if let Storage::Redis(redis) = &self.storage {
             redis.client().map_err(|problem| {
                 ConfigError::new(

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use herald_protocol::{Claims, KeySet, TokenError, TokenVerifier};
+use herald_protocol::{Claims, KeySet, TokenError, TokenRules, TokenVerifier};
 use tokio::time::Instant;
 
 use crate::config::ConfigError;
@@ -88,10 +88,11 @@ pub enum KeySource {
 impl KeySource {
     /// Verifies `token`. Only a token naming a key the set does not know may wait, for one
     /// rate-limited reload of the set.
-    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// A 1.0 access token is judged by `rules` too (audience, issuer, editions).
+    pub async fn verify(&self, token: &str, rules: &TokenRules) -> Result<Claims, TokenError> {
         match self {
-            KeySource::Static(verifier) => verifier.verify(token),
-            KeySource::Jwks(jwks) => jwks.verify(token).await,
+            KeySource::Static(verifier) => verifier.verify_with(token, rules),
+            KeySource::Jwks(jwks) => jwks.verify(token, rules).await,
         }
     }
 }
@@ -172,13 +173,17 @@ impl JwksVerifier {
 
     /// Verifies `token` with the set, reloading it once (rate-limited) if the token names a key
     /// it does not know.
-    pub async fn verify(self: &Arc<Self>, token: &str) -> Result<Claims, TokenError> {
+    pub async fn verify(
+        self: &Arc<Self>,
+        token: &str,
+        rules: &TokenRules,
+    ) -> Result<Claims, TokenError> {
         self.start_refresher();
         let set = self.current();
-        match set.verify(token) {
+        match set.verify_with(token, rules) {
             Err(TokenError::UnknownKeyId(kid)) => {
                 if self.reload_on_miss(&set).await {
-                    self.current().verify(token)
+                    self.current().verify_with(token, rules)
                 } else {
                     Err(TokenError::UnknownKeyId(kid))
                 }

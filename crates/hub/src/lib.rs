@@ -21,6 +21,7 @@ pub mod config;
 mod deadline;
 pub mod delivery;
 mod front_page;
+mod grants;
 pub mod jwks;
 mod limits;
 mod metrics;
@@ -168,6 +169,7 @@ impl HubBuilder {
             config.cookie_name.clone(),
             config.publish_origins.clone(),
             config.anonymous,
+            routes::discovery::access_settings(&config)?,
         );
         let url_base =
             herald_protocol::url_pattern::base_url(config.hub_url.as_deref()).map_err(|e| {

@@ -375,7 +375,7 @@ pub(crate) struct Admitted {
     /// The `topic=` / `match*=` selectors.
     pub selectors: Vec<Selector>,
     /// The token's `mercure.subscribe` selectors.
-    pub rights: Vec<Selector>,
+    pub rights: Vec<crate::grants::Right>,
     /// Keep it as long as the subscription.
     pub lease: TemplateLease,
 }
@@ -432,10 +432,10 @@ impl PatternTable {
         &self,
         client: ClientKey,
         selectors: Vec<TopicSelector>,
-        rights: &[String],
+        rights: &[herald_protocol::TopicMatcher],
         limits: &TemplateLimits,
     ) -> Result<Admitted, TemplateRefused> {
-        let rights: Vec<TopicSelector> = rights.iter().map(|s| TopicSelector::parse(s)).collect();
+        let rights = crate::grants::selectors(rights);
         let mut costs = request_costs(&selectors, "topic selectors", limits)?;
         costs.extend(request_costs(
             &rights,
@@ -443,15 +443,22 @@ impl PatternTable {
             limits,
         )?);
         let lease = self.charge(client, costs, limits)?;
+        let rights: Vec<crate::grants::Right> = self
+            .intern_checked(rights)?
+            .into_iter()
+            .map(crate::grants::Right::Selector)
+            .collect();
         Ok(Admitted {
             selectors: self.intern_checked(selectors)?,
-            rights: self.intern_checked(rights)?,
+            rights,
             lease,
         })
     }
 
     /// Parses, checks against `limits` and interns each of `selectors`, with no client charged:
-    /// for selectors used during one request (a publisher's `mercure.publish`).
+    /// for selectors used during one request (tokens' grants go through
+    /// [`PatternTable::intern_selectors`], see `grants.rs`).
+    #[cfg(test)]
     pub(crate) fn intern_all<S: AsRef<str>>(
         &self,
         selectors: &[S],
@@ -461,6 +468,15 @@ impl PatternTable {
             .iter()
             .map(|s| TopicSelector::parse(s.as_ref()))
             .collect();
+        self.intern_selectors(selectors, limits)
+    }
+
+    /// [`PatternTable::intern_all`] for selectors already parsed (a token's grants).
+    pub(crate) fn intern_selectors(
+        &self,
+        selectors: Vec<TopicSelector>,
+        limits: &TemplateLimits,
+    ) -> Result<Vec<Selector>, TemplateRefused> {
         request_costs(&selectors, "token's selectors", limits)?;
         self.intern_checked(selectors)
     }

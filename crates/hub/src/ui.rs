@@ -12,7 +12,9 @@
 //! HMAC secret, `POST /.well-known/mercure/ui/token` signs tokens with that key so that a
 //! newcomer can try publishing and private updates without minting a JWT by hand. It answers
 //! same-origin requests only: the dev hub allows any CORS origin, and no other site should be
-//! able to mint tokens from a developer's browser.
+//! able to mint tokens from a developer's browser. It mints both editions: a draft-07 token (the
+//! `mercure` claim) by default, or with `"format": "at+jwt"` a Mercure 1.0 access token whose
+//! audience is the hub's URL (`--hub-url`) and whose issuer is one the hub trusts.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -24,6 +26,8 @@ use http_body_util::{BodyExt, Limited};
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+use herald_protocol::access_token::AUTHORIZATION_DETAIL_TYPE;
 
 use crate::Hub;
 use crate::config::{HubConfig, JwtKey};
@@ -168,6 +172,7 @@ async fn ui_config(State(hub): State<Hub>) -> Response {
         "subscriptions": config.subscriptions,
         "dev_mode": config.dev_mode,
         "minter": minter_key(config).is_some(),
+        "access_tokens": config.hub_url.is_some() && config.protocols.v1,
     });
     let mut response = (
         [(
@@ -203,6 +208,13 @@ struct MintRequest {
     payload: Option<Value>,
     #[serde(default)]
     ttl_seconds: Option<u64>,
+    /// `draft-07` (the default) or `at+jwt` (Mercure 1.0).
+    #[serde(default)]
+    format: Option<String>,
+    /// For `at+jwt`: how `publish` and `subscribe` match, `exact` (default) or `urlpattern`
+    /// (`*` is every topic either way).
+    #[serde(default)]
+    match_type: Option<String>,
 }
 
 /// Reads a token request, bounded in size and in time like a publish body (the body timeout:
@@ -256,30 +268,28 @@ async fn mint(
             "ttl_seconds must be between 1 and {MAX_TTL_SECONDS} (30 days)"
         )));
     }
-    let mut mercure = Map::new();
-    if !request.publish.is_empty() {
-        mercure.insert("publish".into(), json!(request.publish));
-    }
-    if !request.subscribe.is_empty() {
-        mercure.insert("subscribe".into(), json!(request.subscribe));
-    }
-    if let Some(payload) = request.payload.filter(|p| !p.is_null()) {
-        mercure.insert("payload".into(), payload);
-    }
     let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({"mercure": mercure, "iat": now, "exp": now + ttl});
-    let token = jsonwebtoken::encode(
-        &Header::new(key.algorithm),
-        &claims,
-        &EncodingKey::from_secret(&key.key),
-    )
-    .map_err(|e| {
-        Rejection::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "could not sign the token",
-        )
-        .with_detail(e.to_string())
-    })?;
+    let mut header = Header::new(key.algorithm);
+    let claims = match request.format.as_deref().unwrap_or("draft-07") {
+        "draft-07" => draft07_claims(&request, now, ttl),
+        "at+jwt" => {
+            header.typ = Some("at+jwt".into());
+            access_token_claims(hub.config(), &request, now, ttl)?
+        }
+        other => {
+            return Err(Rejection::bad_request(format!(
+                "format {other:?}: the formats are draft-07 and at+jwt"
+            )));
+        }
+    };
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key.key))
+        .map_err(|e| {
+            Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not sign the token",
+            )
+            .with_detail(e.to_string())
+        })?;
     tracing::debug!(%claims, "dev mode: minted a token for the UI");
     let mut response = (
         [(
@@ -291,6 +301,82 @@ async fn mint(
         .into_response();
     ui_headers(&mut response, "no-store");
     Ok(response)
+}
+
+/// The claims of a draft-07 token: the `mercure` claim.
+fn draft07_claims(request: &MintRequest, now: u64, ttl: u64) -> Value {
+    let mut mercure = Map::new();
+    if !request.publish.is_empty() {
+        mercure.insert("publish".into(), json!(request.publish));
+    }
+    if !request.subscribe.is_empty() {
+        mercure.insert("subscribe".into(), json!(request.subscribe));
+    }
+    if let Some(payload) = request.payload.as_ref().filter(|p| !p.is_null()) {
+        mercure.insert("payload".into(), payload.clone());
+    }
+    json!({"mercure": mercure, "iat": now, "exp": now + ttl})
+}
+
+/// The claims of a Mercure 1.0 access token for this hub [V2].
+fn access_token_claims(
+    config: &HubConfig,
+    request: &MintRequest,
+    now: u64,
+    ttl: u64,
+) -> Result<Value, Rejection> {
+    let audience = config.hub_url.as_deref().ok_or_else(|| {
+        Rejection::bad_request(
+            "this hub has no --hub-url, so it cannot accept at+jwt tokens: start it with \
+             --hub-url",
+        )
+    })?;
+    let match_type = match request.match_type.as_deref().unwrap_or("exact") {
+        t @ ("exact" | "urlpattern") => t,
+        other => {
+            return Err(Rejection::bad_request(format!(
+                "match_type {other:?}: the types are exact and urlpattern"
+            )));
+        }
+    };
+    let topics = |list: &[String]| -> Vec<Value> {
+        list.iter()
+            .map(|m| match m.as_str() {
+                "*" => json!({"match": "*"}),
+                m => json!({"match": m, "match_type": match_type}),
+            })
+            .collect()
+    };
+    let mut details = Vec::new();
+    if !request.publish.is_empty() {
+        details.push(
+            json!({"type": AUTHORIZATION_DETAIL_TYPE, "actions": ["publish"],
+            "topics": topics(&request.publish)}),
+        );
+    }
+    if !request.subscribe.is_empty() {
+        let mut detail = json!({"type": AUTHORIZATION_DETAIL_TYPE, "actions": ["subscribe"],
+            "topics": topics(&request.subscribe)});
+        if let Some(payload) = request.payload.as_ref().filter(|p| !p.is_null()) {
+            detail["payload"] = payload.clone();
+        }
+        details.push(detail);
+    }
+    let mut claims = json!({
+        "aud": audience, "iat": now, "exp": now + ttl, "sub": "herald-ui",
+        "jti": herald_protocol::generate_id(), "authorization_details": details,
+    });
+    // An issuer both roles trust, else the publishers' first.
+    let issuer = config
+        .publisher_issuers
+        .iter()
+        .find(|i| config.subscriber_issuers.is_empty() || config.subscriber_issuers.contains(i))
+        .or(config.publisher_issuers.first())
+        .or(config.subscriber_issuers.first());
+    if let Some(issuer) = issuer {
+        claims["iss"] = json!(issuer);
+    }
+    Ok(claims)
 }
 
 /// Only the UI's own pages may mint: browsers say where a request comes from in

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use herald_hub::{HubConfig, JwtKey};
-use herald_protocol::{Algorithm, TokenVerifier};
+use herald_protocol::{Algorithm, TokenVerifier, TopicMatcher};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
 use serde_json::{Value, json};
@@ -269,14 +269,16 @@ async fn ui_token_minter_signs_with_the_publisher_key() {
         .verify(&token)
         .unwrap();
     assert_eq!(
-        claims.mercure.publish.as_deref(),
-        Some(&["https://example.com/books/{id}".to_owned()][..])
+        claims.grants.publish,
+        vec![TopicMatcher::Template(
+            "https://example.com/books/{id}".into()
+        )]
     );
     assert_eq!(
-        claims.mercure.subscribe.as_deref(),
-        Some(&["https://example.com/books/1".to_owned()][..])
+        claims.grants.subscribe,
+        vec![TopicMatcher::Template("https://example.com/books/1".into())]
     );
-    assert_eq!(claims.mercure.payload, Some(json!({"user": "alice"})));
+    assert_eq!(claims.grants.payload(), Some(&json!({"user": "alice"})));
     let exp = body["expires_at"].as_u64().unwrap();
     let now = now_secs();
     assert!(
@@ -309,6 +311,57 @@ async fn ui_token_minter_signs_with_the_publisher_key() {
         .publish_with(&token, &[("topic", "https://example.com/authors/1")])
         .await;
     assert_eq!(elsewhere.status(), 403);
+}
+
+#[tokio::test]
+async fn v2_ui_token_minter_mints_mercure_1_0_access_tokens() {
+    let hub_url = "https://hub.example/.well-known/mercure";
+    let hub = TestHub::start(HubConfig {
+        hub_url: Some(hub_url.into()),
+        publisher_issuers: vec!["https://app.example".into()],
+        ..dev_config()
+    })
+    .await;
+    let config: Value = get(&hub, &format!("{UI}/config.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["access_tokens"], true);
+    let response = mint(
+        &hub,
+        json!({
+            "format": "at+jwt",
+            "match_type": "urlpattern",
+            "publish": ["https://example.com/books/:id"],
+            "subscribe": ["*"],
+        }),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let typ = jsonwebtoken::decode_header(&token).unwrap().typ;
+    assert_eq!(typ.as_deref(), Some("at+jwt"));
+    assert_eq!(body["claims"]["aud"], hub_url);
+    assert_eq!(body["claims"]["iss"], "https://app.example");
+    // The hub accepts it where its grants allow, and refuses it elsewhere in the 1.0 form.
+    let ok = hub
+        .publish_with(&token, &[("topic", "https://example.com/books/1")])
+        .await;
+    assert_eq!(ok.status(), 200);
+    let elsewhere = hub
+        .publish_with(&token, &[("topic", "https://example.com/authors/1")])
+        .await;
+    assert_eq!(elsewhere.status(), 403);
+    assert_eq!(
+        header(&elsewhere, "www-authenticate"),
+        r#"Bearer error="insufficient_scope""#
+    );
+    // Without a hub URL there is no audience to mint for.
+    let bare = TestHub::start(dev_config()).await;
+    let response = mint(&bare, json!({"format": "at+jwt", "publish": ["*"]})).await;
+    assert_eq!(response.status(), 400);
 }
 
 #[tokio::test]

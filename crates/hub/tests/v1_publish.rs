@@ -1,37 +1,22 @@
 //! The publishing rules of Mercure 1.0 (draft-08) over real TCP, and which of them draft-07
 //! publishes share [V3].
 //!
-//! A publish speaks 1.0 when its token is a 1.0 access token (`typ: at+jwt`). The 1.0 tokens
-//! here also carry the draft-07 `mercure` claim, so that they are allowed whichever grants the
-//! hub reads.
+//! A publish speaks 1.0 when its token is a 1.0 access token (`typ: at+jwt`, grants in
+//! `authorization_details`).
 
 mod common;
 
 use common::*;
 use herald_hub::HubConfig;
-use jsonwebtoken::{EncodingKey, Header};
-use serde_json::json;
 
 /// A 1.0 access token allowed to publish everywhere.
 fn v1_publisher_token() -> String {
-    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
-    header.typ = Some("at+jwt".into());
-    let claims = json!({
-        "exp": now_secs() + 3600,
-        "aud": "https://hub.example/.well-known/mercure",
-        "mercure": {"publish": ["*"]},
-        "authorization_details": [{
-            "type": "https://mercure.rocks/authorization-detail",
-            "actions": ["publish"],
-            "topics": [{"match": "*"}],
-        }],
-    });
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(KEY.as_bytes())).unwrap()
+    v1_access_token(vec![v1_detail(&["publish"], &[("exact", "*")], None)])
 }
 
 async fn hub() -> TestHub {
     TestHub::start(HubConfig {
-        hub_url: Some("https://hub.example/.well-known/mercure".into()),
+        hub_url: Some(V1_HUB_URL.into()),
         ..config()
     })
     .await

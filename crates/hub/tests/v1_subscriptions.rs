@@ -8,11 +8,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
-/// What a watcher's token may read: every subscription resource, in both editions' paths.
+/// What a draft-07 watcher's token may read: every subscription resource, in both editions'
+/// paths.
 const RIGHT: &str = "/.well-known/mercure/subscriptions{/a}{/b}{/c}";
+/// The same for a 1.0 token: a URL pattern, relative to the hub's URL.
+const V1_RIGHT: &str = "/.well-known/mercure/subscriptions*";
 const PATTERN: &str = "https://example.com/books/:id";
 
 async fn hub() -> TestHub {
@@ -20,20 +22,15 @@ async fn hub() -> TestHub {
     config.subscriptions = true;
     config.anonymous = true;
     config.heartbeat = Some(Duration::from_millis(200));
+    config.hub_url = Some(V1_HUB_URL.into());
     TestHub::start(config).await
 }
 
-/// A 1.0 access token (`typ: at+jwt`) whose grants (read as draft-07 `mercure` claims until
-/// 1.0 grants are read) are `subscribe` and `payload`.
+/// A 1.0 access token (`typ: at+jwt`) allowed to receive the updates of the URL patterns
+/// `subscribe`, with `payload`.
 fn v1_token(subscribe: &[&str], payload: Option<Value>) -> String {
-    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
-    header.typ = Some("at+jwt".into());
-    let mut mercure = json!({"subscribe": subscribe});
-    if let Some(payload) = payload {
-        mercure["payload"] = payload;
-    }
-    let claims = json!({"exp": now_secs() + 3600, "mercure": mercure});
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(KEY.as_bytes())).unwrap()
+    let topics: Vec<(&str, &str)> = subscribe.iter().map(|m| ("urlpattern", *m)).collect();
+    v1_access_token(vec![v1_detail(&["subscribe"], &topics, payload)])
 }
 
 /// The next subscription event whose document's `match` is `matcher`, with its SSE event type.
@@ -75,13 +72,13 @@ async fn v5_events_and_api_in_the_1_0_format() {
                 "match_urlpattern={}",
                 enc("/.well-known/mercure/subscriptions/:match_type/:match/:subscriber")
             ))
-            .bearer_auth(v1_token(&[RIGHT], None)),
+            .bearer_auth(v1_token(&[V1_RIGHT], None)),
         )
         .await;
     let subscriber = hub
         .subscribe_with(
             hub.get(&format!("match_urlpattern={}", enc(PATTERN)))
-                .bearer_auth(v1_token(&[], Some(json!({"user": "ada"})))),
+                .bearer_auth(v1_token(&[PATTERN], Some(json!({"user": "ada"})))),
         )
         .await;
 
@@ -101,7 +98,7 @@ async fn v5_events_and_api_in_the_1_0_format() {
     assert_eq!(started["id"], id.as_str());
 
     // The API, asked with a 1.0 token: the collection, the matcher's, the one subscription.
-    let reader = v1_token(&[RIGHT], None);
+    let reader = v1_token(&[V1_RIGHT], None);
     let all = api(&hub, "/.well-known/mercure/subscriptions", &reader).await;
     assert_eq!(all.status(), 200);
     assert_eq!(all.headers()["content-type"], "application/json");

@@ -128,6 +128,9 @@ async function mint(event) {
       subscribe: splitList($('mint-subscribe').value),
       payload,
       ttl_seconds: Number($('mint-ttl').value),
+      ...(config.access_tokens && $('mint-format').value === 'at+jwt'
+        ? { format: 'at+jwt', match_type: $('mint-match-type').value }
+        : {}),
     });
     $('token').value = minted.token;
     renderToken();
@@ -478,6 +481,7 @@ async function start() {
 
   if (config.minter) {
     $('minter').hidden = false;
+    $('mint-v1').hidden = !config.access_tokens;
     $('mint-open').hidden = false;
     $('mint-open').addEventListener('click', () => {
       $('minter').open = true;

@@ -18,6 +18,7 @@ use std::fmt;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::access_token::TokenRules;
 use crate::token::{Claims, TokenError, decode_claims, read_header, strict_validation};
 
 /// Why a JWK Set cannot be used.
@@ -164,6 +165,11 @@ impl KeySet {
     /// Verifies `token` with the key its `kid` names, and returns its claims.
     /// [`TokenError::UnknownKeyId`] tells the caller that a fresher set might know the key.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_with(token, &TokenRules::default())
+    }
+
+    /// [`KeySet::verify`], a 1.0 access token judged by `rules`.
+    pub fn verify_with(&self, token: &str, rules: &TokenRules) -> Result<Claims, TokenError> {
         let header = read_header(token)?;
         let key = match &header.kid {
             Some(kid) => self
@@ -188,7 +194,13 @@ impl KeySet {
                 },
             });
         }
-        decode_claims(token, &key.key, &strict_validation(header.alg))
+        decode_claims(
+            token,
+            &header,
+            &key.key,
+            &strict_validation(header.alg),
+            rules,
+        )
     }
 }
 
@@ -303,7 +315,10 @@ mod tests {
             (Algorithm::EdDSA, "ed", ed()),
         ] {
             let claims = set.verify(&token(alg, Some(kid), &key)).unwrap();
-            assert_eq!(claims.mercure.publish, Some(vec!["*".to_owned()]));
+            assert_eq!(
+                claims.grants.publish,
+                vec![crate::access_token::TopicMatcher::Any]
+            );
         }
         assert_eq!(
             set.verify(&token(Algorithm::ES256, Some("unknown"), &ec())),

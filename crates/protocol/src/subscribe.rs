@@ -207,6 +207,28 @@ impl SubscribeRequest {
 }
 
 /// Whether `name` lies in 1.0's reserved `match` namespace (ASCII case ignored) [V1].
+/// The edition a subscribe query speaks, read from its parameter names alone: 1.0 when it has a
+/// 1.0 parameter (`match*`, `last_event_id`) and no draft-07 one (`topic`, `lastEventID`),
+/// draft-07 otherwise. This is [`SubscribeRequest::version`] for every query that parses (a
+/// query mixing both editions is refused by [`SubscribeRequest::from_query`]), and it serves the
+/// hub before the query is parsed, to decide how the request presents its token [V2][V3].
+pub fn query_version(query: &str) -> ProtocolVersion {
+    let mut v1 = false;
+    for (name, _) in crate::form::pairs(query.as_bytes()).filter_map(Result::ok) {
+        match &*name {
+            "topic" | "lastEventID" => return ProtocolVersion::Draft07,
+            "last_event_id" => v1 = true,
+            other if is_reserved_match_name(other) => v1 = true,
+            _ => {}
+        }
+    }
+    if v1 {
+        ProtocolVersion::V1
+    } else {
+        ProtocolVersion::Draft07
+    }
+}
+
 fn is_reserved_match_name(name: &str) -> bool {
     name.len() >= 5 && name.as_bytes()[..5].eq_ignore_ascii_case(b"match")
 }
@@ -298,6 +320,27 @@ mod tests {
         assert!(matches!(selectors[2], TopicSelector::UrlPattern(_)));
         let draft07 = SubscribeRequest::from_query("topic=a&lastEventID=x").unwrap();
         assert_eq!(draft07.version, ProtocolVersion::Draft07);
+    }
+
+    #[test]
+    fn v1_query_version_is_the_parsed_version() {
+        for query in [
+            "topic=a",
+            "match=a",
+            "match_urlpattern=https://e.example/:id",
+            "topic=a&lastEventID=x",
+            "match=a&last_event_id=x",
+            "topic=a&authorization=t",
+        ] {
+            assert_eq!(
+                query_version(query),
+                SubscribeRequest::from_query(query).unwrap().version,
+                "{query}"
+            );
+        }
+        assert_eq!(query_version("last_event_id=x"), ProtocolVersion::V1);
+        assert_eq!(query_version("topic=a&match=b"), ProtocolVersion::Draft07);
+        assert_eq!(query_version(""), ProtocolVersion::Draft07);
     }
 
     #[test]

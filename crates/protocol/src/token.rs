@@ -1,10 +1,16 @@
-//! What a JSON Web Token grants, for the draft-07 `mercure` claim [R18][R20].
+//! Verifying a JSON Web Token and reading what it grants, for both editions: the draft-07
+//! `mercure` claim [R18][R20] and Mercure 1.0 access tokens (`typ: at+jwt`, see
+//! [`crate::access_token`]) [V2].
 //!
 //! Verification is strict by construction: a [`TokenVerifier`] is bound to exactly one algorithm
 //! and one key, so `alg: none` (which `jsonwebtoken` cannot even represent) and algorithm
 //! confusion (an HMAC token presented to a hub configured with an RSA public key) both fail
-//! before any signature check. `exp` and `nbf` are enforced when present, with no leeway;
-//! they are not required, because Mercure tokens in the wild often have no `exp`.
+//! before any signature check. For draft-07 tokens `exp` and `nbf` are enforced when present,
+//! with no leeway; they are not required, because Mercure tokens in the wild often have no
+//! `exp`. 1.0 tokens follow [`TokenRules`] (`exp` required, `aud`, `iss`).
+//!
+//! Either edition yields the same [`Claims`] with its [`Grants`], so the hub's routes never care
+//! which edition a token was.
 
 use std::fmt;
 
@@ -12,7 +18,10 @@ pub use jsonwebtoken::Algorithm;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use crate::ProtocolVersion;
+use crate::access_token::{Grants, TokenRules, is_access_token_type, v1_claims};
 
 /// Why a token was refused. The messages are safe to return to the client [R24].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +65,27 @@ pub enum TokenError {
         /// What that key verifies.
         allowed: String,
     },
+    /// A 1.0 access token without `exp`.
+    #[error("access token without exp (required for at+jwt tokens)")]
+    MissingExpiry,
+    /// A 1.0 access token whose `aud` does not contain the hub's resource identifier.
+    #[error("access token audience does not contain the hub's resource identifier {expected}")]
+    WrongAudience {
+        /// The hub's resource identifier.
+        expected: String,
+    },
+    /// A 1.0 access token from an issuer the hub does not trust for this role.
+    #[error("access token issuer {0:?} is not a trusted issuer of this hub")]
+    UntrustedIssuer(String),
+    /// A 1.0 access token, and the hub has no resource identifier (`--hub-url`) to check it.
+    #[error("access tokens (at+jwt) need the hub's URL to check their audience: set --hub-url")]
+    NoResourceIdentifier,
+    /// A token of an edition the hub does not serve (`--protocols`).
+    #[error("{0} tokens are not accepted by this hub (--protocols)")]
+    ProtocolDisabled(ProtocolVersion),
+    /// A Mercure authorization detail that is invalid or past the limits; says which.
+    #[error("invalid authorization_details: {0}")]
+    InvalidAuthorizationDetails(String),
 }
 
 /// Why a key could not be loaded.
@@ -92,13 +122,23 @@ pub struct MercureClaim {
     pub payload: Option<Value>,
 }
 
-/// The verified claims the hub acts on.
+/// The verified claims the hub acts on, the same for both editions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
-    /// The `mercure` claim (empty when absent).
-    pub mercure: MercureClaim,
+    /// The edition of the token: a draft-07 token (`mercure` claim) or a 1.0 access token.
+    pub edition: ProtocolVersion,
+    /// What the token allows.
+    pub grants: Grants,
     /// `exp`, in seconds since the Unix epoch: a subscription ends then at the latest [R11].
     pub expires_at: Option<u64>,
+    /// `sub`, when present (1.0): who the bearer is.
+    pub subject: Option<String>,
+    /// `client_id`, when present (1.0): the OAuth client the token was issued to.
+    pub client_id: Option<String>,
+    /// `jti`, when present (1.0): the token's identifier, for the logs.
+    pub token_id: Option<String>,
+    /// `iss`, when present (1.0).
+    pub issuer: Option<String>,
 }
 
 /// Verifies tokens with one key and one algorithm.
@@ -155,8 +195,14 @@ impl TokenVerifier {
         self.algorithm
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` with the default [`TokenRules`] (both editions, no resource identifier,
+    /// so only draft-07 tokens pass) and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_with(token, &TokenRules::default())
+    }
+
+    /// Verifies `token`, a 1.0 access token judged by `rules`, and returns its claims.
+    pub fn verify_with(&self, token: &str, rules: &TokenRules) -> Result<Claims, TokenError> {
         let header = read_header(token)?;
         if header.alg != self.algorithm {
             return Err(TokenError::WrongAlgorithm {
@@ -164,7 +210,7 @@ impl TokenVerifier {
                 found: format!("{:?}", header.alg),
             });
         }
-        decode_claims(token, &self.key, &self.validation)
+        decode_claims(token, &header, &self.key, &self.validation, rules)
     }
 }
 
@@ -183,26 +229,32 @@ pub(crate) fn read_header(token: &str) -> Result<jsonwebtoken::Header, TokenErro
     })
 }
 
-/// The strict validation for `algorithm`: `exp`/`nbf` checked when present, no leeway.
+/// The strict validation for `algorithm`: the signature and `exp` when present, no leeway.
+/// `nbf` is checked by [`decode_claims`], whose leeway depends on the edition; `aud`, `iss` and
+/// a required `exp` by the 1.0 rules.
 pub(crate) fn strict_validation(algorithm: Algorithm) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.required_spec_claims.clear();
     validation.leeway = 0;
     validation.validate_exp = true;
-    validation.validate_nbf = true;
+    validation.validate_nbf = false;
     validation.validate_aud = false;
     validation
 }
 
-/// Checks the signature and the time claims of `token`, whose header algorithm the caller has
-/// already matched against `validation`, and reads its claims.
+/// Checks the signature and `exp` of `token`, whose header algorithm the caller has already
+/// matched against `validation`, then reads its claims as its edition says (`typ`).
 pub(crate) fn decode_claims(
     token: &str,
+    header: &jsonwebtoken::Header,
     key: &DecodingKey,
     validation: &Validation,
+    rules: &TokenRules,
 ) -> Result<Claims, TokenError> {
     let data =
-        jsonwebtoken::decode::<RawClaims>(token, key, validation).map_err(|e| match e.kind() {
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|e| match e
+            .kind()
+        {
             ErrorKind::InvalidSignature => TokenError::BadSignature,
             ErrorKind::ExpiredSignature => TokenError::Expired,
             ErrorKind::ImmatureSignature => TokenError::NotYetValid,
@@ -215,42 +267,63 @@ pub(crate) fn decode_claims(
             }
             _ => TokenError::Malformed(e.to_string()),
         })?;
-    data.claims.into_claims()
-}
-
-/// The payload as it comes off the wire; `mercure` and its namespaced twin are both accepted
-/// [R20], kept as raw JSON so that a malformed claim gets a precise message.
-#[derive(Deserialize)]
-struct RawClaims {
-    #[serde(default)]
-    mercure: Option<Value>,
-    #[serde(default, rename = "https://mercure.rocks/")]
-    namespaced: Option<Value>,
-    #[serde(default)]
-    exp: Option<f64>,
-}
-
-impl RawClaims {
-    fn into_claims(self) -> Result<Claims, TokenError> {
-        let mercure = match self.mercure.or(self.namespaced) {
-            None | Some(Value::Null) => MercureClaim::default(),
-            Some(value) => serde_json::from_value(value).map_err(|e| {
-                TokenError::InvalidClaims(format!(
-                    "the \"mercure\" claim must be an object with optional \"publish\" and \
-                     \"subscribe\" arrays of strings and a \"payload\": {e}"
-                ))
-            })?,
-        };
-        Ok(Claims {
-            mercure,
-            expires_at: self.exp.map(|exp| exp.max(0.0) as u64),
-        })
+    let now = jsonwebtoken::get_current_timestamp();
+    if is_access_token_type(header.typ.as_deref()) {
+        if !rules.protocols.v1 {
+            return Err(TokenError::ProtocolDisabled(ProtocolVersion::V1));
+        }
+        return v1_claims(&data.claims, rules, now);
     }
+    if !rules.protocols.draft07 {
+        return Err(TokenError::ProtocolDisabled(ProtocolVersion::Draft07));
+    }
+    draft07_claims(data.claims, now)
+}
+
+/// The claims of a draft-07 token: the `mercure` claim or its namespaced twin [R20], `exp`, and
+/// `nbf` enforced with no leeway.
+fn draft07_claims(mut payload: Map<String, Value>, now: u64) -> Result<Claims, TokenError> {
+    if let Some(nbf) = payload.get("nbf") {
+        let nbf = nbf
+            .as_f64()
+            .ok_or_else(|| TokenError::InvalidClaims("nbf is not a number".into()))?;
+        if nbf > now as f64 {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    let exp = match payload.get("exp") {
+        None | Some(Value::Null) => None,
+        Some(exp) => Some(
+            exp.as_f64()
+                .ok_or_else(|| TokenError::InvalidClaims("exp is not a number".into()))?,
+        ),
+    };
+    let claim = payload
+        .remove("mercure")
+        .filter(|v| !v.is_null())
+        .or_else(|| payload.remove("https://mercure.rocks/"));
+    let mercure = match claim {
+        None | Some(Value::Null) => MercureClaim::default(),
+        Some(value) => serde_json::from_value(value).map_err(|e| {
+            TokenError::InvalidClaims(format!(
+                "the \"mercure\" claim must be an object with optional \"publish\" and \
+                 \"subscribe\" arrays of strings and a \"payload\": {e}"
+            ))
+        })?,
+    };
+    Ok(Claims {
+        edition: ProtocolVersion::Draft07,
+        grants: Grants::from_draft07(mercure),
+        expires_at: exp.map(|exp| exp.max(0.0) as u64),
+        ..Claims::default()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access_token::TopicMatcher;
+    use crate::version::ProtocolSet;
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
 
@@ -272,11 +345,13 @@ mod tests {
             json!({"mercure": {"publish": ["*"], "subscribe": ["a"], "payload": {"u": 1}}, "exp": now() + 60}),
         );
         let claims = v.verify(&token).unwrap();
+        assert_eq!(claims.edition, ProtocolVersion::Draft07);
+        assert_eq!(claims.grants.publish, vec![TopicMatcher::Any]);
         assert_eq!(
-            claims.mercure.publish.as_deref(),
-            Some(&["*".to_string()][..])
+            claims.grants.subscribe,
+            vec![TopicMatcher::Template("a".into())]
         );
-        assert_eq!(claims.mercure.payload, Some(json!({"u": 1})));
+        assert_eq!(claims.grants.payload(), Some(&json!({"u": 1})));
         assert!(claims.expires_at.is_some());
     }
 
@@ -288,8 +363,8 @@ mod tests {
             json!({"https://mercure.rocks/": {"subscribe": ["x"]}}),
         );
         assert_eq!(
-            v.verify(&token).unwrap().mercure.subscribe,
-            Some(vec!["x".to_string()])
+            v.verify(&token).unwrap().grants.subscribe,
+            vec![TopicMatcher::Template("x".into())]
         );
     }
 
@@ -330,6 +405,50 @@ mod tests {
             v.verify(&token),
             Err(TokenError::InvalidClaims(_))
         ));
+    }
+
+    fn v1_rules(protocols: ProtocolSet) -> TokenRules {
+        TokenRules {
+            protocols,
+            resource: Some(url::Url::parse("https://hub.example/.well-known/mercure").unwrap()),
+            issuers: vec![],
+        }
+    }
+
+    #[test]
+    fn v2_typ_decides_the_edition_and_protocols_can_turn_either_off() {
+        let v = TokenVerifier::new(Algorithm::HS256, KEY).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        let claims = json!({
+            "aud": "https://hub.example/.well-known/mercure", "exp": now() + 60,
+            "mercure": {"publish": ["*"]},
+            "authorization_details": [{"type": crate::access_token::AUTHORIZATION_DETAIL_TYPE,
+                "actions": ["subscribe"], "topics": [{"match": "x"}]}],
+        });
+        let v1 = encode(&header, &claims, &EncodingKey::from_secret(KEY)).unwrap();
+        let draft07 = sign(Algorithm::HS256, claims);
+        let both = v1_rules(ProtocolSet::default());
+        let c = v.verify_with(&v1, &both).unwrap();
+        assert_eq!(c.edition, ProtocolVersion::V1);
+        assert!(
+            c.grants.publish.is_empty(),
+            "the mercure claim is not read from at+jwt"
+        );
+        assert_eq!(c.grants.subscribe, vec![TopicMatcher::Exact("x".into())]);
+        let c = v.verify_with(&draft07, &both).unwrap();
+        assert_eq!(c.edition, ProtocolVersion::Draft07);
+        assert_eq!(c.grants.publish, vec![TopicMatcher::Any]);
+        let only_v1 = v1_rules(ProtocolSet::parse("1.0").unwrap());
+        assert_eq!(
+            v.verify_with(&draft07, &only_v1),
+            Err(TokenError::ProtocolDisabled(ProtocolVersion::Draft07))
+        );
+        let only_draft07 = v1_rules(ProtocolSet::parse("draft-07").unwrap());
+        assert_eq!(
+            v.verify_with(&v1, &only_draft07),
+            Err(TokenError::ProtocolDisabled(ProtocolVersion::V1))
+        );
     }
 
     #[test]

@@ -37,3 +37,55 @@ impl fmt::Display for ProtocolVersion {
         f.write_str(self.name())
     }
 }
+
+/// The editions a hub serves (`--protocols draft-07,1.0`, both by default). A request or a
+/// token of an edition the hub does not serve is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProtocolSet {
+    /// draft-07 requests and tokens (the `mercure` claim) are served.
+    pub draft07: bool,
+    /// Mercure 1.0 requests and access tokens (`typ: at+jwt`) are served.
+    pub v1: bool,
+}
+
+impl Default for ProtocolSet {
+    fn default() -> Self {
+        ProtocolSet {
+            draft07: true,
+            v1: true,
+        }
+    }
+}
+
+impl ProtocolSet {
+    /// Whether `version` is served.
+    pub fn contains(self, version: ProtocolVersion) -> bool {
+        match version {
+            ProtocolVersion::Draft07 => self.draft07,
+            ProtocolVersion::V1 => self.v1,
+        }
+    }
+
+    /// Reads a comma-separated list of edition names (`draft-07`, `1.0`).
+    pub fn parse(list: &str) -> Result<ProtocolSet, String> {
+        let mut set = ProtocolSet {
+            draft07: false,
+            v1: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "draft-07" => set.draft07 = true,
+                "1.0" => set.v1 = true,
+                other => {
+                    return Err(format!(
+                        "unknown protocol {other:?}: the editions are draft-07 and 1.0"
+                    ));
+                }
+            }
+        }
+        if !set.draft07 && !set.v1 {
+            return Err("no protocol: name draft-07, 1.0 or both".to_owned());
+        }
+        Ok(set)
+    }
+}

@@ -33,7 +33,7 @@ pub(crate) struct Subscription {
     /// The `topic=` selectors: routing [R8].
     pub(crate) selectors: Vec<Selector>,
     /// The token's `mercure.subscribe` selectors: authorization for private updates [R20].
-    pub(crate) rights: Vec<Selector>,
+    pub(crate) rights: Vec<crate::grants::Right>,
     /// The token's `mercure.payload`.
     pub(crate) payload: Option<Value>,
     /// The edition the subscribe request spoke: which format its subscription events take.

@@ -1,5 +1,7 @@
-//! The HTTP surface: the hub endpoint [R1], `/healthz`, `/readyz`, and the layers around them.
+//! The HTTP surface: the hub endpoint [R1], the protected resource metadata [V6], `/healthz`,
+//! `/readyz`, and the layers around them.
 
+pub(crate) mod discovery;
 mod publish;
 mod subscribe;
 mod subscriptions;
@@ -33,10 +35,15 @@ pub(crate) fn router(hub: Hub) -> Router {
             "/.well-known/mercure/subscriptions/{*rest}",
             get(subscriptions::subscriptions),
         )
+        .route(discovery::METADATA_PATH, get(discovery::metadata))
         .route("/healthz", get(healthz))
         .route("/readyz", get(crate::metrics::endpoints::readyz))
         .merge(crate::ui::router(hub.config()))
         .merge(crate::front_page::router(hub.config()))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            discovery::add_links,
+        ))
         .with_state(hub)
         .layer(cors)
         .layer(axum::middleware::map_request(limit_head))
@@ -52,41 +59,6 @@ pub(crate) fn router(hub: Hub) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
-}
-
-/// The edition a request speaks by its token: Mercure 1.0 when the token is a 1.0 access token
-/// (`typ` `at+jwt` or `application/at+jwt`, ASCII case ignored) or arrives in 1.0's cookie;
-/// draft-07 otherwise (no token included). Publishing and the subscriptions API, whose
-/// parameters do not tell, go by this.
-pub(super) fn token_edition(
-    headers: &http::HeaderMap,
-    query_token: Option<&str>,
-    cookie_name: &str,
-) -> herald_protocol::ProtocolVersion {
-    use herald_protocol::ProtocolVersion;
-    const V1_COOKIE: &str = "__Secure-mercure_access_token";
-    let Ok(Some((token, _))) = crate::auth::find_token(headers, query_token, cookie_name) else {
-        return ProtocolVersion::Draft07;
-    };
-    let v1_cookie = || {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .any(|pair| pair.trim_start().starts_with(&format!("{V1_COOKIE}=")))
-    };
-    let typ = jsonwebtoken::decode_header(&token)
-        .ok()
-        .and_then(|header| header.typ);
-    let at_jwt = typ.is_some_and(|typ| {
-        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
-    });
-    if at_jwt || (headers.get(header::AUTHORIZATION).is_none() && v1_cookie()) {
-        ProtocolVersion::V1
-    } else {
-        ProtocolVersion::Draft07
-    }
 }
 
 /// Liveness: the process is up and serving HTTP.
@@ -108,6 +80,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .expose_headers([
             header::LINK,
             HeaderName::from_static("last-event-id"),
+            header::WWW_AUTHENTICATE,
             HeaderName::from_static("mercure-last-event-id"),
         ]);
     if origins.iter().any(|o| o == "*") {

@@ -1,7 +1,8 @@
 //! `POST /.well-known/mercure`: publish [R12]-[R17], [V3].
 //!
 //! A publish speaks Mercure 1.0 when its token is a 1.0 access token (`typ: at+jwt`) or comes
-//! in 1.0's cookie; otherwise draft-07. The edition picks the body rules
+//! in 1.0's cookie; otherwise draft-07 (the authorizer decides, `auth.rs`, and says so in
+//! `Caller::edition`). The edition picks the body rules
 //! (`PublishRequest::into_update_for`) and the answer to a topic in the hub's reserved
 //! namespace: 400 for 1.0 [V3], 403 for draft-07 as before [R16]. Both resolve the topic
 //! against the hub's URL first, so that a relative topic cannot reach the namespace either.
@@ -9,11 +10,12 @@
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use herald_protocol::{ProtocolVersion, PublishRequest, Update, is_reserved_topic_at};
+use herald_protocol::{
+    ProtocolVersion, PublishRequest, TopicMatcher, Update, is_reserved_topic_at,
+};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::auth::{misplaced_token, query_token};
 use crate::metrics::PublishOutcome;
 use crate::rejection::Rejection;
 use crate::{Hub, HubConfig};
@@ -43,8 +45,7 @@ pub(super) async fn publish(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
-    if let Some(rejection) = misplaced_token(&headers, query.as_deref(), &hub.config().cookie_name)
-    {
+    if let Some(rejection) = hub.authorizer().misplaced_token(&headers, query.as_deref()) {
         hub.metrics().publish_ended(
             PublishOutcome::Rejected(rejection.status()),
             Default::default(),
@@ -70,12 +71,11 @@ async fn store(
     query: Option<String>,
     body: Body,
 ) -> Result<Response, Refused> {
-    let query_token = query_token(query.as_deref());
-    let claims = hub
+    let caller = hub
         .authorizer()
-        .publisher(&headers, query_token.as_deref())
+        .publisher(&headers, query.as_deref())
         .await?;
-    let version = super::token_edition(&headers, query_token.as_deref(), &hub.config().cookie_name);
+    let version = caller.edition;
     let format = body_format(&headers)?;
     let body = read_body(body, &headers, hub.config()).await?;
     if matches!(format, BodyFormat::Form) && looks_like_json(&body) {
@@ -94,20 +94,24 @@ async fn store(
     let update = request
         .into_update_for(version)
         .map_err(|e| publish_error(e, &format, &body))?;
-    authorize_topics(
-        hub,
-        &update,
-        version,
-        claims.mercure.publish.as_deref().unwrap_or_default(),
-    )
-    .map_err(|e| match claims.mercure.subscribe {
-        Some(_) if claims.mercure.publish.is_none() => Rejection::forbidden(
-            "the token's mercure.publish claim is missing or empty: this is a subscriber's token \
-             (its mercure claim has subscribe, not publish); publish with a token whose \
-             mercure.publish lists the topics, e.g. herald token --publish '*'",
-        ),
-        _ => e,
-    })?;
+    let grants = &caller.claims.grants;
+    authorize_topics(hub, &update, version, &grants.publish)
+        .map_err(|e| {
+            let subscribers_token = version == ProtocolVersion::Draft07
+                && grants.publish.is_empty()
+                && !grants.subscribe.is_empty();
+            if subscribers_token {
+                Rejection::forbidden(
+                    "the token's mercure.publish claim is missing or empty: this is a \
+                     subscriber's token (its mercure claim has subscribe, not publish); publish \
+                     with a token whose mercure.publish lists the topics, e.g. herald token \
+                     --publish '*'",
+                )
+            } else {
+                e
+            }
+        })
+        .map_err(|e| e.for_edition(version))?;
     let id = update.id.clone();
     hub.transport().publish(update).await.map_err(|e| {
         Refused::Failed(
@@ -221,13 +225,14 @@ async fn read_body(
     }
 }
 
-/// Every topic must be allowed by the token's `mercure.publish` claim [R15], and none may lie in
-/// the hub's own namespace [R16][V3].
+/// Every topic must be allowed by the token's publish grants (draft-07 `mercure.publish`, 1.0
+/// `publish` authorization details) [R15][V2], and none may lie in the hub's own namespace
+/// [R16][V3].
 fn authorize_topics(
     hub: &Hub,
     update: &Update,
     version: ProtocolVersion,
-    allowed: &[String],
+    allowed: &[TopicMatcher],
 ) -> Result<(), Rejection> {
     if let Some(topic) = update
         .topics
@@ -246,16 +251,17 @@ fn authorize_topics(
             "the token's mercure.publish claim is missing or empty: it allows no topic",
         ));
     }
-    let selectors = hub
-        .registry()
-        .patterns()
-        .intern_all(allowed, &hub.config().template_limits)?;
+    let selectors = crate::grants::rights(
+        hub.registry().patterns(),
+        allowed,
+        &hub.config().template_limits,
+    )?;
     for topic in &update.topics {
         if !selectors.iter().any(|s| s.matches(topic)) {
             return Err(Rejection::forbidden(format!(
                 "the token's mercure.publish claim does not cover topic {topic}"
             ))
-            .with_detail(format!("mercure.publish = {allowed:?}")));
+            .with_detail(format!("publish grants = {allowed:?}")));
         }
     }
     Ok(())

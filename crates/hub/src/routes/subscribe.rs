@@ -20,7 +20,6 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::Hub;
-use crate::auth::find_token;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::limits::ClientId;
@@ -57,6 +56,14 @@ async fn accept(
             "POST",
         ));
     }
+    // A 1.0 request is authorized first: a client without a valid token learns nothing about
+    // its query (RFC 6750 answers carry no reason). A draft-07 one is parsed first, so that its
+    // mistakes are named with their fix.
+    let hint = herald_protocol::subscribe::query_version(query.unwrap_or(""));
+    let mut caller = None;
+    if hint == ProtocolVersion::V1 {
+        caller = Some(hub.authorizer().subscriber(headers, query, hint).await?);
+    }
     let request = SubscribeRequest::from_query(query.unwrap_or("")).map_err(|e| {
         let topics_instead = matches!(e, herald_protocol::SubscribeError::NoTopic)
             && herald_protocol::form::pairs(query.unwrap_or("").as_bytes())
@@ -74,16 +81,19 @@ async fn accept(
     let selectors = request
         .selectors(hub.url_base())
         .map_err(|e| Rejection::bad_request(e.to_string()))?;
-    if !hub.config().anonymous
-        && let Some(rejection) =
-            crate::auth::misplaced_token(headers, query, &hub.config().cookie_name)
-    {
-        return Err(rejection);
-    }
-    let claims = hub
-        .authorizer()
-        .subscriber(headers, request.authorization.as_deref())
-        .await?;
+    let caller = match caller {
+        Some(caller) => caller,
+        None => {
+            if !hub.config().anonymous
+                && let Some(rejection) = hub.authorizer().misplaced_token(headers, query)
+            {
+                return Err(rejection);
+            }
+            hub.authorizer()
+                .subscriber(headers, query, request.version)
+                .await?
+        }
+    };
     // The header wins over the query parameter [R25]. An empty one is no reconnection (as in
     // the reference hub): it falls back to the parameter.
     let last_event_id = match headers.get("last-event-id").filter(|v| !v.is_empty()) {
@@ -92,21 +102,11 @@ async fn accept(
         })?)),
         None => request.last_event_id.clone(),
     };
-    let token = match &claims {
-        None => None,
-        Some(_) => find_token(
-            headers,
-            request.authorization.as_deref(),
-            &hub.config().cookie_name,
-        )?
-        .map(|(token, _)| token),
-    };
+    let token = caller.as_ref().map(|caller| caller.token.as_str());
     let address = peer::client_address(peer, headers, &hub.config().trusted_proxies);
-    let client = hub
-        .registry()
-        .patterns()
-        .client_key(token.as_deref(), address);
-    let counted_as = hub.limits().client(address, token.as_deref());
+    let client = hub.registry().patterns().client_key(token, address);
+    let counted_as = hub.limits().client(address, token);
+    let claims = caller.map(|caller| caller.claims);
     Ok(Subscribe {
         request,
         selectors,
@@ -137,8 +137,8 @@ pub(super) async fn subscribe(
     let slot = hub.limits().admit(counted_as)?;
     let (rights, payload, expires_at) = match claims {
         Some(claims) => (
-            claims.mercure.subscribe.unwrap_or_default(),
-            claims.mercure.payload,
+            claims.grants.subscribe,
+            claims.grants.payloads.into_iter().next().map(|p| p.payload),
             claims.expires_at,
         ),
         None => (Vec::new(), None, None),

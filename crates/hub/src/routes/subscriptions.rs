@@ -5,7 +5,7 @@
 //!   plain JSON (`application/json`, `type` `subscription` / `subscriptions`), the cursor as the
 //!   `last-event-id` attribute of a `Link: <hub>; rel="mercure"` header.
 //!
-//! A request speaks 1.0 when its token does (see `token_edition`) or its path has three parts.
+//! A request speaks 1.0 when its token does (`Authorizer::edition`) or its path has three parts.
 //! Both list every live subscription of this hub (of every live node, on a Redis cluster), each
 //! in the requesting edition's format (draft-07 subscriptions appear in 1.0 as `exact`).
 //! The caller's token must hold a `mercure.subscribe` selector matching the requested path (as
@@ -22,7 +22,6 @@ use serde_json::{Value, json};
 use herald_protocol::{MatchType, ProtocolVersion};
 
 use crate::Hub;
-use crate::auth::query_token;
 use crate::rejection::Rejection;
 use crate::subscriptions::{Described, SUBSCRIPTIONS_PATH, described};
 
@@ -73,11 +72,11 @@ pub(super) async fn subscriptions(
         ));
     }
     let path = uri.path();
-    let query_token = query_token(query.as_deref());
     let token_edition =
-        super::token_edition(&headers, query_token.as_deref(), &hub.config().cookie_name);
+        hub.authorizer()
+            .edition(&headers, query.as_deref(), ProtocolVersion::Draft07);
     let (edition, resource) = parse(path, token_edition)?;
-    authorize(&hub, &headers, query_token.as_deref(), path).await?;
+    authorize(&hub, &headers, query.as_deref(), edition, path).await?;
 
     let last_event_id = hub
         .registry()
@@ -257,29 +256,33 @@ fn parse(
 async fn authorize(
     hub: &Hub,
     headers: &HeaderMap,
-    query_token: Option<&str>,
+    query: Option<&str>,
+    edition: ProtocolVersion,
     path: &str,
 ) -> Result<(), Rejection> {
-    let claims = hub
+    let caller = hub
         .authorizer()
-        .subscriber(headers, query_token)
+        .subscriber(headers, query, edition)
         .await?
         .ok_or_else(|| {
             Rejection::unauthorized(
                 "the subscriptions API needs a token whose mercure.subscribe matches this URL",
             )
+            .with_resource_metadata(hub.authorizer().resource_metadata())
         })?;
-    let allowed = claims.mercure.subscribe.unwrap_or_default();
-    let selectors = hub
-        .registry()
-        .patterns()
-        .intern_all(&allowed, &hub.config().template_limits)?;
+    let allowed = caller.claims.grants.subscribe;
+    let selectors = crate::grants::rights(
+        hub.registry().patterns(),
+        &allowed,
+        &hub.config().template_limits,
+    )?;
     if selectors.iter().any(|s| s.matches(path)) {
         Ok(())
     } else {
         Err(Rejection::forbidden(format!(
             "the token's mercure.subscribe claim does not cover {path}"
         ))
-        .with_detail(format!("mercure.subscribe = {allowed:?}")))
+        .with_detail(format!("subscribe grants = {allowed:?}"))
+        .for_edition(caller.edition))
     }
 }

@@ -45,6 +45,42 @@ pub fn token_with(alg: Algorithm, key: &[u8], claims: Value) -> String {
     jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap()
 }
 
+/// The hub URL of the Mercure 1.0 tests (`HubConfig::hub_url`): the `aud` of their access
+/// tokens and the base of relative URL patterns.
+pub const V1_HUB_URL: &str = "https://hub.example/.well-known/mercure";
+
+/// A Mercure 1.0 access token (`typ: at+jwt`, `aud` [`V1_HUB_URL`], signed with [`KEY`]) with
+/// these `authorization_details` [V2].
+pub fn v1_access_token(details: Vec<Value>) -> String {
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    let claims = json!({
+        "exp": now_secs() + 3600,
+        "aud": V1_HUB_URL,
+        "sub": "test",
+        "authorization_details": details,
+    });
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(KEY.as_bytes())).unwrap()
+}
+
+/// One Mercure authorization detail: `actions` on `topics`, each `(match_type, match)`, with
+/// the subscriber's `payload` if any.
+pub fn v1_detail(actions: &[&str], topics: &[(&str, &str)], payload: Option<Value>) -> Value {
+    let topics: Vec<Value> = topics
+        .iter()
+        .map(|(match_type, matcher)| json!({"match_type": match_type, "match": matcher}))
+        .collect();
+    let mut detail = json!({
+        "type": "https://mercure.rocks/authorization-detail",
+        "actions": actions,
+        "topics": topics,
+    });
+    if let Some(payload) = payload {
+        detail["payload"] = payload;
+    }
+    detail
+}
+
 /// A token allowed to publish to every topic.
 pub fn publisher_token() -> String {
     token(json!({"mercure": {"publish": ["*"]}}))
