@@ -264,19 +264,14 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     assert!(read.is_ok(), "the idle connection stayed open");
 }
 
-#[tokio::test]
-async fn a_publish_body_sent_a_byte_at_a_time_is_cut_with_408() {
-    let hub = TestHub::start(short_deadlines()).await;
-    let head = format!(
-        "POST /.well-known/mercure HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
-        publisher_token()
-    );
-    let stream = raw(&hub, head.as_bytes()).await;
+/// Sends `head`, then its 100-byte body a byte every 100 ms (`filler`); returns what the hub
+/// answered, and whether it closed the connection within [`WAIT`].
+async fn trickle_body(hub: &TestHub, head: &str, filler: &'static [u8]) -> (String, bool) {
+    let stream = raw(hub, head.as_bytes()).await;
     let (mut reader, mut writer) = stream.into_split();
     let trickle = tokio::spawn(async move {
         for _ in 0..100 {
-            if writer.write_all(b"t").await.is_err() {
+            if writer.write_all(filler).await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -285,13 +280,27 @@ async fn a_publish_body_sent_a_byte_at_a_time_is_cut_with_408() {
     let mut received = Vec::new();
     let closed = tokio::time::timeout(WAIT, reader.read_to_end(&mut received)).await;
     trickle.abort();
-    let text = String::from_utf8_lossy(&received);
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        closed.is_ok(),
+    )
+}
+
+#[tokio::test]
+async fn a_publish_body_sent_a_byte_at_a_time_is_cut_with_408() {
+    let hub = TestHub::start(short_deadlines()).await;
+    let head = format!(
+        "POST /.well-known/mercure HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
+        publisher_token()
+    );
+    let (text, closed) = trickle_body(&hub, &head, b"t").await;
     assert!(
         text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{text}"
     );
     assert!(text.contains("request body not received within"), "{text}");
-    assert!(closed.is_ok(), "the connection stayed open");
+    assert!(closed, "the connection stayed open");
 }
 
 #[tokio::test]
@@ -302,25 +311,12 @@ async fn a_token_request_to_the_dev_ui_sent_a_byte_at_a_time_is_cut_with_408() {
     let hub = TestHub::start(config).await;
     let head = "POST /.well-known/mercure/ui/token HTTP/1.1\r\nHost: hub\r\n\
                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n";
-    let stream = raw(&hub, head.as_bytes()).await;
-    let (mut reader, mut writer) = stream.into_split();
-    let trickle = tokio::spawn(async move {
-        for _ in 0..100 {
-            if writer.write_all(b" ").await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    let mut received = Vec::new();
-    let closed = tokio::time::timeout(WAIT, reader.read_to_end(&mut received)).await;
-    trickle.abort();
-    let text = String::from_utf8_lossy(&received);
+    let (text, closed) = trickle_body(&hub, head, b" ").await;
     assert!(
         text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{text}"
     );
-    assert!(closed.is_ok(), "the connection stayed open");
+    assert!(closed, "the connection stayed open");
 }
 
 #[tokio::test]

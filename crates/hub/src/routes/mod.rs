@@ -36,7 +36,7 @@ pub(crate) fn router(hub: Hub) -> Router {
             get(subscriptions::subscriptions),
         )
         .route(discovery::METADATA_PATH, get(discovery::metadata))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(crate::metrics::endpoints::healthz))
         .route("/readyz", get(crate::metrics::endpoints::readyz))
         .merge(crate::ui::router(hub.config()))
         .merge(crate::front_page::router(hub.config()))
@@ -59,11 +59,6 @@ pub(crate) fn router(hub: Hub) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
-}
-
-/// Liveness: the process is up and serving HTTP.
-async fn healthz() -> &'static str {
-    "ok\n"
 }
 
 /// CORS by allowlist [R23]. `*` allows any origin but, as browsers demand, without credentials;
