@@ -22,9 +22,16 @@
 //! hyper's read buffer (8 KiB) then receives the prefix alone, and the next read, short of a full
 //! 8 KiB of room, doubles it to 16 KiB, which an idle subscriber keeps for its whole life. Read
 //! straight from the socket, the request head arrives in one read and the buffer stays at
-//! 8 KiB; see docs/benchmarks.md, "Idle memory". A connection whose first bytes do not settle
-//! the question (a partial HTTP/2 preface, an error, an immediate close) goes through
+//! 8 KiB; see docs/benchmarks.md, "Idle memory". The same peek (25 bytes) tells a subscription,
+//! which `subscription_conn.rs` serves. A connection whose first bytes do not settle the
+//! question (a partial HTTP/2 preface, an error, an immediate close) goes through
 //! `auto::Builder` as before.
+//!
+//! A connection's task lives as long as the connection, and a task is one allocation sized for
+//! its future's largest state: so each phase and path of a connection (the first bytes, a
+//! subscription, hyper's HTTP/1 and HTTP/2, a refusal, TLS) is a boxed future of its own, and
+//! an idle subscriber's task holds pointers, not room for paths it did not take (see
+//! docs/benchmarks.md, "Idle memory: 3.0 KB per subscriber").
 //!
 //! Over TLS ([`serve_tls`], `tls.rs`) the handshake comes first, bounded by the same header
 //! deadline from the accept; then ALPN decides instead of peeking: `h2` goes to the HTTP/2
@@ -138,7 +145,9 @@ async fn serve_with(
                 }
                 Err(Full) => {
                     Metrics::inc(&metrics.connections_refused);
-                    connections.refuse(stream).await;
+                    // Boxed: a refusal (with its TLS handshake and hyper connection) is rare
+                    // and must not size every connection's task.
+                    Box::pin(connections.refuse(stream)).await;
                 }
             }
             drop(watcher);
@@ -374,21 +383,31 @@ impl Connections {
             // Boxed: a TLS stream and its paths do not size every plain connection's task.
             return Box::pin(self.serve_tls(tls, stream, peer, accepted, stopping)).await;
         }
-        // A client that connects and sends nothing is dropped after the header timeout.
-        let version = tokio::select! {
-            version = tokio::time::timeout_at(head_deadline, sniff(&stream)) => match version {
-                Ok(version) => version,
-                Err(_) => return,
-            },
-            () = stopping.cancelled() => return,
-        };
-        let result = match version {
-            Some(Version::Http1) => {
-                self.serve_http1(stream, peer, head_deadline, &stopping)
-                    .await
+        // A client that connects and sends nothing is dropped after the header timeout. Boxed,
+        // as each path below: a task's future is as large as its largest phase, and an idle
+        // subscriber's task must not keep room for what its connection no longer does (see
+        // docs/benchmarks.md, "Idle memory: 3.0 KB per subscriber").
+        let start = Box::pin(async {
+            tokio::select! {
+                start = tokio::time::timeout_at(head_deadline, classify(&stream)) => start.ok(),
+                () = stopping.cancelled() => None,
             }
-            Some(Version::Http2) => self.serve_http2(stream, peer, accepted, &stopping).await,
-            None => {
+        })
+        .await;
+        let Some(start) = start else { return };
+        let result = match start {
+            Start::Subscription => {
+                Box::pin(self.serve_subscription(stream, peer, head_deadline, &stopping)).await
+            }
+            Start::Http1 => {
+                let connection = self
+                    .h1
+                    .serve_connection(TokioIo::new(stream), self.service(peer))
+                    .with_upgrades();
+                Box::pin(until_stopped(connection, &stopping)).await
+            }
+            Start::Http2 => Box::pin(self.serve_http2(stream, peer, accepted, &stopping)).await,
+            Start::Unknown => {
                 let activity = Activity::since(accepted);
                 let service = Tracked::new(self.service(peer), Arc::clone(&activity));
                 let connection = self
@@ -499,35 +518,28 @@ impl Connections {
         }
     }
 
-    async fn serve_http1(
-        &self,
+    /// A subscription over HTTP/1, served without hyper's per-connection buffers unless its
+    /// head needs hyper's judgement. Not an `async fn`: the future keeps the subscription's
+    /// future and what the hand-off needs, not a second copy of its arguments.
+    fn serve_subscription<'a>(
+        &'a self,
         stream: TcpStream,
         peer: SocketAddr,
         head_deadline: Instant,
-        stopping: &CancellationToken,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        // Subscriptions over HTTP/1 are served without hyper's per-connection buffers, unless
-        // their head needs hyper's judgement.
-        if subscription_conn::is_subscription(&stream).await {
-            let router = self.router.clone();
-            let Some(rewound) =
-                subscription_conn::serve(stream, Vec::new(), peer, router, head_deadline).await
-            else {
+        stopping: &'a CancellationToken,
+    ) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + 'a {
+        let subscription =
+            subscription_conn::serve(stream, Vec::new(), peer, self.router.clone(), head_deadline);
+        async move {
+            let Some(rewound) = subscription.await else {
                 return Ok(());
             };
             let connection = self
                 .h1
                 .serve_connection(TokioIo::new(rewound), self.service(peer))
                 .with_upgrades();
-            return Box::pin(until_stopped(connection, stopping)).await;
+            Box::pin(until_stopped(connection, stopping)).await
         }
-        // The common case is polled in place; the others are boxed so that they do not size
-        // every connection's task.
-        let connection = self
-            .h1
-            .serve_connection(TokioIo::new(stream), self.service(peer))
-            .with_upgrades();
-        until_stopped(connection, stopping).await
     }
 }
 
@@ -557,28 +569,43 @@ where
 /// No room for one more connection under `max_connections`.
 struct Full;
 
-/// The protocol a connection speaks, as its first bytes tell.
-enum Version {
+/// What a plain connection is, as its first bytes tell.
+enum Start {
+    /// An HTTP/1 subscription: `subscription_conn.rs` serves it.
+    Subscription,
+    /// Any other HTTP/1 request: hyper serves it.
     Http1,
+    /// The HTTP/2 preface (prior knowledge).
     Http2,
+    /// Not settled (a partial HTTP/2 preface, an error, an immediate close): `auto::Builder`
+    /// reads the bytes and decides, as it always did.
+    Unknown,
 }
 
 /// The HTTP/2 connection preface (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Looks at the connection's first bytes without consuming them: HTTP/2 if they are the whole
-/// preface, HTTP/1 as soon as they differ from it; `None` (let `auto::Builder` decide, as it
-/// always did) for a partial preface, an error or an immediate close.
-async fn sniff(stream: &TcpStream) -> Option<Version> {
-    let mut buf = [0; H2_PREFACE.len()];
-    let n = stream.peek(&mut buf).await.ok()?;
+/// Looks at the connection's first bytes without consuming them (one `MSG_PEEK`): HTTP/2 if
+/// they are the whole preface, HTTP/1 as soon as they differ from it, and a subscription if
+/// they start like one.
+async fn classify(stream: &TcpStream) -> Start {
+    let mut buf = [0; subscription_conn::PREFIX_LEN];
+    let Ok(n) = stream.peek(&mut buf).await else {
+        return Start::Unknown;
+    };
+    let first = &buf[..n];
+    let preface = n.min(H2_PREFACE.len());
     if n == 0 {
-        None
-    } else if buf[..n] != H2_PREFACE[..n] {
-        Some(Version::Http1)
-    } else if n == H2_PREFACE.len() {
-        Some(Version::Http2)
+        Start::Unknown
+    } else if first[..preface] == H2_PREFACE[..preface] {
+        if preface == H2_PREFACE.len() {
+            Start::Http2
+        } else {
+            Start::Unknown
+        }
+    } else if subscription_conn::starts_subscription(first) {
+        Start::Subscription
     } else {
-        None
+        Start::Http1
     }
 }

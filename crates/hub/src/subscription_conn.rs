@@ -16,7 +16,7 @@
 //! Everything else (publishing, HEAD, CORS preflights, the UI, HTTP/2) goes to hyper.
 //!
 //! The stream is any `AsyncRead + AsyncWrite`: a TCP socket, whose first bytes are peeked at
-//! ([`is_subscription`]), or a TLS stream that negotiated HTTP/1.1, whose first bytes cannot be
+//! (`server.rs`, [`starts_subscription`]), or a TLS stream that negotiated HTTP/1.1, whose first bytes cannot be
 //! peeked at and are read instead ([`read_start`]) and handed on with the stream, to this path
 //! or to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
 //! rustls could not write at once.
@@ -30,6 +30,7 @@
 //! is handed back, with the bytes already read, to be served by hyper. A property test below
 //! holds the verdicts to httparse's on arbitrary and mutated heads.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -42,7 +43,6 @@ use bytes::{BufMut, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -59,14 +59,13 @@ const MAX_URI_BYTES: usize = (u16::MAX - 1) as usize;
 /// The most header lines in a request head (hyper's limit too); 431 above.
 const MAX_HEADERS: usize = 100;
 
-/// Whether the connection's first bytes are a subscription. Looks without consuming; `false`
-/// (leave it to hyper) when too few bytes have arrived to tell.
-pub(crate) async fn is_subscription(stream: &TcpStream) -> bool {
-    let mut first = [0u8; 25];
-    match stream.peek(&mut first).await {
-        Ok(n) => PREFIXES.iter().any(|prefix| first[..n] == prefix[..]),
-        Err(_) => false,
-    }
+/// How many first bytes tell whether a request is a subscription.
+pub(crate) const PREFIX_LEN: usize = PREFIXES[0].len();
+
+/// Whether a connection's first bytes are a subscription; `false` (leave it to hyper) when
+/// too few have arrived to tell.
+pub(crate) fn starts_subscription(first: &[u8]) -> bool {
+    PREFIXES.iter().any(|prefix| first == &prefix[..])
 }
 
 /// Reads the first bytes of a stream that cannot be peeked at (TLS) until they tell whether it
@@ -93,13 +92,66 @@ where
 /// `prefix`), then closes it; or, for a request this path does not handle as hyper would,
 /// gives the connection back with the bytes read so far, to be served by hyper. The request
 /// head must be complete by `head_deadline`.
-pub(crate) async fn serve<S>(
+///
+/// An idle subscriber's memory is mostly this future, kept for the stream's whole life, so it
+/// is laid out in two phases: [`respond`] (the head, the route, the response head) and
+/// [`stream_body`]. What the first phase holds (the head buffer, the request, the response's
+/// header map) is gone before the second starts, rather than sized into it.
+pub(crate) fn serve<S>(
+    stream: S,
+    prefix: Vec<u8>,
+    peer: SocketAddr,
+    router: Router,
+    head_deadline: Instant,
+) -> impl Future<Output = Option<Rewound<S>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Boxed and created here, so that the stream's future holds a pointer to it, not its
+    // arguments and state, and frees it once it is done.
+    let responding = Box::pin(respond(stream, prefix, peer, router, head_deadline));
+    async move {
+        let (mut stream, body, chunked) = match responding.await {
+            Responded::Stream {
+                stream,
+                body,
+                chunked,
+            } => (stream, body, chunked),
+            Responded::HandOff(rewound) => return Some(rewound),
+            Responded::Done => return None,
+        };
+        if let Err(e) = stream_body(&mut stream, body, chunked).await {
+            tracing::debug!("subscription connection ended: {e}");
+        }
+        let _ = stream.shutdown().await;
+        None
+    }
+}
+
+/// Where [`respond`] leaves a connection.
+enum Responded<S> {
+    /// The response head is written; its body is an event stream, sent with chunked encoding
+    /// (HTTP/1.1) or not (HTTP/1.0).
+    Stream {
+        stream: S,
+        body: Body,
+        chunked: bool,
+    },
+    /// A head hyper must judge: the connection goes to hyper with the bytes read.
+    HandOff(Rewound<S>),
+    /// Answered whole (a rejection, an error, a response that is not a stream), or closed.
+    Done,
+}
+
+/// Reads the head, routes the request and writes the response's head (or all of a response
+/// that is not a stream).
+async fn respond<S>(
     mut stream: S,
     prefix: Vec<u8>,
     peer: SocketAddr,
     router: Router,
     head_deadline: Instant,
-) -> Option<Rewound<S>>
+) -> Responded<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -121,21 +173,32 @@ where
                 rejection.1
             );
             let _ = write_plain(&mut stream, rejection.0, rejection.1).await;
-            return None;
+            let _ = stream.shutdown().await;
+            return Responded::Done;
         }
-        Ok(Some(Verdict::HandOff)) => return Some(Rewound::new(head.bytes, stream)),
+        Ok(Some(Verdict::HandOff)) => return Responded::HandOff(Rewound::new(head.bytes, stream)),
         // Closed, failed or too slow: hyper closes without an answer too.
-        Ok(None) | Err(_) => return None,
+        Ok(None) | Err(_) => return Responded::Done,
     };
     // The peer address, as the hyper path puts it (`peer.rs`).
     request.extensions_mut().insert(ConnectInfo(peer));
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
-    if let Err(e) = write_response(&mut stream, version, response).await {
-        tracing::debug!("subscription connection ended: {e}");
+    match write_head(&mut stream, version, response).await {
+        Ok(Some((body, chunked))) => Responded::Stream {
+            stream,
+            body,
+            chunked,
+        },
+        Ok(None) => {
+            let _ = stream.shutdown().await;
+            Responded::Done
+        }
+        Err(e) => {
+            tracing::debug!("subscription connection ended: {e}");
+            Responded::Done
+        }
     }
-    let _ = stream.shutdown().await;
-    None
 }
 
 /// What becomes of a request head.
@@ -265,17 +328,18 @@ fn parse(head: &[u8]) -> Option<Verdict> {
     Some(Verdict::Serve(request))
 }
 
-/// Writes the response: a stream chunk by chunk, anything else whole.
-async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
+/// Writes a response that is not an event stream whole (`None`), or the head of one that is
+/// and gives back its body, and whether it is chunked.
+async fn write_head<S: AsyncWrite + Unpin>(
     stream: &mut S,
     version: Version,
     response: Response<Body>,
-) -> io::Result<()> {
+) -> io::Result<Option<(Body, bool)>> {
     let is_stream = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let (parts, mut body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     if !is_stream {
         let bytes = body
             .collect()
@@ -283,13 +347,22 @@ async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         let head = head(version, parts.status, &parts.headers, Some(bytes.len()));
-        return write_all(stream, &mut [IoSlice::new(&head), IoSlice::new(&bytes)]).await;
+        write_all(stream, &mut [IoSlice::new(&head), IoSlice::new(&bytes)]).await?;
+        return Ok(None);
     }
     // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
     let chunked = version == Version::HTTP_11;
     let head = head(version, parts.status, &parts.headers, None);
     write_all(stream, &mut [IoSlice::new(&head)]).await?;
-    drop(head);
+    Ok(Some((body, chunked)))
+}
+
+/// Writes an event stream's body chunk by chunk until it ends or the client goes.
+async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut body: Body,
+    chunked: bool,
+) -> io::Result<()> {
     // Between writes, watch the socket too: a client that closes its end is found out at
     // once (its subscription ends now, not at the next heartbeat), as hyper does.
     let mut probe = [0u8; 1];
