@@ -288,9 +288,12 @@ impl Authorizer {
         }
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         if let Some(first) = values.next() {
-            let token = bearer_token(first.to_str().unwrap_or(""));
+            let value = first.to_str().unwrap_or("");
+            let token = bearer_token(value);
             let several = values.next().is_some();
-            if speaks(token) == ProtocolVersion::V1 {
+            // An access token behind another scheme (`Basic`) is a 1.0 client's mistake.
+            let credential = value.split_once(' ').map_or(value, |(_, rest)| rest).trim();
+            if speaks(token.or(Some(credential))) == ProtocolVersion::V1 {
                 if several {
                     return Err(invalid_request("two Authorization headers"));
                 }
@@ -381,6 +384,7 @@ impl Authorizer {
                      last_event_id=) instead of topic= and lastEventID=, or present a draft-07 \
                      token (with a mercure claim)",
                 )
+                .with_resource_metadata(self.resource_metadata())
                 .with_detail(detail),
             }
         })
@@ -403,17 +407,17 @@ impl Authorizer {
         }
     }
 
-    /// A draft-07 request that carries no token where the hub reads one [R19], but has one in
-    /// a query parameter of another name (`?token=...`): refused with where to put it.
+    /// A request that carries no token where the hub reads one [R19], but has one in a query
+    /// parameter of another name (`?token=...`): refused with where to put it (a draft-07
+    /// answer; `said` as for [`Authorizer::present`], which refuses 1.0 requests' query tokens
+    /// itself).
     pub(crate) fn misplaced_token(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
+        said: Option<ProtocolVersion>,
     ) -> Option<Rejection> {
-        if !matches!(
-            self.present(headers, query, Some(ProtocolVersion::Draft07)),
-            Ok(None)
-        ) {
+        if !matches!(self.present(headers, query, said), Ok(None)) {
             return None;
         }
         let name = herald_protocol::form::pairs(query?.as_bytes())
@@ -696,6 +700,7 @@ mod tests {
     #[test]
     fn v3_access_token_parameter_is_refused_for_v1_and_misplaced_for_draft07() {
         let a = authorizer();
+        let d7 = Some(ProtocolVersion::Draft07);
         let none = HeaderMap::new();
         assert!(
             a.present(
@@ -707,11 +712,11 @@ mod tests {
             .is_none()
         );
         assert!(
-            a.misplaced_token(&none, Some("topic=a&access_token=t"))
+            a.misplaced_token(&none, Some("topic=a&access_token=t"), d7)
                 .is_some()
         );
         assert!(
-            a.misplaced_token(&none, Some("topic=a&authorization=t"))
+            a.misplaced_token(&none, Some("topic=a&authorization=t"), d7)
                 .is_none()
         );
     }

@@ -85,7 +85,9 @@ async fn accept(
         Some(caller) => caller,
         None => {
             if !hub.config().anonymous
-                && let Some(rejection) = hub.authorizer().misplaced_token(headers, query)
+                && let Some(rejection) =
+                    hub.authorizer()
+                        .misplaced_token(headers, query, Some(request.version))
             {
                 return Err(rejection);
             }
