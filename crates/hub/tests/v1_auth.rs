@@ -400,6 +400,7 @@ async fn v6_protected_resource_metadata_and_link_headers() {
             "bearer_methods_supported": ["header"],
             "authorization_details_types_supported": [DETAIL],
             "mercure_cookie": "__Secure-mercure_access_token",
+            "mercure_version": 8,
         })
     );
     // The hub's own responses name its URL.
