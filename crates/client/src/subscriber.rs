@@ -145,7 +145,9 @@ impl Subscriber {
     }
 
     /// Adds a Mercure 1.0 exact matcher (`match=`): the topic, compared byte for byte (`*`:
-    /// every topic). A subscription has either 1.0 matchers or draft-07 topic selectors.
+    /// every topic). A subscription has either 1.0 matchers or draft-07 topic selectors, and a
+    /// token of the same edition: a 1.0 access token (`typ: at+jwt`) with 1.0 matchers, a
+    /// draft-07 token with topic selectors (a hub refuses the mix).
     pub fn match_exact(mut self, topic: impl Into<String>) -> Self {
         self.matchers.push(("match", topic.into()));
         self

@@ -7,20 +7,22 @@
 //! (a browser sends its cookies whatever the page does, so a cookie beside a header is no
 //! mistake of the client).
 //!
-//! A request speaks 1.0 when its query carries 1.0 parameters (the route's hint), when its token
-//! is an access token (`typ: at+jwt`, read from the header before verifying) or when it came in
-//! the 1.0 cookie. A 1.0 request gets the RFC 6750 answers (`rejection.rs`) and may not present
-//! its token in the query (400 `invalid_request`: URLs end up in logs), nor send two
-//! `Authorization` headers or a header beside a query token; the `access_token` query parameter
-//! of RFC 6750 is refused for the same reason. draft-07 requests keep their answers, which
-//! name the fix for the usual mistakes: a token without `Bearer `, a token signed with another
-//! key, a token in a query parameter the hub does not read ([`Authorizer::misplaced_token`]), a
-//! browser's cookie not sent.
+//! Which edition a request speaks is decided by one rule, `ProtocolVersion::of_request`
+//! (`herald_protocol::version`): the route's parameters (a subscribe query's, read by
+//! `herald_protocol::subscribe::query_version`; a subscriptions API path of three parts) and the
+//! token (`typ: at+jwt` is 1.0, read from its header before verifying) must agree when both
+//! tell; one alone decides; neither is draft-07. [`Authorizer::present`] applies it to the
+//! token it finds, and refuses a mismatch in the form of the parameters' edition; routes read
+//! the result from [`Caller::edition`] or [`Authorizer::edition`] and answer in that form.
 //!
-//! The one decision of a request's edition: the subscribe query's parameters
-//! (`herald_protocol::subscribe::query_version`, the route's hint) and the token's presentation
-//! ([`Authorizer::present`]); routes read the result from [`Caller::edition`] or
-//! [`Authorizer::edition`].
+//! A 1.0 request gets the RFC 6750 answers (`rejection.rs`) and may not present its token in the
+//! query (400 `invalid_request`: URLs end up in logs), nor send two `Authorization` headers or a
+//! header beside a query token; the `access_token` query parameter of RFC 6750 is refused for
+//! the same reason. A cookie whose token speaks the other edition than the parameters is
+//! skipped (a browser sends them all). draft-07 requests keep their answers, which name the fix
+//! for the usual mistakes: a token without `Bearer `, a token signed with another key, a token
+//! in a query parameter the hub does not read ([`Authorizer::misplaced_token`]), a browser's
+//! cookie not sent, a 1.0 access token on a draft-07 query.
 //!
 //! A publish authenticated by cookie must come from an allowed `Origin` (or `Referer`) [R22]:
 //! a cookie is sent by the browser whoever wrote the page, so without this check any site could
@@ -124,17 +126,15 @@ impl Authorizer {
                 "GET, HEAD",
             )
         })?;
-        let presented = self
-            .present(headers, query, ProtocolVersion::Draft07)?
-            .ok_or_else(|| {
-                Rejection::unauthorized(
-                    "no token: publishing needs a JWT in an \"Authorization: Bearer <token>\" \
+        let presented = self.present(headers, query, None)?.ok_or_else(|| {
+            Rejection::unauthorized(
+                "no token: publishing needs a JWT in an \"Authorization: Bearer <token>\" \
                      header (curl -H \"Authorization: Bearer $TOKEN\"), the \"authorization\" \
                      query parameter or the cookie",
-                )
-                .with_resource_metadata(self.resource_metadata())
-                .with_detail("publish request without a token")
-            })?;
+            )
+            .with_resource_metadata(self.resource_metadata())
+            .with_detail("publish request without a token")
+        })?;
         if presented.source == TokenSource::Cookie {
             self.check_publish_origin(headers)?;
         }
@@ -148,16 +148,16 @@ impl Authorizer {
     }
 
     /// The subscriber (`None` for an anonymous one), or why it may not subscribe
-    /// [R18][R21][V3]. `hint` is the edition the request's parameters speak.
+    /// [R18][R21][V3]. `said` is the edition the request's parameters speak, if they tell.
     pub(crate) async fn subscriber(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-        hint: ProtocolVersion,
+        said: Option<ProtocolVersion>,
     ) -> Result<Option<Caller>, Rejection> {
-        match self.present(headers, query, hint)? {
+        match self.present(headers, query, said)? {
             None if self.anonymous => Ok(None),
-            None if hint == ProtocolVersion::V1 => Err(Rejection::bearer(
+            None if said == Some(ProtocolVersion::V1) => Err(Rejection::bearer(
                 None,
                 self.resource_metadata(),
                 "subscribe request without a token, and anonymous subscribers are not allowed",
@@ -253,12 +253,14 @@ impl Authorizer {
         }
     }
 
-    /// Finds the token, in the order of [R19], and the edition the request speaks.
+    /// Finds the token, in the order of [R19], and the edition the request speaks: `said` is
+    /// what the route's parameters say (`None`: they do not tell), and the token must agree
+    /// ([`ProtocolVersion::of_request`], the one rule; see `herald_protocol::version`).
     pub(crate) fn present(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-        hint: ProtocolVersion,
+        said: Option<ProtocolVersion>,
     ) -> Result<Option<Presented>, Rejection> {
         let invalid_request = |reason: &str| {
             Rejection::bearer(
@@ -267,13 +269,17 @@ impl Authorizer {
                 reason.to_owned(),
             )
         };
+        // The edition a request presenting `token` would speak before the two are checked to
+        // agree: what decides how the token may be presented.
+        let speaks = |token: Option<&str>| {
+            said.or(token.map(token_edition))
+                .unwrap_or(ProtocolVersion::Draft07)
+        };
         let query_tokens = QueryTokens::read(query);
         // RFC 6750's query parameter is refused for 1.0 requests; for draft-07 ones it is a
         // parameter the hub does not read (see `misplaced_token`).
-        if query_tokens
-            .access_token
-            .as_deref()
-            .is_some_and(|token| edition_of(hint, Some(token)) == ProtocolVersion::V1)
+        if let Some(token) = query_tokens.access_token.as_deref()
+            && speaks(Some(token)) == ProtocolVersion::V1
         {
             return Err(invalid_request(
                 "the access_token query parameter is not accepted: send the token in an \
@@ -282,10 +288,12 @@ impl Authorizer {
         }
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         if let Some(first) = values.next() {
-            let token = bearer_token(first.to_str().unwrap_or(""));
+            let value = first.to_str().unwrap_or("");
+            let token = bearer_token(value);
             let several = values.next().is_some();
-            let edition = edition_of(hint, token);
-            if edition == ProtocolVersion::V1 {
+            // An access token behind another scheme (`Basic`) is a 1.0 client's mistake.
+            let credential = value.split_once(' ').map_or(value, |(_, rest)| rest).trim();
+            if speaks(token.or(Some(credential))) == ProtocolVersion::V1 {
                 if several {
                     return Err(invalid_request("two Authorization headers"));
                 }
@@ -314,14 +322,13 @@ impl Authorizer {
                 }
             })?;
             return Ok(Some(Presented {
+                edition: self.agree(said, token, TokenSource::Header)?,
                 token: token.to_owned(),
                 source: TokenSource::Header,
-                edition,
             }));
         }
         if let Some(token) = query_tokens.authorization {
-            let edition = edition_of(hint, Some(&token));
-            if edition == ProtocolVersion::V1 {
+            if speaks(Some(&token)) == ProtocolVersion::V1 {
                 return Err(invalid_request(
                     "the authorization query parameter is a draft-07 form, refused for Mercure \
                      1.0 requests: send the token in an Authorization: Bearer header or the \
@@ -329,53 +336,88 @@ impl Authorizer {
                 ));
             }
             return Ok(Some(Presented {
+                edition: self.agree(said, &token, TokenSource::Query)?,
                 token,
                 source: TokenSource::Query,
-                edition,
             }));
         }
-        if let Some(token) = cookie(headers, V1_COOKIE) {
-            return Ok(Some(Presented {
-                token,
-                source: TokenSource::Cookie,
-                edition: ProtocolVersion::V1,
-            }));
+        // The 1.0 cookie first. A cookie whose token speaks the other edition than the
+        // parameters is skipped: browsers send every cookie whatever the page does, so a page
+        // migrated to 1.0 may still carry the draft-07 cookie, and the other way round.
+        for name in [V1_COOKIE, self.cookie_name.as_str()] {
+            if let Some(token) = cookie(headers, name) {
+                let edition = token_edition(&token);
+                if said.is_some_and(|said| said != edition) {
+                    tracing::debug!(cookie = name, "cookie of the other edition ignored");
+                    continue;
+                }
+                return Ok(Some(Presented {
+                    token,
+                    source: TokenSource::Cookie,
+                    edition,
+                }));
+            }
         }
-        Ok(cookie(headers, &self.cookie_name).map(|token| Presented {
-            edition: edition_of(hint, Some(&token)),
-            token,
-            source: TokenSource::Cookie,
-        }))
+        Ok(None)
     }
 
-    /// The edition a request speaks, for routes whose parameters do not tell (publishing, the
-    /// subscriptions API): 1.0 when `hint` says so, when its token is an access token or when
-    /// it came in the 1.0 cookie; a request whose token cannot be found speaks `hint`.
+    /// The edition of a request whose parameters say `said` and whose token is `token`, or the
+    /// refusal of a request whose two disagree, in the form of its parameters' edition.
+    fn agree(
+        &self,
+        said: Option<ProtocolVersion>,
+        token: &str,
+        source: TokenSource,
+    ) -> Result<ProtocolVersion, Rejection> {
+        ProtocolVersion::of_request(said, Some(token_edition(token))).map_err(|mismatch| {
+            let detail = format!("token from {source:?}: {mismatch}");
+            match mismatch.parameters {
+                // draft-08: a token whose `typ` is not `at+jwt` fails validation.
+                ProtocolVersion::V1 => Rejection::bearer(
+                    Some(BearerError::InvalidToken),
+                    self.resource_metadata(),
+                    detail,
+                ),
+                ProtocolVersion::Draft07 => Rejection::unauthorized(
+                    "this is a Mercure 1.0 access token (typ at+jwt) on a draft-07 request: \
+                     subscribe with the 1.0 parameters (match=, match_urlpattern=, \
+                     last_event_id=) instead of topic= and lastEventID=, or present a draft-07 \
+                     token (with a mercure claim)",
+                )
+                .with_resource_metadata(self.resource_metadata())
+                .with_detail(detail),
+            }
+        })
+    }
+
+    /// The edition a request speaks, for routes whose parameters may not tell (publishing, the
+    /// subscriptions API): `said` when they do, else its token's; a request whose token cannot
+    /// be found (or is refused) speaks `said`, or draft-07.
     pub(crate) fn edition(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-        hint: ProtocolVersion,
+        said: Option<ProtocolVersion>,
     ) -> ProtocolVersion {
-        match self.present(headers, query, hint) {
+        match self.present(headers, query, said) {
             Ok(Some(presented)) => presented.edition,
             // A refused presentation is refused again, in its edition's form, when the route
             // authorizes the request.
-            Ok(None) | Err(_) => hint,
+            Ok(None) | Err(_) => said.unwrap_or(ProtocolVersion::Draft07),
         }
     }
 
-    /// A draft-07 request that carries no token where the hub reads one [R19], but has one in
-    /// a query parameter of another name (`?token=...`): refused with where to put it.
+    /// A request that carries no token where the hub reads one [R19], but has one in a query
+    /// parameter of another name (`?token=...`): refused with where to put it (a draft-07
+    /// answer; `said` as for [`Authorizer::present`], which refuses 1.0 requests' query tokens
+    /// itself).
     pub(crate) fn misplaced_token(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
+        said: Option<ProtocolVersion>,
     ) -> Option<Rejection> {
-        if !matches!(
-            self.present(headers, query, ProtocolVersion::Draft07),
-            Ok(None)
-        ) {
+        if !matches!(self.present(headers, query, said), Ok(None)) {
             return None;
         }
         let name = herald_protocol::form::pairs(query?.as_bytes())
@@ -424,13 +466,13 @@ impl Authorizer {
     }
 }
 
-/// The edition of a request: 1.0 when its parameters say so or its token is an access token.
-fn edition_of(hint: ProtocolVersion, token: Option<&str>) -> ProtocolVersion {
-    let access_token = token.is_some_and(|token| {
-        jsonwebtoken::decode_header(token)
-            .is_ok_and(|header| is_access_token_type(header.typ.as_deref()))
-    });
-    if hint == ProtocolVersion::V1 || access_token {
+/// The edition a token speaks, read from its header before any verification: 1.0 for an access
+/// token (`typ: at+jwt`), draft-07 for anything else (a token that is no JWT at all included:
+/// its verification fails in the form of the request's edition).
+fn token_edition(token: &str) -> ProtocolVersion {
+    let access_token = jsonwebtoken::decode_header(token)
+        .is_ok_and(|header| is_access_token_type(header.typ.as_deref()));
+    if access_token {
         ProtocolVersion::V1
     } else {
         ProtocolVersion::Draft07
@@ -521,6 +563,7 @@ fn origin_of(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::response::IntoResponse;
     use http::HeaderValue;
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
@@ -547,17 +590,25 @@ mod tests {
     fn found(
         headers: &HeaderMap,
         query: Option<&str>,
-        hint: ProtocolVersion,
+        said: Option<ProtocolVersion>,
     ) -> Option<(String, TokenSource)> {
         authorizer()
-            .present(headers, query, hint)
+            .present(headers, query, said)
             .unwrap()
             .map(|p| (p.token, p.source))
     }
 
+    /// A token whose header says `typ: at+jwt` (its edition is read before any verification).
+    fn access_token() -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        let key = jsonwebtoken::EncodingKey::from_secret(b"any key");
+        jsonwebtoken::encode(&header, &serde_json::json!({}), &key).unwrap()
+    }
+
     #[test]
     fn r19_header_wins_then_query_then_cookie() {
-        let d7 = ProtocolVersion::Draft07;
+        let d7 = Some(ProtocolVersion::Draft07);
         let all = headers(&[
             (header::AUTHORIZATION, "Bearer h"),
             (header::COOKIE, "a=b; mercureAuthorization=c"),
@@ -578,25 +629,63 @@ mod tests {
 
     #[test]
     fn v2_the_v1_cookie_comes_before_the_draft07_one() {
+        let new = access_token();
         let both = headers(&[(
             header::COOKIE,
-            "mercureAuthorization=old; __Secure-mercure_access_token=new",
+            &format!("mercureAuthorization=old; __Secure-mercure_access_token={new}"),
         )]);
-        let presented = authorizer()
-            .present(&both, None, ProtocolVersion::Draft07)
-            .unwrap()
-            .unwrap();
-        assert_eq!(presented.token, "new");
+        let a = authorizer();
+        let presented = a.present(&both, None, None).unwrap().unwrap();
+        assert_eq!(presented.token, new);
         assert_eq!(presented.edition, ProtocolVersion::V1);
+        // A cookie of the other edition than the parameters is skipped, not refused.
+        let d7 = Some(ProtocolVersion::Draft07);
+        assert_eq!(
+            found(&both, None, d7),
+            Some(("old".into(), TokenSource::Cookie))
+        );
+        let old_only = headers(&[(header::COOKIE, "mercureAuthorization=old")]);
+        assert_eq!(found(&old_only, None, Some(ProtocolVersion::V1)), None);
+    }
+
+    #[test]
+    fn v1_a_token_of_the_other_edition_than_the_parameters_is_refused() {
+        let a = authorizer();
+        let v1_token = headers(&[(header::AUTHORIZATION, &format!("Bearer {}", access_token()))]);
+        let d7_token = headers(&[(header::AUTHORIZATION, "Bearer old")]);
+        let d7 = Some(ProtocolVersion::Draft07);
+        let v1 = Some(ProtocolVersion::V1);
+        let refused = |r: Result<Option<Presented>, Rejection>| r.unwrap_err().into_response();
+        // A draft-07 answer: a bare challenge, the reason in the body.
+        let response = refused(a.present(&v1_token, None, d7));
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let response = refused(a.present(&d7_token, None, v1));
+        assert_eq!(response.status(), 401);
+        assert!(
+            response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+        // Where the parameters do not tell, the token decides.
+        let presented = a.present(&v1_token, None, None).unwrap().unwrap();
+        assert_eq!(presented.edition, ProtocolVersion::V1);
+        let presented = a.present(&d7_token, None, None).unwrap().unwrap();
+        assert_eq!(presented.edition, ProtocolVersion::Draft07);
+        // The draft-07 query parameter with an access token on a draft-07 query.
+        let query = format!("topic=a&authorization={}", access_token());
+        assert!(a.present(&HeaderMap::new(), Some(&query), d7).is_err());
     }
 
     #[test]
     fn v3_malformed_presentations_of_v1_requests_are_refused() {
-        let v1 = ProtocolVersion::V1;
+        let v1 = Some(ProtocolVersion::V1);
+        let d7 = Some(ProtocolVersion::Draft07);
         let a = authorizer();
         let basic = headers(&[(header::AUTHORIZATION, "Basic abc")]);
         assert!(a.present(&basic, None, v1).is_err());
-        assert!(a.present(&basic, None, ProtocolVersion::Draft07).is_err());
+        assert!(a.present(&basic, None, d7).is_err());
         let two = headers(&[
             (header::AUTHORIZATION, "Bearer a"),
             (header::AUTHORIZATION, "Bearer b"),
@@ -605,31 +694,29 @@ mod tests {
         let none = HeaderMap::new();
         assert!(a.present(&none, Some("authorization=t"), v1).is_err());
         assert!(a.present(&none, Some("access_token=t"), v1).is_err());
-        assert!(
-            a.present(&none, Some("authorization=t"), ProtocolVersion::Draft07)
-                .is_ok()
-        );
+        assert!(a.present(&none, Some("authorization=t"), d7).is_ok());
     }
 
     #[test]
     fn v3_access_token_parameter_is_refused_for_v1_and_misplaced_for_draft07() {
         let a = authorizer();
+        let d7 = Some(ProtocolVersion::Draft07);
         let none = HeaderMap::new();
         assert!(
             a.present(
                 &none,
                 Some("topic=a&access_token=t"),
-                ProtocolVersion::Draft07
+                Some(ProtocolVersion::Draft07)
             )
             .unwrap()
             .is_none()
         );
         assert!(
-            a.misplaced_token(&none, Some("topic=a&access_token=t"))
+            a.misplaced_token(&none, Some("topic=a&access_token=t"), d7)
                 .is_some()
         );
         assert!(
-            a.misplaced_token(&none, Some("topic=a&authorization=t"))
+            a.misplaced_token(&none, Some("topic=a&authorization=t"), d7)
                 .is_none()
         );
     }

@@ -89,6 +89,8 @@ struct Shared {
     url_base: url::Url,
     /// The caps on open subscriptions (limits.rs).
     limits: limits::SubscriptionLimits,
+    /// The live subscriptions as they are announced (subscriptions.rs), with `--subscriptions`.
+    active_subscriptions: subscriptions::ActiveSubscriptions,
 }
 
 /// Makes a transport from the hub's [`Dispatcher`]; see [`HubBuilder::transport`].
@@ -191,6 +193,7 @@ impl HubBuilder {
                 registry,
                 transport,
                 url_base,
+                active_subscriptions: subscriptions::ActiveSubscriptions::default(),
             }),
         })
     }
@@ -279,6 +282,10 @@ impl Hub {
 
     pub(crate) fn limits(&self) -> &limits::SubscriptionLimits {
         &self.shared.limits
+    }
+
+    pub(crate) fn active_subscriptions(&self) -> &subscriptions::ActiveSubscriptions {
+        &self.shared.active_subscriptions
     }
 
     fn authorizer(&self) -> &Authorizer {

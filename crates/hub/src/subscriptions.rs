@@ -9,6 +9,25 @@
 //!   data plain JSON (`type: "subscription"`, `match_type`, `match`, ...), sent as SSE
 //!   `event: mercure` (a type publishers may not use).
 //!
+//! Who holds a subscription and what it carries [V5]:
+//! - **`subscriber`**: for a 1.0 token with a `sub`, that `sub` (draft-08: the identifier is
+//!   derived from what the hub validated, "typically the `sub` claim", and a subscriber's
+//!   connections share it); otherwise (anonymous, no `sub`, draft-07, whose tokens have no such
+//!   claim) a fresh `urn:uuid` per connection, as the reference hub does.
+//! - **`payload`**: draft-07's `mercure.payload` describes every subscription of the connection;
+//!   1.0's is that of the first `subscribe` grant whose topics match the subscription's own
+//!   matcher (`Grants::payload_for`); none when no grant matches, or when the first that does
+//!   has no payload.
+//!
+//! Since several connections of one `sub` may name the same matcher, a subscription (its
+//! topic, which draft-08 requires to be unique among active subscriptions) may be held by
+//! several connections at once: [`ActiveSubscriptions`] counts its holders, announces it active
+//! when the first arrives and ended when the last leaves, and keeps the document of its first
+//! holder. It also lists the live subscriptions for the API (`routes/subscriptions.rs`) in
+//! arrival order, when the transport keeps no cluster-wide directory. The count is per node: on
+//! a Redis cluster, two nodes holding the same subscription each announce it, and the first to
+//! see its holders leave announces its end.
+//!
 //! Path components are percent-encoded once. These updates go through the transport, ordered
 //! with the rest and delivered on every node, but are NOT kept in history
 //! ([`Transport::publish_live`](crate::Transport::publish_live)): otherwise every anonymous
@@ -23,8 +42,11 @@
 //! kernel reports the dead peer at once when it answered with a reset, and within the TCP user
 //! timeout set on every connection (see `server.rs`) when it answers nothing at all.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+
 use herald_protocol::publish::RESERVED_EVENT_TYPE;
-use herald_protocol::{MatchType, ProtocolVersion, Update, generate_id};
+use herald_protocol::{Claims, Grants, MatchType, ProtocolVersion, Update, generate_id};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
@@ -122,83 +144,213 @@ impl Described {
     }
 }
 
+/// What a connection's token says about its subscriptions beyond what the registry keeps: who
+/// holds them and the grants their 1.0 payloads come from.
+#[derive(Debug, Default)]
+pub(crate) struct Holder {
+    /// A 1.0 token's `sub`.
+    subject: Option<String>,
+    /// A 1.0 token's grants (only their payloads are read).
+    grants: Grants,
+}
+
+impl Holder {
+    /// The holder a subscribe request's verified claims describe (`None`: anonymous).
+    pub(crate) fn of(claims: Option<&Claims>) -> Holder {
+        match claims {
+            Some(claims) if claims.edition == ProtocolVersion::V1 => Holder {
+                subject: claims.subject.clone(),
+                grants: Grants {
+                    payloads: claims.grants.payloads.clone(),
+                    ..Grants::default()
+                },
+            },
+            _ => Holder::default(),
+        }
+    }
+}
+
 /// The descriptions of `subscriber`'s subscriptions, one per selector.
-pub(crate) fn described(subscriber: &Subscriber, active: bool) -> Vec<Described> {
+fn described(subscriber: &Subscriber, holder: &Holder) -> Vec<Described> {
     let subscription = subscriber.subscription();
+    let identifier = holder.subject.as_deref().unwrap_or(subscriber.iri());
     subscription
         .selectors
         .iter()
         .map(|selector| Described {
             match_type: selector.match_type(),
             matcher: selector.as_str().to_owned(),
-            subscriber: subscriber.iri().to_owned(),
-            active,
-            payload: subscription.payload.clone(),
+            subscriber: identifier.to_owned(),
+            active: true,
+            payload: match subscription.version {
+                ProtocolVersion::Draft07 => subscription.payload.clone(),
+                ProtocolVersion::V1 => holder.grants.payload_for(selector.as_str()).cloned(),
+            },
         })
         .collect()
 }
 
-/// Publishes one event per selector of `subscriber`, in the format of its edition.
-pub(crate) fn announce(hub: &Hub, subscriber: &Subscriber, active: bool) {
-    let edition = subscriber.subscription().version;
-    let directory = hub.transport().subscription_directory();
-    for described in described(subscriber, active) {
-        let id = described.id(edition);
-        let mut data = described.document(edition);
-        if let Some(directory) = directory {
-            if active {
-                directory.started(id.clone(), data.to_string());
+/// The live subscriptions of this hub, each with the number of connections holding it.
+#[derive(Debug, Default)]
+pub(crate) struct ActiveSubscriptions {
+    book: Mutex<Book>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    next: u64,
+    /// By arrival.
+    live: BTreeMap<u64, Held>,
+    /// Subscription id (its events' topic) -> arrival number.
+    by_id: HashMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct Held {
+    described: Described,
+    edition: ProtocolVersion,
+    holders: usize,
+}
+
+impl ActiveSubscriptions {
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The live subscriptions, in arrival order.
+    pub(crate) fn list(&self) -> Vec<Described> {
+        self.book()
+            .live
+            .values()
+            .map(|held| held.described.clone())
+            .collect()
+    }
+
+    /// Counts one more holder of each subscription, announcing those it is the first of;
+    /// returns their ids, for [`ActiveSubscriptions::release`].
+    fn hold(
+        &self,
+        hub: &Hub,
+        subscriptions: Vec<Described>,
+        edition: ProtocolVersion,
+    ) -> Vec<String> {
+        let mut book = self.book();
+        let mut ids = Vec::with_capacity(subscriptions.len());
+        for described in subscriptions {
+            let id = described.id(edition);
+            let held = book.by_id.get(&id).copied();
+            if let Some(held) = held.and_then(|n| book.live.get_mut(&n)) {
+                held.holders += 1;
             } else {
-                directory.ended(id.clone());
+                announce(hub, &id, &described, edition);
+                let n = book.next;
+                book.next += 1;
+                book.by_id.insert(id.clone(), n);
+                book.live.insert(
+                    n,
+                    Held {
+                        described,
+                        edition,
+                        holders: 1,
+                    },
+                );
             }
+            ids.push(id);
         }
-        let event_type = match edition {
-            ProtocolVersion::Draft07 => {
-                data["@context"] = json!("https://mercure.rocks/");
-                None
+        ids
+    }
+
+    /// Counts one holder less of each subscription of `ids`, announcing the end of those it
+    /// was the last of.
+    fn release(&self, hub: &Hub, ids: &[String]) {
+        let mut book = self.book();
+        for id in ids {
+            let Some(n) = book.by_id.get(id).copied() else {
+                continue;
+            };
+            let Some(held) = book.live.get_mut(&n) else {
+                continue;
+            };
+            held.holders = held.holders.saturating_sub(1);
+            if held.holders == 0 {
+                book.by_id.remove(id);
+                if let Some(held) = book.live.remove(&n) {
+                    let ended = Described {
+                        active: false,
+                        ..held.described
+                    };
+                    announce(hub, id, &ended, held.edition);
+                }
             }
-            ProtocolVersion::V1 => Some(RESERVED_EVENT_TYPE.to_owned()),
-        };
-        let update = Update {
-            id: generate_id(),
-            topics: vec![id],
-            data: data.to_string(),
-            private: true,
-            event_type,
-            retry: None,
-        };
-        let publish = hub.transport().publish_live(update);
-        // Announcing must not hold up the subscriber (or, on drop, run inside a sync context).
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(e) = publish.await {
-                        tracing::warn!("subscription event not published: {e}");
-                    }
-                });
-            }
-            Err(_) => tracing::debug!("no runtime: subscription event dropped at exit"),
         }
     }
 }
 
-/// Announces the end of a subscription when dropped (it lives in the subscriber's stream).
+/// Publishes the event of one subscription starting or ending, in the format of `edition`.
+/// Called under the book's lock: the start and end of one subscription reach the transport in
+/// the order they happened, even when two of its holders come and go at once.
+fn announce(hub: &Hub, id: &str, described: &Described, edition: ProtocolVersion) {
+    let mut data = described.document(edition);
+    if let Some(directory) = hub.transport().subscription_directory() {
+        if described.active {
+            directory.started(id.to_owned(), data.to_string());
+        } else {
+            directory.ended(id.to_owned());
+        }
+    }
+    let event_type = match edition {
+        ProtocolVersion::Draft07 => {
+            data["@context"] = json!("https://mercure.rocks/");
+            None
+        }
+        ProtocolVersion::V1 => Some(RESERVED_EVENT_TYPE.to_owned()),
+    };
+    let update = Update {
+        id: generate_id(),
+        topics: vec![id.to_owned()],
+        data: data.to_string(),
+        private: true,
+        event_type,
+        retry: None,
+    };
+    let publish = hub.transport().publish_live(update);
+    // Announcing must not hold up the subscriber (or, on drop, run inside a sync context).
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Err(e) = publish.await {
+                    tracing::warn!("subscription event not published: {e}");
+                }
+            });
+        }
+        Err(_) => tracing::debug!("no runtime: subscription event dropped at exit"),
+    }
+}
+
+/// A connection's hold on its subscriptions: announced (if it is their first holder) when made,
+/// released (and their end announced if it was the last) when dropped. It lives in the
+/// subscriber's stream.
 pub(crate) struct Presence {
     hub: Hub,
-    subscriber: std::sync::Arc<Subscriber>,
+    ids: Vec<String>,
 }
 
 impl Presence {
-    /// Announces the start of `subscriber`'s subscriptions; the end follows on drop.
-    pub(crate) fn begin(hub: Hub, subscriber: std::sync::Arc<Subscriber>) -> Presence {
-        announce(&hub, &subscriber, true);
-        Presence { hub, subscriber }
+    /// Holds `subscriber`'s subscriptions, as `holder` (its token) describes them.
+    pub(crate) fn begin(hub: Hub, subscriber: &Subscriber, holder: &Holder) -> Presence {
+        let edition = subscriber.subscription().version;
+        let ids = hub
+            .active_subscriptions()
+            .hold(&hub, described(subscriber, holder), edition);
+        Presence { hub, ids }
     }
 }
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        announce(&self.hub, &self.subscriber, false);
+        self.hub
+            .active_subscriptions()
+            .release(&self.hub, &self.ids);
     }
 }
 

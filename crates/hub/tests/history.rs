@@ -355,11 +355,26 @@ async fn r29_history_is_bounded_by_age(backend: Backend) {
 
 // ---- [V4] Mercure 1.0 reconnection ----
 
-/// Subscribes as a 1.0 client (`match=TOPIC`) with `query` added, and `rights` in its token.
+/// A hub that knows its URL, the audience of 1.0 access tokens.
+fn v1_config(config: HubConfig) -> HubConfig {
+    HubConfig {
+        hub_url: Some(V1_HUB_URL.into()),
+        ..config
+    }
+}
+
+/// Subscribes as a 1.0 client (`match=TOPIC`) with `query` added, and `rights` (exact topics)
+/// in its access token.
 async fn v1_reconnect(hub: &TestHub, query: &str, rights: &[&str]) -> EventReader {
+    let rights: Vec<(&str, &str)> = rights.iter().map(|topic| ("exact", *topic)).collect();
+    let details = if rights.is_empty() {
+        vec![]
+    } else {
+        vec![v1_detail(&["subscribe"], &rights, None)]
+    };
     hub.subscribe_with(
         hub.get(&format!("match={}&{query}", enc(TOPIC)))
-            .bearer_auth(subscriber_token(rights)),
+            .bearer_auth(v1_access_token(details)),
     )
     .await
 }
@@ -372,7 +387,7 @@ fn v1_last_event_id_header(reader: &EventReader) -> Option<String> {
 }
 
 async fn v4_last_event_id_parameter_replays_later_events(backend: Backend) {
-    let hub = backend.start(config()).await;
+    let hub = backend.start(v1_config(config())).await;
     publish_ids(&hub, &["v1", "v2", "v3"]).await;
     let mut sub = v1_reconnect(&hub, "last_event_id=v1", &[]).await;
     assert_eq!(v1_last_event_id_header(&sub).as_deref(), Some("v1"));
@@ -381,7 +396,7 @@ async fn v4_last_event_id_parameter_replays_later_events(backend: Backend) {
 }
 
 async fn v4_duplicate_ids_resolve_to_the_earliest_occurrence(backend: Backend) {
-    let hub = backend.start(config()).await;
+    let hub = backend.start(v1_config(config())).await;
     publish_ids(&hub, &["dup", "d1", "dup", "d2"]).await;
     let mut sub = v1_reconnect(&hub, "last_event_id=dup", &[]).await;
     assert_eq!(v1_last_event_id_header(&sub).as_deref(), Some("dup"));
@@ -393,7 +408,7 @@ async fn v4_duplicate_ids_resolve_to_the_earliest_occurrence(backend: Backend) {
 }
 
 async fn v4_duplicate_whose_earliest_occurrence_was_trimmed_gives_earliest(backend: Backend) {
-    let hub = backend.start(small_history(3)).await;
+    let hub = backend.start(v1_config(small_history(3))).await;
     // The first "dup" is trimmed, the second is retained: the oldest retained occurrence is not
     // tracked, so 1.0 replays the whole retained history and says so.
     publish_ids(&hub, &["dup", "k1", "dup", "k2", "k3"]).await;
@@ -413,7 +428,7 @@ async fn v4_duplicate_whose_earliest_occurrence_was_trimmed_gives_earliest(backe
 }
 
 async fn v4_unknown_id_gives_earliest(backend: Backend) {
-    let hub = backend.start(config()).await;
+    let hub = backend.start(v1_config(config())).await;
     publish_ids(&hub, &["u1", "u2"]).await;
     let mut sub = v1_reconnect(&hub, "last_event_id=nowhere", &[]).await;
     assert_eq!(v1_last_event_id_header(&sub).as_deref(), Some("earliest"));
@@ -421,7 +436,7 @@ async fn v4_unknown_id_gives_earliest(backend: Backend) {
 }
 
 async fn v4_replay_is_reauthorized_against_the_current_token(backend: Backend) {
-    let hub = backend.start(config()).await;
+    let hub = backend.start(v1_config(config())).await;
     publish_ids(&hub, &["start"]).await;
     for id in ["secret-1", "secret-2"] {
         hub.publish_ok(&[("topic", TOPIC), ("id", id), ("private", "on")])

@@ -120,14 +120,24 @@ async fn v1_draft07_and_v1_subscribers_side_by_side() {
 
 #[tokio::test]
 async fn v1_private_updates_still_need_the_token_right() {
-    let hub = anonymous_hub().await;
+    // A hub that knows its URL, the audience of 1.0 access tokens.
+    let hub = TestHub::start(HubConfig {
+        anonymous: true,
+        hub_url: Some(V1_HUB_URL.into()),
+        ..config()
+    })
+    .await;
     let query = format!(
         "match_urlpattern={}&{}",
         enc("https://example.com/books/:id"),
         sentinel()
     );
     let mut reader = hub
-        .subscribe_with(hub.get(&query).bearer_auth(subscriber_token(&[BOOK_1])))
+        .subscribe_with(hub.get(&query).bearer_auth(v1_access_token(vec![v1_detail(
+            &["subscribe"],
+            &[("exact", BOOK_1)],
+            None,
+        )])))
         .await;
     // The routing pattern selects books/2, the token does not allow it [V1]: routing never
     // widens what a subscriber may read.

@@ -174,3 +174,159 @@ async fn v5_draft07_subscriptions_keep_their_events() {
         }
     }
 }
+
+/// A subscription's payload is that of the first `subscribe` grant whose topics match its own
+/// matcher, in events and in the API; none when no grant matches (draft-08, "Payloads").
+#[tokio::test]
+async fn v5_payload_comes_from_the_grant_matching_each_subscription() {
+    const FOO: &str = "https://example.com/foo";
+    const OTHER: &str = "https://example.com/other";
+    let hub = hub().await;
+    let watch = "/.well-known/mercure/subscriptions/:match_type/:match/:subscriber";
+    let reader = v1_token(&[V1_RIGHT], None);
+    let mut watcher = hub
+        .subscribe_with(
+            hub.get(&format!("match_urlpattern={}", enc(watch)))
+                .bearer_auth(&reader),
+        )
+        .await;
+    let token = v1_access_token(vec![
+        v1_detail(&["subscribe"], &[("exact", FOO)], Some(json!({"c": 1}))),
+        v1_detail(
+            &["subscribe"],
+            &[("urlpattern", PATTERN)],
+            Some(json!({"c": 2})),
+        ),
+        v1_detail(&["subscribe"], &[("exact", "*")], Some(json!({"c": 3}))),
+    ]);
+    let _subscriber = hub
+        .subscribe_with(
+            hub.get(&format!(
+                "match={}&match_urlpattern={}&match={}",
+                enc(FOO),
+                enc(PATTERN),
+                enc(OTHER)
+            ))
+            .bearer_auth(&token),
+        )
+        .await;
+    let mut payloads = Vec::new();
+    for matcher in [FOO, PATTERN, OTHER] {
+        let (_, started) = next_about(&mut watcher, matcher).await;
+        payloads.push(started["payload"].clone());
+    }
+    assert_eq!(
+        payloads,
+        [json!({"c": 1}), json!({"c": 2}), json!({"c": 3})]
+    );
+    let listed: Value = api(&hub, "/.well-known/mercure/subscriptions", &reader)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let payload_of = |matcher: &str| {
+        listed["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["match"] == matcher)
+            .map(|d| d["payload"].clone())
+    };
+    assert_eq!(payload_of(FOO), Some(json!({"c": 1})));
+    assert_eq!(payload_of(PATTERN), Some(json!({"c": 2})));
+
+    // No `*` default: a subscription no grant matches has no payload at all.
+    let narrow = v1_access_token_with(
+        vec![v1_detail(
+            &["subscribe"],
+            &[("exact", FOO)],
+            Some(json!({"c": 1})),
+        )],
+        json!({"sub": "narrow"}),
+    );
+    let _other = hub
+        .subscribe_with(
+            hub.get(&format!("match={}", enc("https://example.com/unmatched")))
+                .bearer_auth(&narrow),
+        )
+        .await;
+    let (_, started) = next_about(&mut watcher, "https://example.com/unmatched").await;
+    assert!(started.get("payload").is_none(), "{started}");
+}
+
+/// A 1.0 token's `sub` is the subscriber of its subscriptions, shared by its connections: a
+/// subscription two of them hold is announced once, and ends when the last one leaves
+/// (draft-08, "Subscription Events"). Anonymous subscribers get a `urn:uuid`.
+#[tokio::test]
+async fn v5_the_token_sub_identifies_the_subscriber() {
+    const ADA: &str = "https://example.com/users/ada";
+    const X: &str = "https://example.com/x";
+    const Y: &str = "https://example.com/y";
+    let hub = hub().await;
+    let watch = "/.well-known/mercure/subscriptions/:match_type/:match/:subscriber";
+    let mut watcher = hub
+        .subscribe_with(
+            hub.get(&format!("match_urlpattern={}", enc(watch)))
+                .bearer_auth(v1_token(&[V1_RIGHT], None)),
+        )
+        .await;
+    next_about(&mut watcher, watch).await;
+    let ada = v1_access_token_with(vec![], json!({"sub": ADA}));
+    let first = hub
+        .subscribe_with(hub.get(&format!("match={}", enc(X))).bearer_auth(&ada))
+        .await;
+    let (_, started) = next_about(&mut watcher, X).await;
+    assert_eq!(started["subscriber"], ADA);
+    let id = format!(
+        "/.well-known/mercure/subscriptions/exact/{}/{}",
+        component(X),
+        component(ADA)
+    );
+    assert_eq!(started["id"], id.as_str());
+    let second = hub
+        .subscribe_with(
+            hub.get(&format!("match={}&match={}", enc(X), enc(Y)))
+                .bearer_auth(&ada),
+        )
+        .await;
+    let (_, started) = next_about(&mut watcher, Y).await;
+    assert_eq!(started["subscriber"], ADA);
+    // X was already held by ADA: not announced again.
+    watcher.assert_no_event(Duration::from_millis(400)).await;
+
+    // The first connection leaves; the second still holds X.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while hub.hub.subscriber_count() > 2 {
+        assert!(tokio::time::Instant::now() < deadline, "first never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    watcher.assert_no_event(Duration::from_millis(400)).await;
+    let one = api(&hub, &id, &v1_token(&[V1_RIGHT], None)).await;
+    assert_eq!(one.status(), 200);
+    assert_eq!(one.json::<Value>().await.unwrap()["active"], true);
+
+    // The last one leaves: both end.
+    drop(second);
+    let mut ended = Vec::new();
+    for _ in 0..2 {
+        let event = watcher.next_event().await;
+        let document: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(document["active"], false);
+        assert_eq!(document["subscriber"], ADA);
+        ended.push(document["match"].as_str().unwrap().to_owned());
+    }
+    ended.sort();
+    assert_eq!(ended, [X, Y]);
+
+    // Without a `sub` (here anonymous), each connection is a subscriber of its own.
+    let _anonymous = hub.subscribe(&format!("match={}", enc(X))).await;
+    let (_, started) = next_about(&mut watcher, X).await;
+    assert!(
+        started["subscriber"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:uuid:"),
+        "{started}"
+    );
+}

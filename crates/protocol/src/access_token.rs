@@ -100,6 +100,20 @@ impl TopicMatcher {
         }
     }
 
+    /// Whether `topic` is one this matcher names. A template is compiled on each call (the hub
+    /// interns the matchers it checks often, `grants.rs`); one too costly to compile matches
+    /// only itself.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicMatcher::Any => true,
+            TopicMatcher::Exact(exact) => exact == topic,
+            TopicMatcher::Template(template) => {
+                crate::TopicSelector::parse(template).matches(topic)
+            }
+            TopicMatcher::UrlPattern(pattern) => pattern.is_match(topic),
+        }
+    }
+
     /// The 1.0 `match_type` name (`exact`, `urlpattern`), or `template` for draft-07 selectors.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -122,13 +136,14 @@ impl PartialEq for TopicMatcher {
     }
 }
 
-/// A payload and the topics whose subscriptions it describes.
+/// A `subscribe` grant's payload and the topics whose subscriptions it describes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayloadGrant {
     /// The topics of the authorization detail (draft-07: `*`).
     pub topics: Vec<TopicMatcher>,
-    /// The detail's `payload` (draft-07: the claim's `payload`).
-    pub payload: Value,
+    /// The detail's `payload` (draft-07: the claim's `payload`). `None` for a `subscribe`
+    /// detail without one: it still masks the details after it (see [`Grants::payload_for`]).
+    pub payload: Option<Value>,
 }
 
 /// What a verified token allows, whatever its edition.
@@ -138,7 +153,8 @@ pub struct Grants {
     pub publish: Vec<TopicMatcher>,
     /// Topics of the private updates the bearer may receive [R20].
     pub subscribe: Vec<TopicMatcher>,
-    /// Payloads of `subscribe` grants, in the token's order (the first matching one wins).
+    /// Every `subscribe` grant with its payload (if any), in the token's order: the first one
+    /// matching a subscription gives its payload ([`Grants::payload_for`]).
     pub payloads: Vec<PayloadGrant>,
 }
 
@@ -160,15 +176,30 @@ impl Grants {
                 .into_iter()
                 .map(|payload| PayloadGrant {
                     topics: vec![TopicMatcher::Any],
-                    payload,
+                    payload: Some(payload),
                 })
                 .collect(),
         }
     }
 
-    /// The payload attached to the bearer's subscriptions: the first one of the token.
+    /// The first payload of the token, whichever topics it describes.
     pub fn payload(&self) -> Option<&Value> {
-        self.payloads.first().map(|grant| &grant.payload)
+        self.payloads
+            .iter()
+            .find_map(|grant| grant.payload.as_ref())
+    }
+
+    /// The payload of the subscription whose matcher is `matcher` (the `match*` or `topic` value
+    /// as the subscriber wrote it), as draft-08 ("Payloads") defines it: that of the FIRST
+    /// `subscribe` grant one of whose topics matches `matcher` taken as a topic (an `exact` grant
+    /// the identical string, a URL pattern grant a matcher string it matches, `*` every one).
+    /// `None` when no grant matches, or when the first that matches carries no payload: a later
+    /// grant never unmasks it. A draft-07 token's payload describes every subscription.
+    pub fn payload_for(&self, matcher: &str) -> Option<&Value> {
+        self.payloads
+            .iter()
+            .find(|grant| grant.topics.iter().any(|topic| topic.matches(matcher)))
+            .and_then(|grant| grant.payload.as_ref())
     }
 }
 
@@ -304,12 +335,15 @@ fn read_details(details: &Value, base: &Url) -> Result<Grants, String> {
             grants.subscribe.extend(topics.iter().cloned());
         }
         match detail.get("payload") {
-            None => {}
             Some(_) if !subscribe => return Err(at("payload without the subscribe action")),
-            Some(payload) => grants.payloads.push(PayloadGrant {
+            Some(payload) if !payload.is_object() => {
+                return Err(at("payload must be a JSON object"));
+            }
+            payload if subscribe => grants.payloads.push(PayloadGrant {
                 topics,
-                payload: payload.clone(),
+                payload: payload.cloned(),
             }),
+            _ => {}
         }
     }
     Ok(grants)
@@ -431,6 +465,8 @@ mod tests {
                     "topics": [{"match": "a\u{0}b"}]}]),
             json!([{"type": AUTHORIZATION_DETAIL_TYPE, "actions": ["publish"],
                     "topics": [{"match": "a"}], "payload": {}}]),
+            json!([{"type": AUTHORIZATION_DETAIL_TYPE, "actions": ["subscribe"],
+                    "topics": [{"match": "a"}], "payload": "not an object"}]),
             json!({"type": AUTHORIZATION_DETAIL_TYPE}),
             json!([{"type": AUTHORIZATION_DETAIL_TYPE, "actions": ["publish"], "topics": [{"match": "a"}]},
                    42]),
@@ -522,6 +558,71 @@ mod tests {
             v1_claims(&claims(json!({})), &no_resource, NOW),
             Err(TokenError::NoResourceIdentifier)
         );
+    }
+
+    #[test]
+    fn v2_payload_comes_from_the_first_grant_matching_the_subscription() {
+        let detail = |topics: Value, payload: Option<Value>| {
+            let mut d = json!({"type": AUTHORIZATION_DETAIL_TYPE, "actions": ["subscribe"],
+                               "topics": topics});
+            if let Some(payload) = payload {
+                d["payload"] = payload;
+            }
+            d
+        };
+        // The example of draft-08's "Payloads", plus a grant without payload that masks.
+        let c = v1_claims(
+            &claims(json!({"authorization_details": [
+                detail(json!([{"match": "https://example.com/foo"}]), Some(json!({"c": 1}))),
+                detail(json!([{"match": "https://example.com/bar/:id", "match_type": "urlpattern"}]),
+                       Some(json!({"c": 2}))),
+                {"type": AUTHORIZATION_DETAIL_TYPE, "actions": ["publish"],
+                 "topics": [{"match": "https://example.com/quiet"}]},
+                detail(json!([{"match": "https://example.com/quiet"}]), None),
+                detail(json!([{"match": "*"}]), Some(json!({"c": 3}))),
+            ]})),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
+        let g = &c.grants;
+        assert_eq!(
+            g.payload_for("https://example.com/foo"),
+            Some(&json!({"c": 1}))
+        );
+        // A URL-pattern grant matches the identical pattern, and the topics it covers.
+        assert_eq!(
+            g.payload_for("https://example.com/bar/:id"),
+            Some(&json!({"c": 2}))
+        );
+        assert_eq!(
+            g.payload_for("https://example.com/bar/7"),
+            Some(&json!({"c": 2}))
+        );
+        // `*` is the default for every other subscription...
+        assert_eq!(
+            g.payload_for("https://example.com/other"),
+            Some(&json!({"c": 3}))
+        );
+        assert_eq!(g.payload_for("*"), Some(&json!({"c": 3})));
+        // ...but a first matching grant without payload is not unmasked by it.
+        assert_eq!(g.payload_for("https://example.com/quiet"), None);
+        // Without a `*` grant, an unmatched subscription has no payload.
+        let narrow = v1_claims(
+            &claims(json!({"authorization_details": [
+                detail(json!([{"match": "a"}]), Some(json!({"c": 1}))),
+            ]})),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(narrow.grants.payload_for("b"), None);
+        // A draft-07 payload describes every subscription.
+        let draft07 = Grants::from_draft07(MercureClaim {
+            payload: Some(json!({"d": 7})),
+            ..MercureClaim::default()
+        });
+        assert_eq!(draft07.payload_for("anything"), Some(&json!({"d": 7})));
     }
 
     #[test]

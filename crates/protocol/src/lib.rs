@@ -32,7 +32,7 @@ pub use template::{MatchCache, TemplateCost, TemplateError, TemplateSource, UriT
 pub use token::{Algorithm, Claims, KeyError, MercureClaim, TokenError, TokenVerifier};
 pub use update::{Update, generate_id, is_reserved_topic, is_reserved_topic_at};
 pub use url_pattern::{UrlPatternError, UrlPatternMatcher};
-pub use version::{ProtocolSet, ProtocolVersion};
+pub use version::{EditionMismatch, ProtocolSet, ProtocolVersion};
 
 /// The path of the hub endpoint [R1].
 pub const HUB_PATH: &str = "/.well-known/mercure";

@@ -207,26 +207,23 @@ impl SubscribeRequest {
 }
 
 /// Whether `name` lies in 1.0's reserved `match` namespace (ASCII case ignored) [V1].
-/// The edition a subscribe query speaks, read from its parameter names alone: 1.0 when it has a
-/// 1.0 parameter (`match*`, `last_event_id`) and no draft-07 one (`topic`, `lastEventID`),
-/// draft-07 otherwise. This is [`SubscribeRequest::version`] for every query that parses (a
-/// query mixing both editions is refused by [`SubscribeRequest::from_query`]), and it serves the
-/// hub before the query is parsed, to decide how the request presents its token [V2][V3].
-pub fn query_version(query: &str) -> ProtocolVersion {
+/// The edition a subscribe query's parameters speak, read from their names alone: draft-07 when
+/// it has a draft-07 parameter (`topic`, `lastEventID`), else 1.0 when it has a 1.0 one
+/// (`match*`, `last_event_id`), else `None` (the parameters do not tell). This is
+/// [`SubscribeRequest::version`] for every query that parses (a query mixing both editions is
+/// refused by [`SubscribeRequest::from_query`]), and it serves the hub before the query is
+/// parsed, as the parameters' part of [`ProtocolVersion::of_request`] [V2][V3].
+pub fn query_version(query: &str) -> Option<ProtocolVersion> {
     let mut v1 = false;
     for (name, _) in crate::form::pairs(query.as_bytes()).filter_map(Result::ok) {
         match &*name {
-            "topic" | "lastEventID" => return ProtocolVersion::Draft07,
+            "topic" | "lastEventID" => return Some(ProtocolVersion::Draft07),
             "last_event_id" => v1 = true,
             other if is_reserved_match_name(other) => v1 = true,
             _ => {}
         }
     }
-    if v1 {
-        ProtocolVersion::V1
-    } else {
-        ProtocolVersion::Draft07
-    }
+    v1.then_some(ProtocolVersion::V1)
 }
 
 fn is_reserved_match_name(name: &str) -> bool {
@@ -334,13 +331,17 @@ mod tests {
         ] {
             assert_eq!(
                 query_version(query),
-                SubscribeRequest::from_query(query).unwrap().version,
+                Some(SubscribeRequest::from_query(query).unwrap().version),
                 "{query}"
             );
         }
-        assert_eq!(query_version("last_event_id=x"), ProtocolVersion::V1);
-        assert_eq!(query_version("topic=a&match=b"), ProtocolVersion::Draft07);
-        assert_eq!(query_version(""), ProtocolVersion::Draft07);
+        assert_eq!(query_version("last_event_id=x"), Some(ProtocolVersion::V1));
+        assert_eq!(
+            query_version("topic=a&match=b"),
+            Some(ProtocolVersion::Draft07)
+        );
+        assert_eq!(query_version(""), None);
+        assert_eq!(query_version("authorization=t"), None);
     }
 
     #[test]

@@ -369,21 +369,6 @@ impl Registry {
         self.shared.last_event_id.lock().unwrap().clone()
     }
 
-    /// The connected subscribers, in arrival order.
-    pub(crate) fn subscribers(&self) -> Vec<Arc<Subscriber>> {
-        let mut all: Vec<_> = self
-            .shared
-            .index
-            .read()
-            .unwrap()
-            .all
-            .values()
-            .cloned()
-            .collect();
-        all.sort_by_key(|s| s.id);
-        all
-    }
-
     /// Ends every stream, now and for subscribers that arrive later: the hub is shutting down.
     pub(crate) fn close_all(&self) {
         self.shared.closed.store(true, Ordering::Release);

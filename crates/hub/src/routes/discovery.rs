@@ -86,6 +86,9 @@ pub(super) async fn metadata(State(hub): State<Hub>) -> Result<Response, Rejecti
         "bearer_methods_supported": ["header"],
         "authorization_details_types_supported": [AUTHORIZATION_DETAIL_TYPE],
         "mercure_cookie": V1_COOKIE,
+        // draft-08 (RECOMMENDED): the revision of the protocol, so that a client tells this
+        // hub from one of the earlier revisions, which publish no metadata at all.
+        "mercure_version": 8,
     });
     if !issuers.is_empty() {
         document["authorization_servers"] = json!(issuers);

@@ -45,7 +45,10 @@ pub(super) async fn publish(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, Rejection> {
-    if let Some(rejection) = hub.authorizer().misplaced_token(&headers, query.as_deref()) {
+    if let Some(rejection) = hub
+        .authorizer()
+        .misplaced_token(&headers, query.as_deref(), None)
+    {
         hub.metrics().publish_ended(
             PublishOutcome::Rejected(rejection.status()),
             Default::default(),

@@ -59,10 +59,10 @@ async fn accept(
     // A 1.0 request is authorized first: a client without a valid token learns nothing about
     // its query (RFC 6750 answers carry no reason). A draft-07 one is parsed first, so that its
     // mistakes are named with their fix.
-    let hint = herald_protocol::subscribe::query_version(query.unwrap_or(""));
+    let said = herald_protocol::subscribe::query_version(query.unwrap_or(""));
     let mut caller = None;
-    if hint == ProtocolVersion::V1 {
-        caller = Some(hub.authorizer().subscriber(headers, query, hint).await?);
+    if said == Some(ProtocolVersion::V1) {
+        caller = Some(hub.authorizer().subscriber(headers, query, said).await?);
     }
     let request = SubscribeRequest::from_query(query.unwrap_or("")).map_err(|e| {
         let topics_instead = matches!(e, herald_protocol::SubscribeError::NoTopic)
@@ -85,12 +85,15 @@ async fn accept(
         Some(caller) => caller,
         None => {
             if !hub.config().anonymous
-                && let Some(rejection) = hub.authorizer().misplaced_token(headers, query)
+                && let Some(rejection) =
+                    hub.authorizer()
+                        .misplaced_token(headers, query, Some(request.version))
             {
                 return Err(rejection);
             }
+            // The parsed query speaks its edition: the token must agree (`auth.rs`).
             hub.authorizer()
-                .subscriber(headers, query, request.version)
+                .subscriber(headers, query, Some(request.version))
                 .await?
         }
     };
@@ -132,16 +135,28 @@ pub(super) async fn subscribe(
         counted_as,
         last_event_id,
     } = accept(&hub, peer.as_deref(), &headers, query.as_deref()).await?;
+    // The request's one edition: its parameters', which its token agreed with (`auth.rs`).
+    // Every answer below takes its form.
     let edition = request.version;
     // Room under the caps on open subscriptions (503, 429), held for the stream's life.
     let slot = hub.limits().admit(counted_as)?;
-    let (rights, payload, expires_at) = match claims {
+    let holder = hub
+        .config()
+        .subscriptions
+        .then(|| crate::subscriptions::Holder::of(claims.as_ref()));
+    let (payload, rights, expires_at) = match claims {
         Some(claims) => (
+            // draft-07's payload describes every subscription of the connection; 1.0's depend
+            // on the selector (`subscriptions::Holder`).
+            claims
+                .grants
+                .payload()
+                .filter(|_| edition == ProtocolVersion::Draft07)
+                .cloned(),
             claims.grants.subscribe,
-            claims.grants.payloads.into_iter().next().map(|p| p.payload),
             claims.expires_at,
         ),
-        None => (Vec::new(), None, None),
+        None => (None, Vec::new(), None),
     };
     // Templates are costed and the client charged before any is compiled [R4].
     let admitted = hub.registry().patterns().admit(
@@ -189,10 +204,11 @@ pub(super) async fn subscribe(
         end_reason,
         drain_spread: hub.config().drain_spread,
     };
-    let presence = hub.config().subscriptions.then(|| {
+    let presence = holder.map(|holder| {
         Box::new(Presence::begin(
             hub.clone(),
-            registration.subscriber().clone(),
+            registration.subscriber(),
+            &holder,
         )) as Box<dyn Send>
     });
     let stream = EventStream::new(registration, presence, replay, timing);

@@ -5,7 +5,8 @@
 //!   plain JSON (`application/json`, `type` `subscription` / `subscriptions`), the cursor as the
 //!   `last-event-id` attribute of a `Link: <hub>; rel="mercure"` header.
 //!
-//! A request speaks 1.0 when its token does (`Authorizer::edition`) or its path has three parts.
+//! A request speaks 1.0 when its path has three parts (1.0 only; its token must then be a 1.0
+//! access token) or, for shorter paths, when its token does (`Authorizer::edition`).
 //! Both list every live subscription of this hub (of every live node, on a Redis cluster), each
 //! in the requesting edition's format (draft-07 subscriptions appear in 1.0 as `exact`).
 //! The caller's token must hold a `mercure.subscribe` selector matching the requested path (as
@@ -23,7 +24,7 @@ use herald_protocol::{MatchType, ProtocolVersion};
 
 use crate::Hub;
 use crate::rejection::Rejection;
-use crate::subscriptions::{Described, SUBSCRIPTIONS_PATH, described};
+use crate::subscriptions::{Described, SUBSCRIPTIONS_PATH};
 
 /// What the path asks for. draft-07 paths have no matcher type: it is `None`.
 enum Resource {
@@ -72,11 +73,11 @@ pub(super) async fn subscriptions(
         ));
     }
     let path = uri.path();
-    let token_edition =
-        hub.authorizer()
-            .edition(&headers, query.as_deref(), ProtocolVersion::Draft07);
-    let (edition, resource) = parse(path, token_edition)?;
-    authorize(&hub, &headers, query.as_deref(), edition, path).await?;
+    // A path of three parts is 1.0's alone; otherwise the token tells (`auth.rs`).
+    let said = path_edition(path);
+    let edition = hub.authorizer().edition(&headers, query.as_deref(), said);
+    let resource = parse(path, edition)?;
+    authorize(&hub, &headers, query.as_deref(), said, path).await?;
 
     let last_event_id = hub
         .registry()
@@ -171,12 +172,7 @@ async fn active_subscriptions(hub: &Hub) -> Result<Vec<Described>, Rejection> {
             .filter_map(|document| Described::from_document(&document))
             .collect());
     }
-    Ok(hub
-        .registry()
-        .subscribers()
-        .iter()
-        .flat_map(|subscriber| described(subscriber, true))
-        .collect())
+    Ok(hub.active_subscriptions().list())
 }
 
 fn collection(path: &str, edition: ProtocolVersion, subscriptions: Vec<Value>) -> Value {
@@ -190,28 +186,30 @@ fn collection(path: &str, edition: ProtocolVersion, subscriptions: Vec<Value>) -
     })
 }
 
-/// Splits the path after the prefix into its (percent-decoded) parts, and says which edition
-/// answers: 1.0 when the token speaks it or the path has three parts.
-fn parse(
-    path: &str,
-    token_edition: ProtocolVersion,
-) -> Result<(ProtocolVersion, Resource), Rejection> {
-    let rest = path
-        .strip_prefix(SUBSCRIPTIONS_PATH)
+/// The parts of the path after the prefix, still percent-encoded.
+fn parts(path: &str) -> Vec<&str> {
+    path.strip_prefix(SUBSCRIPTIONS_PATH)
         .unwrap_or_default()
-        .trim_start_matches('/');
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The edition the path speaks, if it tells: three parts (`{match_type}/{match}/{subscriber}`)
+/// exist in 1.0 only; shorter paths exist in both.
+fn path_edition(path: &str) -> Option<ProtocolVersion> {
+    (parts(path).len() == 3).then_some(ProtocolVersion::V1)
+}
+
+/// What the path asks for, read as `edition` writes it (its parts percent-decoded).
+fn parse(path: &str, edition: ProtocolVersion) -> Result<Resource, Rejection> {
     let decode = |part: &str| {
         percent_decode_str(part)
             .decode_utf8()
             .map(|s| s.into_owned())
             .map_err(|_| Rejection::bad_request("the path is not valid UTF-8 once decoded"))
     };
-    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    let edition = if parts.len() == 3 {
-        ProtocolVersion::V1
-    } else {
-        token_edition
-    };
+    let parts = parts(path);
     let match_type = |name: &str| {
         MatchType::from_name(name).ok_or_else(|| {
             Rejection::new(
@@ -249,7 +247,7 @@ fn parse(
             ));
         }
     };
-    Ok((edition, resource))
+    Ok(resource)
 }
 
 /// The token's `mercure.subscribe` must match the requested path [R31].
@@ -257,12 +255,12 @@ async fn authorize(
     hub: &Hub,
     headers: &HeaderMap,
     query: Option<&str>,
-    edition: ProtocolVersion,
+    said: Option<ProtocolVersion>,
     path: &str,
 ) -> Result<(), Rejection> {
     let caller = hub
         .authorizer()
-        .subscriber(headers, query, edition)
+        .subscriber(headers, query, said)
         .await?
         .ok_or_else(|| {
             Rejection::unauthorized(

@@ -52,14 +52,26 @@ pub const V1_HUB_URL: &str = "https://hub.example/.well-known/mercure";
 /// A Mercure 1.0 access token (`typ: at+jwt`, `aud` [`V1_HUB_URL`], signed with [`KEY`]) with
 /// these `authorization_details` [V2].
 pub fn v1_access_token(details: Vec<Value>) -> String {
+    v1_access_token_with(details, json!({}))
+}
+
+/// [`v1_access_token`] with the claims of `extra` on top (a `null` removes a claim: `sub`, say).
+pub fn v1_access_token_with(details: Vec<Value>, extra: Value) -> String {
     let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
     header.typ = Some("at+jwt".into());
-    let claims = json!({
+    let mut claims = json!({
         "exp": now_secs() + 3600,
         "aud": V1_HUB_URL,
         "sub": "test",
         "authorization_details": details,
     });
+    for (name, value) in extra.as_object().into_iter().flatten() {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(name);
+        } else {
+            claims[name] = value.clone();
+        }
+    }
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(KEY.as_bytes())).unwrap()
 }
 
