@@ -1,5 +1,6 @@
 //! Reports: one run's figures (table or JSON), and a table of medians over several runs with
-//! Herald/nchan ratios.
+//! ratios against Herald (Herald/nchan, Herald/Pushpin: above 1 means Herald's figure is the
+//! larger, which is better for rates and worse for latencies, memory and CPU).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ pub(crate) struct Report {
     pub subscribers: usize,
     pub connected: usize,
     pub connect_failures: usize,
+    /// Connection attempts that failed and were tried again (`--connect-retries`).
+    pub connect_retries: usize,
     pub connect_secs: f64,
     pub updates: usize,
     pub rate: f64,
@@ -175,6 +178,7 @@ const fn fig(name: &'static str, pointer: &'static str) -> Figure {
 const FIGURES: &[Figure] = &[
     fig("subscribers connected", "/connected"),
     fig("connect time (s)", "/connect_secs"),
+    fig("connect attempts retried", "/connect_retries"),
     fig("deliveries", "/deliveries"),
     fig("deliveries/s", "/deliveries_per_sec"),
     fig(
@@ -262,8 +266,11 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Prints, per scenario, the median of every figure over the runs of each target, and the ratio
-/// Herald/nchan where both ran.
+/// The order of the table's columns: Herald first (the ratios are against it), then the peers.
+const TARGET_ORDER: [&str; 3] = ["herald", "nchan", "pushpin"];
+
+/// Prints, per scenario, the median of every figure over the runs of each target, and the
+/// ratios Herald/peer where both ran. Only the targets present in the reports get a column.
 pub(crate) fn table(args: TableArgs) -> Result<(), String> {
     let mut groups: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
     for path in &args.files {
@@ -280,42 +287,67 @@ pub(crate) fn table(args: TableArgs) -> Result<(), String> {
             .or_default()
             .push(value);
     }
-    println!("| scenario | figure | herald | nchan | herald/nchan |");
-    println!("|---|---|---:|---:|---:|");
-    for (scenario, targets) in &groups {
-        let runs = |t: &str| targets.get(t).map_or(0, Vec::len);
-        let name = format!(
-            "{scenario} (runs: herald {}, nchan {})",
-            runs("herald"),
-            runs("nchan")
-        );
+    let mut targets: Vec<String> = TARGET_ORDER
+        .iter()
+        .map(|t| (*t).to_owned())
+        .filter(|t| groups.values().any(|g| g.contains_key(t)))
+        .collect();
+    for group in groups.values() {
+        for t in group.keys() {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+    }
+    let peers: Vec<&String> = targets.iter().filter(|t| *t != "herald").collect();
+    let with_ratios = targets.iter().any(|t| t == "herald");
+    let mut header = format!("| scenario | figure | {} |", targets.join(" | "));
+    let mut rule = format!("|---|---|{}", "---:|".repeat(targets.len()));
+    if with_ratios {
+        for peer in &peers {
+            header.push_str(&format!(" herald/{peer} |"));
+            rule.push_str("---:|");
+        }
+    }
+    println!("{header}");
+    println!("{rule}");
+    for (scenario, runs) in &groups {
+        let counts: Vec<String> = targets
+            .iter()
+            .map(|t| format!("{t} {}", runs.get(t).map_or(0, Vec::len)))
+            .collect();
+        let name = format!("{scenario} (runs: {})", counts.join(", "));
         let mut first = true;
         for figure in FIGURES {
             let med = |t: &str| {
                 median(
-                    targets
-                        .get(t)
+                    runs.get(t)
                         .map(|reports| reports.iter().filter_map(|r| figure.get(r)).collect())
                         .unwrap_or_default(),
                 )
             };
-            let (h, n) = (med("herald"), med("nchan"));
-            if h.is_none() && n.is_none() {
+            let medians: Vec<Option<f64>> = targets.iter().map(|t| med(t)).collect();
+            if medians.iter().all(Option::is_none) {
                 continue;
             }
-            let show = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
-            let ratio = match (h, n) {
-                (Some(h), Some(n)) if n != 0.0 => format!("{:.2}", h / n),
-                _ => "-".to_owned(),
-            };
-            println!(
-                "| {} | {} | {} | {} | {} |",
+            let show = |v: &Option<f64>| v.map_or("-".to_owned(), format_number);
+            let mut row = format!(
+                "| {} | {} | {} |",
                 if first { name.as_str() } else { "" },
                 figure.name,
-                show(h),
-                show(n),
-                ratio
+                medians.iter().map(show).collect::<Vec<_>>().join(" | ")
             );
+            if with_ratios {
+                let herald = med("herald");
+                for peer in &peers {
+                    let ratio = match (herald, med(peer)) {
+                        (Some(h), Some(p)) if p != 0.0 => format!("{:.2}", h / p),
+                        _ => "-".to_owned(),
+                    };
+                    row.push_str(&format!(" {ratio} |"));
+                }
+            }
+            println!("{row}");
             first = false;
         }
     }

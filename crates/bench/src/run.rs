@@ -62,6 +62,13 @@ pub(crate) struct RunArgs {
     /// Most connection attempts in flight at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// A subscriber whose connection or subscription fails (refused, cut, or answered with
+    /// another status than 200) tries again this many times, after 100 ms, 200 ms, ...: what an
+    /// EventSource does. Pushpin answers 500/502 when its internal queues are full during a
+    /// connection burst. Retries are counted in the report; only the last failure counts as a
+    /// failed connect.
+    #[arg(long, default_value_t = 0)]
+    pub connect_retries: u32,
     /// Loopback source addresses for subscribers (127.0.0.2, 127.0.0.3, ...); 0 lets the
     /// kernel choose.
     #[arg(long, default_value_t = 8)]
@@ -108,6 +115,7 @@ pub(crate) struct RunArgs {
 pub(crate) struct Shared {
     pub connected: AtomicUsize,
     pub connect_failed: AtomicUsize,
+    pub connect_retries: AtomicUsize,
     pub stream_errors: AtomicU64,
     pub delivered: AtomicU64,
     pub last_delivery_ns: AtomicU64,
@@ -155,23 +163,32 @@ pub(crate) async fn open_stream(
     Ok((conn, head))
 }
 
-/// One subscriber: connect (holding a connect permit), check the response, then count the
-/// deliveries and their latencies until the task is aborted.
+/// One subscriber: connect (holding a connect permit, retrying up to `retries` times), check
+/// the response, then count the deliveries and their latencies until the task is aborted.
 pub(crate) async fn subscriber(
     endpoint: Arc<Endpoint>,
     request: Vec<u8>,
     from: Option<IpAddr>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
+    retries: u32,
 ) {
-    let permit = permits.acquire_owned().await.expect("semaphore open");
-    let opened = open_stream(&endpoint, from, &request).await;
-    drop(permit);
-    let (mut conn, head) = match opened {
-        Ok(opened) => opened,
-        Err(_) => {
-            shared.connect_failed.fetch_add(1, Ordering::Relaxed);
-            return;
+    let mut attempt = 0;
+    let (mut conn, head) = loop {
+        let permit = permits.acquire().await.expect("semaphore open");
+        let opened = open_stream(&endpoint, from, &request).await;
+        drop(permit);
+        match opened {
+            Ok(opened) => break opened,
+            Err(_) if attempt < retries => {
+                attempt += 1;
+                shared.connect_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(_) => {
+                shared.connect_failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
     };
     shared.connected.fetch_add(1, Ordering::Relaxed);
@@ -304,6 +321,7 @@ struct Helper {
     child: tokio::process::Child,
     connected: usize,
     failed: usize,
+    retries: usize,
 }
 
 async fn spawn_helper(
@@ -314,10 +332,7 @@ async fn spawn_helper(
 ) -> Result<Helper, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let s = &args.server;
-    let target = match s.target {
-        Target::Herald => "herald",
-        Target::Nchan => "nchan",
-    };
+    let target = s.target.name();
     let topics = match args.topics {
         Topics::One => "one",
         Topics::Many => "many",
@@ -338,6 +353,7 @@ async fn spawn_helper(
             &args.connect_concurrency.to_string(),
         ])
         .args(["--sources", &args.sources.to_string()])
+        .args(["--connect-retries", &args.connect_retries.to_string()])
         .args(["--hold-secs", &args.hold_secs.to_string(), "--threads", "1"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -357,6 +373,7 @@ async fn spawn_helper(
     Ok(Helper {
         connected: number(),
         failed: number(),
+        retries: number(),
         child,
     })
 }
@@ -393,6 +410,7 @@ fn open_subscribers(
                 source(offset + n, args.sources),
                 permits.clone(),
                 shared.clone(),
+                args.connect_retries,
             ))
         })
         .collect()
@@ -423,9 +441,10 @@ async fn hold(args: RunArgs) -> Result<(), String> {
     wait_connected(&shared, args.subscribers).await;
     let mut stdout = tokio::io::stdout();
     let ready = format!(
-        "ready {} {}\n",
+        "ready {} {} {}\n",
         shared.connected.load(Ordering::Relaxed),
-        shared.connect_failed.load(Ordering::Relaxed)
+        shared.connect_failed.load(Ordering::Relaxed),
+        shared.connect_retries.load(Ordering::Relaxed)
     );
     stdout
         .write_all(ready.as_bytes())
@@ -464,15 +483,21 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
     if args.connections_only {
         return hold(args).await;
     }
-    if args.server.target == Target::Nchan
+    if args.server.target != Target::Herald
         && (args.templates > 0 || args.topics == Topics::Template)
     {
-        return Err("nchan has no URI templates: use --topics one|many without --templates".into());
+        return Err(format!(
+            "{} has no URI templates: use --topics one|many without --templates",
+            args.server.target.name()
+        ));
+    }
+    if args.server.target == Target::Pushpin && args.updates > 0 && args.publish_addr.is_none() {
+        return Err("Pushpin publishes on another port: give --publish-addr (its HTTP publish endpoint, push_in_http_port)".into());
     }
     let endpoint = Arc::new(Endpoint::new(&args.server)?);
     let layout = Arc::new(layout(&args));
     args.run_id = Some(layout.run_id.clone());
-    let server = Server::find(args.server.server_pid, args.server.addr)?;
+    let server = Server::find(&args.server.server_pid, args.server.addr)?;
     let shared = Arc::new(Shared::default());
     let total_subs = args.subscribers + args.templates;
     let progress = progress(
@@ -496,6 +521,9 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         shared
             .connect_failed
             .fetch_add(helper.failed, Ordering::Relaxed);
+        shared
+            .connect_retries
+            .fetch_add(helper.retries, Ordering::Relaxed);
         helpers.push(helper);
     }
     let local_offset = share * (processes - 1);
@@ -595,6 +623,7 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         subscribers: total_subs,
         connected,
         connect_failures: shared.connect_failed.load(Ordering::Relaxed),
+        connect_retries: shared.connect_retries.load(Ordering::Relaxed),
         connect_secs,
         updates: args.updates,
         rate: args.rate,
