@@ -5,7 +5,9 @@
 #
 # SCENARIO: a (fan-out burst), b (fan-out paced), c (idle memory), d (many topics + templates),
 #           e (durable publish throughput; also e-periodic, e-memory), f (replay in large
-#           histories), all (a to f against Herald)
+#           histories), p (the publish path: p-publish-{1,16,64} over keep-alive HTTP/1.1 and
+#           p-publish-h2-{1,16,64} over keep-alive HTTP/2 with TLS, default durable history),
+#           all (a to f against Herald)
 # TARGET:   herald (default), nchan or pushpin (a, b and c only)
 # RUN:      a number naming the report: $RESULTS/<scenario>-<target>-<run>.json
 #
@@ -211,6 +213,34 @@ case $scenario in
     esac
     bench "$scenario-publish" run --subscribers 0 --updates 20000 --rate 0 --publishers "${PUBLISHERS:-16}"
     ;;
+  p)
+    # Acknowledged publishes/s with the default history (embedded, --durability sync), 1, 16 and
+    # 64 concurrent keep-alive publishers, each count on a fresh hub and data directory: over
+    # HTTP/1.1 on plain TCP, then over HTTP/2 with TLS (a self-signed P-256 certificate for
+    # 127.0.0.1 made by openssl here, not a CA: rustls refuses a CA certificate as the server's
+    # own; one HTTP/2 connection per publisher).
+    herald_only
+    command -v openssl >/dev/null || { echo "scenario p needs openssl" >&2; exit 1; }
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+      -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      -addext "basicConstraints=critical,CA:FALSE" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    for protocol in http1 h2; do
+      for publishers in 1 16 64; do
+        case $publishers in 1) updates=3000 ;; 16) updates=20000 ;; *) updates=40000 ;; esac
+        if [[ $protocol == h2 ]]; then
+          start --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"
+          bench "p-publish-h2-$publishers" run --subscribers 0 --updates "$updates" --rate 0 \
+            --publishers "$publishers" --publish-protocol h2 --tls-ca "$WORK/cert.pem"
+        else
+          start
+          bench "p-publish-$publishers" run --subscribers 0 --updates "$updates" --rate 0 \
+            --publishers "$publishers"
+        fi
+        stop_server
+        rm -rf "$WORK/data"
+      done
+    done
+    ;;
   f)
     herald_only
     for size in 1000 100000 1000000; do
@@ -224,5 +254,5 @@ case $scenario in
     for s in a b c d e e-memory f; do BUILD=0 bash "$0" "$s" herald "$run"; done
     ;;
   *)
-    echo "unknown scenario $scenario (a b c d e e-periodic e-memory f all)" >&2; exit 2 ;;
+    echo "unknown scenario $scenario (a b c d e e-periodic e-memory f p all)" >&2; exit 2 ;;
 esac

@@ -27,6 +27,7 @@
 mod endpoint;
 mod hostile;
 mod http;
+mod http2;
 mod plot;
 mod procfs;
 mod replay;

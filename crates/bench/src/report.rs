@@ -105,6 +105,8 @@ pub(crate) struct Report {
     pub publishers: usize,
     pub published: u64,
     pub publish_errors: u64,
+    /// What the first failed publish got (a status or an I/O error), if any failed.
+    pub first_publish_error: Option<String>,
     pub publish_secs: f64,
     pub publishes_per_sec: f64,
     pub publish_latency_ms: Option<Percentiles>,
@@ -140,6 +142,9 @@ pub(crate) fn emit<T: Serialize>(report: &T, args: &ServerArgs) -> Result<(), St
             if let Some(v) = figure.get(&value) {
                 println!("  {:<44} {}", figure.name, format_number(v));
             }
+        }
+        if let Some(error) = value["first_publish_error"].as_str() {
+            println!("  {:<44} {error}", "first publish error");
         }
     }
     Ok(())

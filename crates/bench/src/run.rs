@@ -22,6 +22,52 @@ use crate::procfs::Server;
 use crate::report::{Percentiles, Report, ServerReport};
 use crate::{ServerArgs, Target, now_ns};
 
+/// How publishers talk to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PublishProtocol {
+    /// Keep-alive HTTP/1.1 over plain TCP (hand-written, `http.rs`).
+    Http1,
+    /// Keep-alive HTTP/2 over TLS (hyper and rustls, `http2.rs`); needs --tls-ca.
+    H2,
+}
+
+/// A publisher's connection, opened on first use and reopened after an error.
+enum PublishConn {
+    Http1(Option<Conn>),
+    H2(Option<crate::http2::H2Conn>, Arc<rustls::ClientConfig>),
+}
+
+impl PublishConn {
+    async fn publish(
+        &mut self,
+        endpoint: &Endpoint,
+        topic: &str,
+        data: &str,
+    ) -> std::io::Result<u16> {
+        match self {
+            PublishConn::Http1(conn) => {
+                let request = endpoint.publish_request(topic, data, None);
+                http::exchange(conn, endpoint.addr, &request).await
+            }
+            PublishConn::H2(conn, config) => {
+                if conn.is_none() {
+                    *conn =
+                        Some(crate::http2::H2Conn::connect(endpoint.addr, config.clone()).await?);
+                }
+                let c = conn.as_mut().expect("connected");
+                c.exchange(endpoint.publish(topic, data, None)).await
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            PublishConn::Http1(conn) => *conn = None,
+            PublishConn::H2(conn, _) => *conn = None,
+        }
+    }
+}
+
 /// What the subscribers subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Topics {
@@ -108,6 +154,14 @@ pub(crate) struct RunArgs {
     /// nodes (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub also_subscribe_at: Vec<std::net::SocketAddr>,
+    /// How the publishers connect: keep-alive HTTP/1.1, or keep-alive HTTP/2 over TLS (one
+    /// connection per publisher).
+    #[arg(long, value_enum, default_value = "http1")]
+    pub publish_protocol: PublishProtocol,
+    /// With `--publish-protocol h2`: the PEM certificate to trust (the server's, self-signed);
+    /// it must name the IP address of the publish address.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Counters shared by every task of the run.
@@ -122,6 +176,8 @@ pub(crate) struct Shared {
     pub latencies: Mutex<Vec<u64>>,
     pub published: AtomicU64,
     pub publish_errors: AtomicU64,
+    /// The first failed publish's status or error, for the report.
+    pub first_publish_error: Mutex<Option<String>>,
     pub publish_latencies: Mutex<Vec<u64>>,
 }
 
@@ -249,8 +305,8 @@ async fn publisher(
     rate: f64,
     start: Instant,
     payload: usize,
+    mut conn: PublishConn,
 ) {
-    let mut conn: Option<Conn> = None;
     loop {
         let seq = next.fetch_add(1, Ordering::Relaxed);
         if seq >= total {
@@ -262,20 +318,24 @@ async fn publisher(
         }
         let data = update_data(seq, payload);
         let sent = sent_ns(data.as_bytes()).unwrap_or_default();
-        let request = endpoint.publish_request(&layout.topic(seq), &data, None);
-        let outcome = http::exchange(&mut conn, endpoint.addr, &request).await;
+        let outcome = conn.publish(&endpoint, &layout.topic(seq), &data).await;
         match outcome {
             Ok(status) if (200..300).contains(&status) => {
                 shared.published.fetch_add(1, Ordering::Relaxed);
                 let latency = now_ns().saturating_sub(sent);
                 shared.publish_latencies.lock().unwrap().push(latency);
             }
-            Ok(_) => {
+            Ok(status) => {
                 shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+                let mut first = shared.first_publish_error.lock().unwrap();
+                first.get_or_insert_with(|| format!("status {status}"));
             }
-            Err(_) => {
+            Err(e) => {
                 shared.publish_errors.fetch_add(1, Ordering::Relaxed);
-                conn = None;
+                let mut first = shared.first_publish_error.lock().unwrap();
+                first.get_or_insert_with(|| e.to_string());
+                drop(first);
+                conn.reset();
             }
         }
     }
@@ -494,6 +554,13 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
     if args.server.target == Target::Pushpin && args.updates > 0 && args.publish_addr.is_none() {
         return Err("Pushpin publishes on another port: give --publish-addr (its HTTP publish endpoint, push_in_http_port)".into());
     }
+    let tls = match (args.publish_protocol, &args.tls_ca) {
+        (PublishProtocol::Http1, _) => None,
+        (PublishProtocol::H2, Some(ca)) => Some(crate::http2::client_config(ca)?),
+        (PublishProtocol::H2, None) => {
+            return Err("--publish-protocol h2 needs --tls-ca (the server's certificate)".into());
+        }
+    };
     let endpoint = Arc::new(Endpoint::new(&args.server)?);
     let layout = Arc::new(layout(&args));
     args.run_id = Some(layout.run_id.clone());
@@ -553,6 +620,10 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         .map_or_else(|| endpoint.clone(), |addr| Arc::new(endpoint.at(addr)));
     let publishers: Vec<_> = (0..args.publishers.max(1))
         .map(|_| {
+            let conn = match &tls {
+                None => PublishConn::Http1(None),
+                Some(config) => PublishConn::H2(None, config.clone()),
+            };
             tokio::spawn(publisher(
                 publish_endpoint.clone(),
                 layout.clone(),
@@ -562,6 +633,7 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
                 args.rate,
                 publish_start,
                 args.payload,
+                conn,
             ))
         })
         .collect();
@@ -630,6 +702,7 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         publishers: args.publishers,
         published,
         publish_errors: shared.publish_errors.load(Ordering::Relaxed),
+        first_publish_error: shared.first_publish_error.lock().unwrap().take(),
         publish_secs,
         publishes_per_sec: rate_of(published, publish_secs),
         publish_latency_ms: Percentiles::of(&publish_latencies),
