@@ -131,14 +131,16 @@ EOF
 start_pushpin() {
   command -v pushpin >/dev/null && command -v condure >/dev/null && command -v zurl >/dev/null || {
     echo "pushpin needs: apt-get install -y pushpin condure zurl" >&2; exit 1; }
-  # Subscribers on $PORT (condure), publishes on PORT+1 (pushpin-handler's HTTP endpoint), the
-  # GRIP origin on PORT+2; the handler's ZeroMQ TCP ports moved by PORT_OFFSET from 5560-5563.
-  # Pushpin adds port_offset to the publish port too, hence the subtraction.
-  local run=$WORK/pushpin publish_port=$((PORT + 1)) origin_port=$((PORT + 2))
-  local offset=${PUSHPIN_PORT_OFFSET:-30000}
+  # Subscribers on $PORT (condure). The handler's ports are Pushpin's defaults moved by
+  # port_offset (PUSHPIN_PORT_OFFSET, default 20000): ZeroMQ on 25560, 25562, 25563, the HTTP
+  # publish endpoint on 25561, and the GRIP origin on 25564. Below the ephemeral port range
+  # (32768-60999) on purpose: the publish endpoint binds without SO_REUSEADDR, so a port that a
+  # previous run's client connection left in TIME_WAIT would refuse it.
+  local run=$WORK/pushpin offset=${PUSHPIN_PORT_OFFSET:-20000}
+  local publish_port=$((5561 + offset)) origin_port=$((5564 + offset))
   mkdir -p "$run/log"
   local subst=(-e "s#@RUNDIR@#$run#g" -e "s#@PORT@#$PORT#g" -e "s#@ORIGIN_PORT@#$origin_port#g"
-    -e "s#@PUBLISH_PORT@#$((publish_port - offset))#g" -e "s#@PORT_OFFSET@#$offset#g")
+    -e "s#@PORT_OFFSET@#$offset#g")
   for file in pushpin.conf zurl.conf routes; do
     sed "${subst[@]}" "$ROOT/bench/pushpin/$file" >"$run/$file"
   done

@@ -201,3 +201,36 @@ impl Layout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn pushpin_publishes_grip_items_carrying_the_sse_framing() {
+        let args = Args::parse_from(["x", "--target", "pushpin"]);
+        let endpoint = Endpoint::new(&args.server).unwrap();
+        let publish = endpoint.publish("b1_all", "123.4.xx", Some("7"));
+        assert_eq!(publish.path, "/publish/");
+        assert_eq!(publish.content_type, "application/json");
+        assert!(publish.authorization.is_none());
+        let body: serde_json::Value = serde_json::from_str(&publish.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"items": [{
+                "channel": "b1_all",
+                "formats": {"http-stream": {"content": "id: 7\ndata: 123.4.xx\n\n"}},
+            }]})
+        );
+        let request =
+            String::from_utf8(endpoint.subscribe_request(&["b1_all".into()], None)).unwrap();
+        assert!(request.starts_with("GET /sub?id=b1_all HTTP/1.1\r\n"));
+    }
+}

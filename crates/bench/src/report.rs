@@ -83,6 +83,9 @@ pub(crate) struct ServerReport {
     /// CPU seconds from the first publish to the end of the deliveries.
     pub cpu_secs: f64,
     pub deliveries_per_cpu_sec: Option<f64>,
+    /// Acknowledged publishes per server CPU-second (the publish path's cost, whatever the
+    /// machine's load does to the wall-clock rate).
+    pub publishes_per_cpu_sec: Option<f64>,
     /// (idle RSS - baseline RSS) / connected subscribers, in bytes.
     pub rss_per_connection: Option<f64>,
     pub pss_per_connection: Option<f64>,
@@ -183,7 +186,10 @@ const fn fig(name: &'static str, pointer: &'static str) -> Figure {
 const FIGURES: &[Figure] = &[
     fig("subscribers connected", "/connected"),
     fig("connect time (s)", "/connect_secs"),
-    fig("connect attempts retried", "/connect_retries"),
+    Figure {
+        always: true,
+        ..fig("connect attempts retried", "/connect_retries")
+    },
     fig("deliveries", "/deliveries"),
     fig("deliveries/s", "/deliveries_per_sec"),
     fig(
@@ -201,6 +207,10 @@ const FIGURES: &[Figure] = &[
     fig("publishes acknowledged/s", "/publishes_per_sec"),
     fig("publish ack p50 (ms)", "/publish_latency_ms/p50"),
     fig("publish ack p99 (ms)", "/publish_latency_ms/p99"),
+    fig(
+        "publishes per server CPU-second",
+        "/server/publishes_per_cpu_sec",
+    ),
     Figure {
         scale: 1.0 / 1048576.0,
         ..fig(
@@ -277,12 +287,22 @@ const TARGET_ORDER: [&str; 3] = ["herald", "nchan", "pushpin"];
 /// Prints, per scenario, the median of every figure over the runs of each target, and the
 /// ratios Herald/peer where both ran. Only the targets present in the reports get a column.
 pub(crate) fn table(args: TableArgs) -> Result<(), String> {
-    let mut groups: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+    let mut reports = Vec::new();
     for path in &args.files {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a report: {e}", path.display()))?;
+        reports.push(value);
+    }
+    print!("{}", render_table(reports));
+    Ok(())
+}
+
+/// The Markdown table of [`table`].
+fn render_table(reports: Vec<Value>) -> String {
+    let mut groups: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+    for value in reports {
         let scenario = value["scenario"].as_str().unwrap_or("?").to_owned();
         let target = value["target"].as_str().unwrap_or("?").to_owned();
         groups
@@ -314,8 +334,7 @@ pub(crate) fn table(args: TableArgs) -> Result<(), String> {
             rule.push_str("---:|");
         }
     }
-    println!("{header}");
-    println!("{rule}");
+    let mut out = format!("{header}\n{rule}\n");
     for (scenario, runs) in &groups {
         let counts: Vec<String> = targets
             .iter()
@@ -352,9 +371,56 @@ pub(crate) fn table(args: TableArgs) -> Result<(), String> {
                     row.push_str(&format!(" {ratio} |"));
                 }
             }
-            println!("{row}");
+            out.push_str(&row);
+            out.push('\n');
             first = false;
         }
     }
-    Ok(())
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(target: &str, per_cpu: f64) -> Value {
+        serde_json::json!({
+            "scenario": "a-burst",
+            "target": target,
+            "connected": 10000,
+            "server": {"deliveries_per_cpu_sec": per_cpu},
+            "errors": 0,
+        })
+    }
+
+    #[test]
+    fn three_targets_side_by_side_with_ratios_against_herald() {
+        let table = render_table(vec![
+            report("pushpin", 100_000.0),
+            report("herald", 1_000_000.0),
+            report("nchan", 200_000.0),
+            report("herald", 3_000_000.0),
+            report("herald", 2_000_000.0),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| scenario | figure | herald | nchan | pushpin | herald/nchan | herald/pushpin |"
+        );
+        let row = lines
+            .iter()
+            .find(|l| l.contains("deliveries per server CPU-second"))
+            .expect("a row per figure");
+        assert_eq!(
+            *row,
+            "|  | deliveries per server CPU-second | 2,000,000 | 200,000 | 100,000 | 10.00 | 20.00 |"
+        );
+        assert!(lines[2].starts_with("| a-burst (runs: herald 3, nchan 1, pushpin 1) |"));
+    }
+
+    #[test]
+    fn herald_alone_has_no_ratio_columns() {
+        let table = render_table(vec![report("herald", 5.0)]);
+        assert!(table.starts_with("| scenario | figure | herald |\n|---|---|---:|\n"));
+    }
 }

@@ -727,6 +727,8 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
             cpu_secs,
             deliveries_per_cpu_sec: (cpu_secs > 0.0 && deliveries > 0)
                 .then(|| deliveries as f64 / cpu_secs),
+            publishes_per_cpu_sec: (cpu_secs > 0.0 && published > 0)
+                .then(|| published as f64 / cpu_secs),
             rss_per_connection: per_connection(idle.rss_bytes, baseline.rss_bytes),
             pss_per_connection: per_connection(idle.pss_bytes, baseline.pss_bytes),
         },
