@@ -34,7 +34,7 @@ HERALD_ARGS=${HERALD_ARGS:-}
 THREADS=${THREADS:-2}
 RETRIES=${CONNECT_RETRIES:-5}
 
-scenario=${1:?usage: bench/run.sh SCENARIO [herald|nchan] [RUN]}
+scenario=${1:?usage: bench/run.sh SCENARIO [herald|nchan|pushpin] [RUN]}
 target=${2:-herald}
 run=${3:-1}
 mkdir -p "$RESULTS"
@@ -129,8 +129,10 @@ EOF
 }
 
 start_pushpin() {
-  command -v pushpin >/dev/null && command -v condure >/dev/null && command -v zurl >/dev/null || {
-    echo "pushpin needs: apt-get install -y pushpin condure zurl" >&2; exit 1; }
+  for tool in pushpin condure zurl python3; do
+    command -v "$tool" >/dev/null || {
+      echo "pushpin needs: apt-get install -y pushpin condure zurl python3" >&2; exit 1; }
+  done
   # Subscribers on $PORT (condure). The handler's ports are Pushpin's defaults moved by
   # port_offset (PUSHPIN_PORT_OFFSET, default 20000): ZeroMQ on 25560, 25562, 25563, the HTTP
   # publish endpoint on 25561, and the GRIP origin on 25564. Below the ephemeral port range
