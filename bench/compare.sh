@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Herald and nchan side by side: scenarios a (fan-out burst), b (fan-out paced) and c (idle
-# memory), RUNS times each (default 3), alternating the two servers within each round, then a
-# table of medians with Herald/nchan ratios, and the latency plots.
+# Herald, nchan and Pushpin side by side: scenarios a (fan-out burst), b (fan-out paced) and c
+# (idle memory), RUNS times each (default 3), alternating the servers within each round, then a
+# table of medians with ratios against Herald (Herald/nchan, Herald/Pushpin), and the latency
+# plots.
 #
 #   bash bench/compare.sh
 #
 # Environment: RUNS (default 3), RESULTS (default target/bench-results/compare-<time>),
-# PLOTS (default docs/images), HERALD_ARGS (extra `herald serve` flags).
-# Needs: apt-get install -y nginx libnginx-mod-nchan
+# PLOTS (default docs/images), HERALD_ARGS (extra `herald serve` flags), TARGETS (default
+# "herald nchan pushpin").
+# Needs: apt-get install -y nginx libnginx-mod-nchan pushpin condure zurl python3
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
@@ -18,7 +20,7 @@ mkdir -p "$RESULTS" "$PLOTS"
 export BUILD=0
 for run in $(seq "$RUNS"); do
   for scenario in a b c; do
-    for target in herald nchan; do
+    for target in ${TARGETS:-herald nchan pushpin}; do
       bash "$ROOT/bench/run.sh" "$scenario" "$target" "$run" >/dev/null
     done
   done

@@ -5,14 +5,23 @@
 #
 # SCENARIO: a (fan-out burst), b (fan-out paced), c (idle memory), d (many topics + templates),
 #           e (durable publish throughput; also e-periodic, e-memory), f (replay in large
-#           histories), all (a to f against Herald)
-# TARGET:   herald (default) or nchan (a, b and c only)
+#           histories), p (the publish path: p-publish-{1,16,64} over keep-alive HTTP/1.1 and
+#           p-publish-h2-{1,16,64} over keep-alive HTTP/2 with TLS, default durable history),
+#           all (a to f against Herald)
+# TARGET:   herald (default), nchan or pushpin (a, b and c only)
 # RUN:      a number naming the report: $RESULTS/<scenario>-<target>-<run>.json
 #
 # Environment: RESULTS (default target/bench-results), HERALD_ARGS (extra `herald serve` flags,
 # e.g. "--transport memory"), BUILD=0 to skip `cargo build --release`, PUBLISHERS (scenario e,
-# default 16 concurrent publishers).
+# default 16 concurrent publishers), CONNECT_RETRIES (a, b, c: times a failed subscription is
+# tried again, default 5, the same for every target; Pushpin answers 500/502 to part of a
+# connection burst, see docs/benchmarks.md).
 # Every request goes to 127.0.0.1; every load loop is bounded in count and time.
+#
+# nchan needs:   apt-get install -y nginx libnginx-mod-nchan
+# Pushpin needs: apt-get install -y pushpin condure zurl python3 (config in bench/pushpin/; the
+#                server is the sum of pushpin's runner, condure, pushpin-proxy, pushpin-handler,
+#                zurl and the GRIP origin, all started here, none as a system service)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,26 +32,39 @@ PORT=${PORT:-39001}
 KEY=herald-bench-key-not-a-secret-0123456789
 HERALD_ARGS=${HERALD_ARGS:-}
 THREADS=${THREADS:-2}
+RETRIES=${CONNECT_RETRIES:-5}
 
-scenario=${1:?usage: bench/run.sh SCENARIO [herald|nchan] [RUN]}
+scenario=${1:?usage: bench/run.sh SCENARIO [herald|nchan|pushpin] [RUN]}
 target=${2:-herald}
 run=${3:-1}
 mkdir -p "$RESULTS"
 WORK=$(mktemp -d /tmp/herald-bench.XXXXXX)
 SERVER_PID=
+# Processes that are part of the server besides SERVER_PID (Pushpin's zurl and GRIP origin):
+# measured with it, stopped after it.
+EXTRA_PIDS=()
+# Extra herald-bench flags the target needs (Pushpin: where to publish).
+TARGET_ARGS=()
 
 if [[ ${BUILD:-1} != 0 ]]; then
   (cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
 fi
 
-stop_server() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+stop_pid() {
+  local pid=$1
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
+}
+
+stop_server() {
+  stop_pid "$SERVER_PID"
+  for pid in "${EXTRA_PIDS[@]}"; do stop_pid "$pid"; done
   SERVER_PID=
+  EXTRA_PIDS=()
 }
 cleanup() { stop_server; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -106,10 +128,43 @@ EOF
   wait_port
 }
 
+start_pushpin() {
+  for tool in pushpin condure zurl python3; do
+    command -v "$tool" >/dev/null || {
+      echo "pushpin needs: apt-get install -y pushpin condure zurl python3" >&2; exit 1; }
+  done
+  # Subscribers on $PORT (condure). The handler's ports are Pushpin's defaults moved by
+  # port_offset (PUSHPIN_PORT_OFFSET, default 20000): ZeroMQ on 25560, 25562, 25563, the HTTP
+  # publish endpoint on 25561, and the GRIP origin on 25564. Below the ephemeral port range
+  # (32768-60999) on purpose: the publish endpoint binds without SO_REUSEADDR, so a port that a
+  # previous run's client connection left in TIME_WAIT would refuse it.
+  local run=$WORK/pushpin offset=${PUSHPIN_PORT_OFFSET:-20000}
+  local publish_port=$((5561 + offset)) origin_port=$((5564 + offset))
+  mkdir -p "$run/log"
+  local subst=(-e "s#@RUNDIR@#$run#g" -e "s#@PORT@#$PORT#g" -e "s#@ORIGIN_PORT@#$origin_port#g"
+    -e "s#@PORT_OFFSET@#$offset#g")
+  for file in pushpin.conf zurl.conf routes; do
+    sed "${subst[@]}" "$ROOT/bench/pushpin/$file" >"$run/$file"
+  done
+  python3 "$ROOT/bench/pushpin/grip-origin.py" "$origin_port" >"$run/log/origin.log" 2>&1 &
+  EXTRA_PIDS+=($!)
+  zurl --config="$run/zurl.conf" >"$run/log/zurl.log" 2>&1 &
+  EXTRA_PIDS+=($!)
+  pushpin --config="$run/pushpin.conf" >"$run/log/pushpin.log" 2>&1 &
+  SERVER_PID=$!
+  wait_port
+  local saved=$PORT
+  PORT=$publish_port wait_port
+  PORT=$origin_port wait_port
+  PORT=$saved
+  TARGET_ARGS=(--publish-addr "127.0.0.1:$publish_port")
+}
+
 start() {
   case $target in
     herald) start_herald "$@" ;;
     nchan) start_nchan ;;
+    pushpin) start_pushpin ;;
     *) echo "unknown target $target" >&2; exit 2 ;;
   esac
 }
@@ -119,9 +174,11 @@ bench() {
   local sub=$1; shift
   echo "== $name against $target (run $run)" >&2
   local file=$name${SUFFIX:-}
+  local pids
+  pids=$(IFS=,; echo "$SERVER_PID${EXTRA_PIDS[*]:+,${EXTRA_PIDS[*]}}")
   "$BENCH" "$sub" --target "$target" --addr 127.0.0.1:$PORT --jwt-key "$KEY" \
-    --server-pid "$SERVER_PID" --scenario "$file" --threads "$THREADS" \
-    --out "$RESULTS/$file-$target-$run.json" "$@"
+    --server-pid "$pids" --scenario "$file" --threads "$THREADS" \
+    --out "$RESULTS/$file-$target-$run.json" "${TARGET_ARGS[@]}" "$@"
 }
 
 herald_only() {
@@ -131,17 +188,20 @@ herald_only() {
 case $scenario in
   a)
     start
-    bench a-burst run --subscribers 10000 --updates 100 --rate 0 --publishers ${BURST_PUBLISHERS:-100}
+    bench a-burst run --subscribers 10000 --updates 100 --rate 0 --publishers ${BURST_PUBLISHERS:-100} \
+      --connect-retries "$RETRIES"
     ;;
   b)
     start
-    bench b-paced run --subscribers 10000 --updates 100 --rate 10 --publishers 4
+    bench b-paced run --subscribers 10000 --updates 100 --rate 10 --publishers 4 \
+      --connect-retries "$RETRIES"
     ;;
   c)
     # 19,000 idle subscribers held by two generator processes (each under the 20,000 open-file
     # limit); the server's RSS growth per connection.
     start
-    bench c-idle run --subscribers 19000 --processes 2 --updates 0 --idle-secs 3
+    bench c-idle run --subscribers 19000 --processes 2 --updates 0 --idle-secs 3 \
+      --connect-retries "$RETRIES"
     ;;
   d)
     herald_only; start
@@ -157,6 +217,34 @@ case $scenario in
     esac
     bench "$scenario-publish" run --subscribers 0 --updates 20000 --rate 0 --publishers "${PUBLISHERS:-16}"
     ;;
+  p)
+    # Acknowledged publishes/s with the default history (embedded, --durability sync), 1, 16 and
+    # 64 concurrent keep-alive publishers, each count on a fresh hub and data directory: over
+    # HTTP/1.1 on plain TCP, then over HTTP/2 with TLS (a self-signed P-256 certificate for
+    # 127.0.0.1 made by openssl here, not a CA: rustls refuses a CA certificate as the server's
+    # own; one HTTP/2 connection per publisher).
+    herald_only
+    command -v openssl >/dev/null || { echo "scenario p needs openssl" >&2; exit 1; }
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+      -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      -addext "basicConstraints=critical,CA:FALSE" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    for protocol in http1 h2; do
+      for publishers in 1 16 64; do
+        case $publishers in 1) updates=3000 ;; 16) updates=20000 ;; *) updates=40000 ;; esac
+        if [[ $protocol == h2 ]]; then
+          start --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"
+          bench "p-publish-h2-$publishers" run --subscribers 0 --updates "$updates" --rate 0 \
+            --publishers "$publishers" --publish-protocol h2 --tls-ca "$WORK/cert.pem"
+        else
+          start
+          bench "p-publish-$publishers" run --subscribers 0 --updates "$updates" --rate 0 \
+            --publishers "$publishers"
+        fi
+        stop_server
+        rm -rf "$WORK/data"
+      done
+    done
+    ;;
   f)
     herald_only
     for size in 1000 100000 1000000; do
@@ -170,5 +258,5 @@ case $scenario in
     for s in a b c d e e-memory f; do BUILD=0 bash "$0" "$s" herald "$run"; done
     ;;
   *)
-    echo "unknown scenario $scenario (a b c d e e-periodic e-memory f all)" >&2; exit 2 ;;
+    echo "unknown scenario $scenario (a b c d e e-periodic e-memory f p all)" >&2; exit 2 ;;
 esac

@@ -177,7 +177,7 @@ pub(crate) async fn main(args: HostileArgs) -> Result<(), String> {
     if args.server.jwt_key.is_none() {
         return Err("give --jwt-key (or HERALD_JWT_KEY): the normal publisher needs it".into());
     }
-    let server = Server::find(args.server.server_pid, args.server.addr)?;
+    let server = Server::find(&args.server.server_pid, args.server.addr)?;
     let run = format!("{}", crate::now_ns());
     let rss_before = mb(&server.sample());
     let mut phases = Vec::new();

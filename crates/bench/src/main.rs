@@ -1,27 +1,33 @@
-//! `herald-bench`: a load generator for Herald, and for nchan side by side.
+//! `herald-bench`: a load generator for Herald, and for nchan and Pushpin side by side.
 //!
 //! - `run`: N SSE subscribers (one topic, one topic each, or URI templates), M updates from P
 //!   publishers at a rate or as fast as possible; reports deliveries/s, delivery latency, the
 //!   server's CPU seconds and memory (from /proc), errors; `--connections-only` just holds idle
 //!   subscribers (a helper process, so that one test can pass one process's open-file limit);
 //!   on a cluster, `--publish-addr` publishes to another node than the subscribers' and
-//!   `--also-subscribe-at` spreads subscribers over several nodes.
+//!   `--also-subscribe-at` spreads subscribers over several nodes; `--publish-protocol h2`
+//!   publishes over keep-alive HTTP/2 with TLS (`h2.rs`) instead of HTTP/1.1.
 //! - `replay`: fills a history, then measures reconnections with `Last-Event-ID` near its end.
 //! - `hostile-templates`: the worst one anonymous client can do with topic templates, and a
 //!   normal publisher's latency meanwhile.
 //! - `soak`: 10,000 subscribers and a steady publish rate for a set time; the hub's RSS, open
 //!   files and CPU every second to a CSV and an SVG plot, and a verdict (RSS flat after warm-up,
 //!   no delivery lost). `bench/soak.sh` runs it against a fresh release hub.
-//! - `table`: a table of medians (and Herald/nchan ratios) over the JSON reports of several runs.
+//! - `table`: a table of medians (and ratios against Herald: Herald/nchan, Herald/Pushpin) over
+//!   the JSON reports of several runs.
 //! - `plot`: an SVG latency-percentile plot from JSON reports.
 //!
 //! Raw tokio TCP and hand-written HTTP/1.1: per connection the generator holds a socket, a read
 //! buffer and a few counters, nothing more. It depends on no Herald crate: it drives any
-//! Mercure hub, and nchan with `--target nchan`.
+//! Mercure hub, nchan with `--target nchan` and Pushpin with `--target pushpin` (publishing to
+//! Pushpin's HTTP publish endpoint, given with `--publish-addr`). Only the HTTP/2 publisher uses
+//! a client library (hyper over rustls): HTTP/2 framing and HPACK by hand would be a second
+//! implementation to trust, and it drives a few dozen connections, not thousands.
 
 mod endpoint;
 mod hostile;
 mod http;
+mod http2;
 mod plot;
 mod procfs;
 mod replay;
@@ -38,7 +44,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(name = "herald-bench", about = "Load generator for Herald (and nchan)")]
+#[command(
+    name = "herald-bench",
+    about = "Load generator for Herald (and nchan, Pushpin)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +63,7 @@ enum Command {
     HostileTemplates(hostile::HostileArgs),
     /// A long steady load: RSS, open files and CPU sampled every second, and a verdict.
     Soak(soak::SoakArgs),
-    /// Medians over several JSON reports, with Herald/nchan ratios.
+    /// Medians over several JSON reports, with ratios against Herald.
     Table(report::TableArgs),
     /// An SVG plot of delivery latency percentiles from JSON reports.
     Plot(plot::PlotArgs),
@@ -68,6 +77,21 @@ pub enum Target {
     Herald,
     /// nchan: `GET /sub?id=CHANNEL` (EventSource), `POST /pub?id=CHANNEL` with the data as body.
     Nchan,
+    /// Pushpin: `GET /sub?id=CHANNEL` (held as an SSE stream by the GRIP origin of
+    /// bench/pushpin), `POST /publish/` with GRIP JSON items (`http-stream` format) to its HTTP
+    /// publish endpoint.
+    Pushpin,
+}
+
+impl Target {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Herald => "herald",
+            Target::Nchan => "nchan",
+            Target::Pushpin => "pushpin",
+        }
+    }
 }
 
 /// Where and how to talk to the server.
@@ -88,12 +112,17 @@ pub struct ServerArgs {
     /// nchan's publisher location.
     #[arg(long, default_value = "/pub")]
     pub nchan_pub: String,
+    /// Pushpin's publish path (on its HTTP publish endpoint, `--publish-addr`).
+    #[arg(long, default_value = "/publish/")]
+    pub pushpin_publish: String,
     /// HS256 key: publishers send a token minted with it (`mercure.publish: ["*"]`).
     #[arg(long, env = "HERALD_JWT_KEY")]
     pub jwt_key: Option<String>,
-    /// The server's PID (its children are counted too); default: whoever listens on --addr.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The server's PIDs, comma-separated (their children are counted too): a server made of
+    /// several process trees (Pushpin: its runner, zurl, the GRIP origin) is their sum. Default:
+    /// whoever listens on --addr.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Name of the scenario, recorded in the report.
     #[arg(long, default_value = "custom")]
     pub scenario: String,

@@ -2,7 +2,8 @@
 //!
 //! The x axis is the percentile on a "nines" scale (50%, 90%, 99%, 99.9%, ... equally spaced,
 //! i.e. -log10(1 - q)), so the tail is as readable as the median; the y axis is the latency in
-//! milliseconds on a log scale. One line per JSON report; Herald blue, nchan orange.
+//! milliseconds on a log scale. One line per JSON report; Herald blue, nchan orange, Pushpin
+//! green.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -71,10 +72,10 @@ pub(crate) fn main(args: PlotArgs) -> Result<(), String> {
             .unwrap_or(0.0);
         series.push(Series {
             label: format!("{target} {run}: p99 {p99:.0} ms"),
-            color: if target == "herald" {
-                "#1f77b4"
-            } else {
-                "#ff7f0e"
+            color: match target.as_str() {
+                "herald" => "#1f77b4",
+                "nchan" => "#ff7f0e",
+                _ => "#2ca02c",
             },
             dash: ["", "6,3", "2,3", "8,3,2,3"][(*run - 1) % 4],
             points,

@@ -1,9 +1,10 @@
 //! The server's resource use, read from /proc: CPU seconds (utime + stime), RSS and PSS, open
 //! files and threads.
 //!
-//! A server may be several processes (nginx: a master and its workers), so every figure is a sum
-//! over the server's processes: the PID given (or every process holding the listening socket)
-//! and their children. PSS (proportional set size) is reported next to RSS because summing RSS
+//! A server may be several processes (nginx: a master and its workers; Pushpin: a runner, its
+//! condure, pushpin-proxy and pushpin-handler, plus zurl and the GRIP origin), so every figure is
+//! a sum over the server's processes: the PIDs given (or every process holding the listening
+//! socket) and their descendants. PSS (proportional set size) is reported next to RSS because summing RSS
 //! over processes counts shared pages (nginx's shared memory zone) once per process.
 
 use std::collections::BTreeSet;
@@ -27,21 +28,30 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// The server: `pid` and its children, or the processes listening on `addr` and theirs.
-    pub(crate) fn find(pid: Option<u32>, addr: SocketAddr) -> Result<Server, String> {
-        let roots: BTreeSet<u32> = match pid {
-            Some(pid) => [pid].into(),
-            None => listeners(addr)?,
+    /// The server: the processes `pids` and their descendants, or (with no PID) the processes
+    /// listening on `addr` and theirs.
+    pub(crate) fn find(pids: &[u32], addr: SocketAddr) -> Result<Server, String> {
+        let roots: BTreeSet<u32> = if pids.is_empty() {
+            listeners(addr)?
+        } else {
+            pids.iter().copied().collect()
         };
         if roots.is_empty() {
             return Err(format!(
                 "no process listens on {addr} (give --server-pid, or start the server first)"
             ));
         }
-        let mut pids = roots.clone();
-        for (child, parent) in all_parents() {
-            if roots.contains(&parent) {
-                pids.insert(child);
+        let parents = all_parents();
+        let mut pids = roots;
+        loop {
+            let before = pids.len();
+            for &(child, parent) in &parents {
+                if pids.contains(&parent) {
+                    pids.insert(child);
+                }
+            }
+            if pids.len() == before {
+                break;
             }
         }
         // The one unsafe block of the workspace: the clock tick rate that /proc's CPU times are

@@ -173,7 +173,7 @@ pub(crate) async fn main(args: ReplayArgs) -> Result<(), String> {
         return Err("--back must be between 1 and --history".into());
     }
     let endpoint = Arc::new(Endpoint::new(&args.server)?);
-    let server = Server::find(args.server.server_pid, args.server.addr)?;
+    let server = Server::find(&args.server.server_pid, args.server.addr)?;
     let run_id = args
         .run_id
         .clone()

@@ -1,5 +1,6 @@
 //! Reports: one run's figures (table or JSON), and a table of medians over several runs with
-//! Herald/nchan ratios.
+//! ratios against Herald (Herald/nchan, Herald/Pushpin: above 1 means Herald's figure is the
+//! larger, which is better for rates and worse for latencies, memory and CPU).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ pub(crate) struct ServerReport {
     /// CPU seconds from the first publish to the end of the deliveries.
     pub cpu_secs: f64,
     pub deliveries_per_cpu_sec: Option<f64>,
+    /// Acknowledged publishes per server CPU-second (the publish path's cost, whatever the
+    /// machine's load does to the wall-clock rate).
+    pub publishes_per_cpu_sec: Option<f64>,
     /// (idle RSS - baseline RSS) / connected subscribers, in bytes.
     pub rss_per_connection: Option<f64>,
     pub pss_per_connection: Option<f64>,
@@ -96,12 +100,16 @@ pub(crate) struct Report {
     pub subscribers: usize,
     pub connected: usize,
     pub connect_failures: usize,
+    /// Connection attempts that failed and were tried again (`--connect-retries`).
+    pub connect_retries: usize,
     pub connect_secs: f64,
     pub updates: usize,
     pub rate: f64,
     pub publishers: usize,
     pub published: u64,
     pub publish_errors: u64,
+    /// What the first failed publish got (a status or an I/O error), if any failed.
+    pub first_publish_error: Option<String>,
     pub publish_secs: f64,
     pub publishes_per_sec: f64,
     pub publish_latency_ms: Option<Percentiles>,
@@ -137,6 +145,9 @@ pub(crate) fn emit<T: Serialize>(report: &T, args: &ServerArgs) -> Result<(), St
             if let Some(v) = figure.get(&value) {
                 println!("  {:<44} {}", figure.name, format_number(v));
             }
+        }
+        if let Some(error) = value["first_publish_error"].as_str() {
+            println!("  {:<44} {error}", "first publish error");
         }
     }
     Ok(())
@@ -175,6 +186,10 @@ const fn fig(name: &'static str, pointer: &'static str) -> Figure {
 const FIGURES: &[Figure] = &[
     fig("subscribers connected", "/connected"),
     fig("connect time (s)", "/connect_secs"),
+    Figure {
+        always: true,
+        ..fig("connect attempts retried", "/connect_retries")
+    },
     fig("deliveries", "/deliveries"),
     fig("deliveries/s", "/deliveries_per_sec"),
     fig(
@@ -192,6 +207,10 @@ const FIGURES: &[Figure] = &[
     fig("publishes acknowledged/s", "/publishes_per_sec"),
     fig("publish ack p50 (ms)", "/publish_latency_ms/p50"),
     fig("publish ack p99 (ms)", "/publish_latency_ms/p99"),
+    fig(
+        "publishes per server CPU-second",
+        "/server/publishes_per_cpu_sec",
+    ),
     Figure {
         scale: 1.0 / 1048576.0,
         ..fig(
@@ -262,15 +281,28 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Prints, per scenario, the median of every figure over the runs of each target, and the ratio
-/// Herald/nchan where both ran.
+/// The order of the table's columns: Herald first (the ratios are against it), then the peers.
+const TARGET_ORDER: [&str; 3] = ["herald", "nchan", "pushpin"];
+
+/// Prints, per scenario, the median of every figure over the runs of each target, and the
+/// ratios Herald/peer where both ran. Only the targets present in the reports get a column.
 pub(crate) fn table(args: TableArgs) -> Result<(), String> {
-    let mut groups: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+    let mut reports = Vec::new();
     for path in &args.files {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a report: {e}", path.display()))?;
+        reports.push(value);
+    }
+    print!("{}", render_table(reports));
+    Ok(())
+}
+
+/// The Markdown table of [`table`].
+fn render_table(reports: Vec<Value>) -> String {
+    let mut groups: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+    for value in reports {
         let scenario = value["scenario"].as_str().unwrap_or("?").to_owned();
         let target = value["target"].as_str().unwrap_or("?").to_owned();
         groups
@@ -280,44 +312,115 @@ pub(crate) fn table(args: TableArgs) -> Result<(), String> {
             .or_default()
             .push(value);
     }
-    println!("| scenario | figure | herald | nchan | herald/nchan |");
-    println!("|---|---|---:|---:|---:|");
-    for (scenario, targets) in &groups {
-        let runs = |t: &str| targets.get(t).map_or(0, Vec::len);
-        let name = format!(
-            "{scenario} (runs: herald {}, nchan {})",
-            runs("herald"),
-            runs("nchan")
-        );
+    let mut targets: Vec<String> = TARGET_ORDER
+        .iter()
+        .map(|t| (*t).to_owned())
+        .filter(|t| groups.values().any(|g| g.contains_key(t)))
+        .collect();
+    for group in groups.values() {
+        for t in group.keys() {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+    }
+    let peers: Vec<&String> = targets.iter().filter(|t| *t != "herald").collect();
+    let with_ratios = targets.iter().any(|t| t == "herald");
+    let mut header = format!("| scenario | figure | {} |", targets.join(" | "));
+    let mut rule = format!("|---|---|{}", "---:|".repeat(targets.len()));
+    if with_ratios {
+        for peer in &peers {
+            header.push_str(&format!(" herald/{peer} |"));
+            rule.push_str("---:|");
+        }
+    }
+    let mut out = format!("{header}\n{rule}\n");
+    for (scenario, runs) in &groups {
+        let counts: Vec<String> = targets
+            .iter()
+            .map(|t| format!("{t} {}", runs.get(t).map_or(0, Vec::len)))
+            .collect();
+        let name = format!("{scenario} (runs: {})", counts.join(", "));
         let mut first = true;
         for figure in FIGURES {
             let med = |t: &str| {
                 median(
-                    targets
-                        .get(t)
+                    runs.get(t)
                         .map(|reports| reports.iter().filter_map(|r| figure.get(r)).collect())
                         .unwrap_or_default(),
                 )
             };
-            let (h, n) = (med("herald"), med("nchan"));
-            if h.is_none() && n.is_none() {
+            let medians: Vec<Option<f64>> = targets.iter().map(|t| med(t)).collect();
+            if medians.iter().all(Option::is_none) {
                 continue;
             }
-            let show = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
-            let ratio = match (h, n) {
-                (Some(h), Some(n)) if n != 0.0 => format!("{:.2}", h / n),
-                _ => "-".to_owned(),
-            };
-            println!(
-                "| {} | {} | {} | {} | {} |",
+            let show = |v: &Option<f64>| v.map_or("-".to_owned(), format_number);
+            let mut row = format!(
+                "| {} | {} | {} |",
                 if first { name.as_str() } else { "" },
                 figure.name,
-                show(h),
-                show(n),
-                ratio
+                medians.iter().map(show).collect::<Vec<_>>().join(" | ")
             );
+            if with_ratios {
+                let herald = med("herald");
+                for peer in &peers {
+                    let ratio = match (herald, med(peer)) {
+                        (Some(h), Some(p)) if p != 0.0 => format!("{:.2}", h / p),
+                        _ => "-".to_owned(),
+                    };
+                    row.push_str(&format!(" {ratio} |"));
+                }
+            }
+            out.push_str(&row);
+            out.push('\n');
             first = false;
         }
     }
-    Ok(())
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(target: &str, per_cpu: f64) -> Value {
+        serde_json::json!({
+            "scenario": "a-burst",
+            "target": target,
+            "connected": 10000,
+            "server": {"deliveries_per_cpu_sec": per_cpu},
+            "errors": 0,
+        })
+    }
+
+    #[test]
+    fn three_targets_side_by_side_with_ratios_against_herald() {
+        let table = render_table(vec![
+            report("pushpin", 100_000.0),
+            report("herald", 1_000_000.0),
+            report("nchan", 200_000.0),
+            report("herald", 3_000_000.0),
+            report("herald", 2_000_000.0),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| scenario | figure | herald | nchan | pushpin | herald/nchan | herald/pushpin |"
+        );
+        let row = lines
+            .iter()
+            .find(|l| l.contains("deliveries per server CPU-second"))
+            .expect("a row per figure");
+        assert_eq!(
+            *row,
+            "|  | deliveries per server CPU-second | 2,000,000 | 200,000 | 100,000 | 10.00 | 20.00 |"
+        );
+        assert!(lines[2].starts_with("| a-burst (runs: herald 3, nchan 1, pushpin 1) |"));
+    }
+
+    #[test]
+    fn herald_alone_has_no_ratio_columns() {
+        let table = render_table(vec![report("herald", 5.0)]);
+        assert!(table.starts_with("| scenario | figure | herald |\n|---|---|---:|\n"));
+    }
 }

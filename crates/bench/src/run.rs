@@ -22,6 +22,52 @@ use crate::procfs::Server;
 use crate::report::{Percentiles, Report, ServerReport};
 use crate::{ServerArgs, Target, now_ns};
 
+/// How publishers talk to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PublishProtocol {
+    /// Keep-alive HTTP/1.1 over plain TCP (hand-written, `http.rs`).
+    Http1,
+    /// Keep-alive HTTP/2 over TLS (hyper and rustls, `http2.rs`); needs --tls-ca.
+    H2,
+}
+
+/// A publisher's connection, opened on first use and reopened after an error.
+enum PublishConn {
+    Http1(Option<Conn>),
+    H2(Option<crate::http2::H2Conn>, Arc<rustls::ClientConfig>),
+}
+
+impl PublishConn {
+    async fn publish(
+        &mut self,
+        endpoint: &Endpoint,
+        topic: &str,
+        data: &str,
+    ) -> std::io::Result<u16> {
+        match self {
+            PublishConn::Http1(conn) => {
+                let request = endpoint.publish_request(topic, data, None);
+                http::exchange(conn, endpoint.addr, &request).await
+            }
+            PublishConn::H2(conn, config) => {
+                if conn.is_none() {
+                    *conn =
+                        Some(crate::http2::H2Conn::connect(endpoint.addr, config.clone()).await?);
+                }
+                let c = conn.as_mut().expect("connected");
+                c.exchange(endpoint.publish(topic, data, None)).await
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            PublishConn::Http1(conn) => *conn = None,
+            PublishConn::H2(conn, _) => *conn = None,
+        }
+    }
+}
+
 /// What the subscribers subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Topics {
@@ -62,6 +108,13 @@ pub(crate) struct RunArgs {
     /// Most connection attempts in flight at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// A subscriber whose connection or subscription fails (refused, cut, or answered with
+    /// another status than 200) tries again this many times, after 100 ms, 200 ms, ...: what an
+    /// EventSource does. Pushpin answers 500/502 when its internal queues are full during a
+    /// connection burst. Retries are counted in the report; only the last failure counts as a
+    /// failed connect.
+    #[arg(long, default_value_t = 0)]
+    pub connect_retries: u32,
     /// Loopback source addresses for subscribers (127.0.0.2, 127.0.0.3, ...); 0 lets the
     /// kernel choose.
     #[arg(long, default_value_t = 8)]
@@ -101,6 +154,14 @@ pub(crate) struct RunArgs {
     /// nodes (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub also_subscribe_at: Vec<std::net::SocketAddr>,
+    /// How the publishers connect: keep-alive HTTP/1.1, or keep-alive HTTP/2 over TLS (one
+    /// connection per publisher).
+    #[arg(long, value_enum, default_value = "http1")]
+    pub publish_protocol: PublishProtocol,
+    /// With `--publish-protocol h2`: the PEM certificate to trust (the server's, self-signed);
+    /// it must name the IP address of the publish address.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Counters shared by every task of the run.
@@ -108,12 +169,15 @@ pub(crate) struct RunArgs {
 pub(crate) struct Shared {
     pub connected: AtomicUsize,
     pub connect_failed: AtomicUsize,
+    pub connect_retries: AtomicUsize,
     pub stream_errors: AtomicU64,
     pub delivered: AtomicU64,
     pub last_delivery_ns: AtomicU64,
     pub latencies: Mutex<Vec<u64>>,
     pub published: AtomicU64,
     pub publish_errors: AtomicU64,
+    /// The first failed publish's status or error, for the report.
+    pub first_publish_error: Mutex<Option<String>>,
     pub publish_latencies: Mutex<Vec<u64>>,
 }
 
@@ -155,23 +219,32 @@ pub(crate) async fn open_stream(
     Ok((conn, head))
 }
 
-/// One subscriber: connect (holding a connect permit), check the response, then count the
-/// deliveries and their latencies until the task is aborted.
+/// One subscriber: connect (holding a connect permit, retrying up to `retries` times), check
+/// the response, then count the deliveries and their latencies until the task is aborted.
 pub(crate) async fn subscriber(
     endpoint: Arc<Endpoint>,
     request: Vec<u8>,
     from: Option<IpAddr>,
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
+    retries: u32,
 ) {
-    let permit = permits.acquire_owned().await.expect("semaphore open");
-    let opened = open_stream(&endpoint, from, &request).await;
-    drop(permit);
-    let (mut conn, head) = match opened {
-        Ok(opened) => opened,
-        Err(_) => {
-            shared.connect_failed.fetch_add(1, Ordering::Relaxed);
-            return;
+    let mut attempt = 0;
+    let (mut conn, head) = loop {
+        let permit = permits.acquire().await.expect("semaphore open");
+        let opened = open_stream(&endpoint, from, &request).await;
+        drop(permit);
+        match opened {
+            Ok(opened) => break opened,
+            Err(_) if attempt < retries => {
+                attempt += 1;
+                shared.connect_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(_) => {
+                shared.connect_failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
     };
     shared.connected.fetch_add(1, Ordering::Relaxed);
@@ -232,8 +305,8 @@ async fn publisher(
     rate: f64,
     start: Instant,
     payload: usize,
+    mut conn: PublishConn,
 ) {
-    let mut conn: Option<Conn> = None;
     loop {
         let seq = next.fetch_add(1, Ordering::Relaxed);
         if seq >= total {
@@ -245,20 +318,24 @@ async fn publisher(
         }
         let data = update_data(seq, payload);
         let sent = sent_ns(data.as_bytes()).unwrap_or_default();
-        let request = endpoint.publish_request(&layout.topic(seq), &data, None);
-        let outcome = http::exchange(&mut conn, endpoint.addr, &request).await;
+        let outcome = conn.publish(&endpoint, &layout.topic(seq), &data).await;
         match outcome {
             Ok(status) if (200..300).contains(&status) => {
                 shared.published.fetch_add(1, Ordering::Relaxed);
                 let latency = now_ns().saturating_sub(sent);
                 shared.publish_latencies.lock().unwrap().push(latency);
             }
-            Ok(_) => {
+            Ok(status) => {
                 shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+                let mut first = shared.first_publish_error.lock().unwrap();
+                first.get_or_insert_with(|| format!("status {status}"));
             }
-            Err(_) => {
+            Err(e) => {
                 shared.publish_errors.fetch_add(1, Ordering::Relaxed);
-                conn = None;
+                let mut first = shared.first_publish_error.lock().unwrap();
+                first.get_or_insert_with(|| e.to_string());
+                drop(first);
+                conn.reset();
             }
         }
     }
@@ -304,6 +381,7 @@ struct Helper {
     child: tokio::process::Child,
     connected: usize,
     failed: usize,
+    retries: usize,
 }
 
 async fn spawn_helper(
@@ -314,10 +392,7 @@ async fn spawn_helper(
 ) -> Result<Helper, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let s = &args.server;
-    let target = match s.target {
-        Target::Herald => "herald",
-        Target::Nchan => "nchan",
-    };
+    let target = s.target.name();
     let topics = match args.topics {
         Topics::One => "one",
         Topics::Many => "many",
@@ -338,6 +413,7 @@ async fn spawn_helper(
             &args.connect_concurrency.to_string(),
         ])
         .args(["--sources", &args.sources.to_string()])
+        .args(["--connect-retries", &args.connect_retries.to_string()])
         .args(["--hold-secs", &args.hold_secs.to_string(), "--threads", "1"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -357,6 +433,7 @@ async fn spawn_helper(
     Ok(Helper {
         connected: number(),
         failed: number(),
+        retries: number(),
         child,
     })
 }
@@ -393,6 +470,7 @@ fn open_subscribers(
                 source(offset + n, args.sources),
                 permits.clone(),
                 shared.clone(),
+                args.connect_retries,
             ))
         })
         .collect()
@@ -423,9 +501,10 @@ async fn hold(args: RunArgs) -> Result<(), String> {
     wait_connected(&shared, args.subscribers).await;
     let mut stdout = tokio::io::stdout();
     let ready = format!(
-        "ready {} {}\n",
+        "ready {} {} {}\n",
         shared.connected.load(Ordering::Relaxed),
-        shared.connect_failed.load(Ordering::Relaxed)
+        shared.connect_failed.load(Ordering::Relaxed),
+        shared.connect_retries.load(Ordering::Relaxed)
     );
     stdout
         .write_all(ready.as_bytes())
@@ -464,15 +543,28 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
     if args.connections_only {
         return hold(args).await;
     }
-    if args.server.target == Target::Nchan
+    if args.server.target != Target::Herald
         && (args.templates > 0 || args.topics == Topics::Template)
     {
-        return Err("nchan has no URI templates: use --topics one|many without --templates".into());
+        return Err(format!(
+            "{} has no URI templates: use --topics one|many without --templates",
+            args.server.target.name()
+        ));
     }
+    if args.server.target == Target::Pushpin && args.updates > 0 && args.publish_addr.is_none() {
+        return Err("Pushpin publishes on another port: give --publish-addr (its HTTP publish endpoint, push_in_http_port)".into());
+    }
+    let tls = match (args.publish_protocol, &args.tls_ca) {
+        (PublishProtocol::Http1, _) => None,
+        (PublishProtocol::H2, Some(ca)) => Some(crate::http2::client_config(ca)?),
+        (PublishProtocol::H2, None) => {
+            return Err("--publish-protocol h2 needs --tls-ca (the server's certificate)".into());
+        }
+    };
     let endpoint = Arc::new(Endpoint::new(&args.server)?);
     let layout = Arc::new(layout(&args));
     args.run_id = Some(layout.run_id.clone());
-    let server = Server::find(args.server.server_pid, args.server.addr)?;
+    let server = Server::find(&args.server.server_pid, args.server.addr)?;
     let shared = Arc::new(Shared::default());
     let total_subs = args.subscribers + args.templates;
     let progress = progress(
@@ -496,6 +588,9 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         shared
             .connect_failed
             .fetch_add(helper.failed, Ordering::Relaxed);
+        shared
+            .connect_retries
+            .fetch_add(helper.retries, Ordering::Relaxed);
         helpers.push(helper);
     }
     let local_offset = share * (processes - 1);
@@ -525,6 +620,10 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         .map_or_else(|| endpoint.clone(), |addr| Arc::new(endpoint.at(addr)));
     let publishers: Vec<_> = (0..args.publishers.max(1))
         .map(|_| {
+            let conn = match &tls {
+                None => PublishConn::Http1(None),
+                Some(config) => PublishConn::H2(None, config.clone()),
+            };
             tokio::spawn(publisher(
                 publish_endpoint.clone(),
                 layout.clone(),
@@ -534,6 +633,7 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
                 args.rate,
                 publish_start,
                 args.payload,
+                conn,
             ))
         })
         .collect();
@@ -595,12 +695,14 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         subscribers: total_subs,
         connected,
         connect_failures: shared.connect_failed.load(Ordering::Relaxed),
+        connect_retries: shared.connect_retries.load(Ordering::Relaxed),
         connect_secs,
         updates: args.updates,
         rate: args.rate,
         publishers: args.publishers,
         published,
         publish_errors: shared.publish_errors.load(Ordering::Relaxed),
+        first_publish_error: shared.first_publish_error.lock().unwrap().take(),
         publish_secs,
         publishes_per_sec: rate_of(published, publish_secs),
         publish_latency_ms: Percentiles::of(&publish_latencies),
@@ -625,6 +727,8 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
             cpu_secs,
             deliveries_per_cpu_sec: (cpu_secs > 0.0 && deliveries > 0)
                 .then(|| deliveries as f64 / cpu_secs),
+            publishes_per_cpu_sec: (cpu_secs > 0.0 && published > 0)
+                .then(|| published as f64 / cpu_secs),
             rss_per_connection: per_connection(idle.rss_bytes, baseline.rss_bytes),
             pss_per_connection: per_connection(idle.pss_bytes, baseline.pss_bytes),
         },

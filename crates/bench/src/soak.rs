@@ -406,7 +406,7 @@ pub(crate) async fn main(args: SoakArgs) -> Result<(), String> {
         );
     }
     let endpoint = Arc::new(Endpoint::new(&args.server)?);
-    let server = Server::find(args.server.server_pid, args.server.addr)?;
+    let server = Server::find(&args.server.server_pid, args.server.addr)?;
     let run_id: Arc<str> = format!("{:x}", now_ns() / 1000 % 0xffff_ffff).into();
     let plan = Arc::new(Plan {
         prefix: format!("https://example.com/soak/{run_id}"),
