@@ -1,0 +1,650 @@
+//! `herald-bench cluster`: many subscribers on a cluster of nodes sharing one Redis, more than
+//! one process can hold, fed a paced load and a burst.
+//!
+//! One process may hold at most its open-file limit of sockets (20,000 on the benchmark
+//! machine), on the server side and on the generator side alike. This coordinator therefore
+//! starts `--generators` worker processes ([`crate::cluster_worker`]), each holding its share of
+//! the subscribers (subscriber `i` on node `i mod nodes`, every one on the same topic), from its
+//! own loopback source addresses, and drives them over their standard input and output. It then
+//! publishes, round-robin over the nodes (each update reaches the other nodes through Redis):
+//!
+//! 1. `paced`: `--paced-updates` at `--paced-rate` per second, one after the other;
+//! 2. `burst`: `--burst-updates` at once, each on its own pre-opened connection.
+//!
+//! After each phase it waits until every subscriber has every update (or nothing arrived for
+//! `--settle-secs`), and reports per phase: deliveries, subscribers that received every update
+//! exactly once, publish-to-delivery latency percentiles (one clock: every process runs on this
+//! machine) and the CPU seconds the nodes and Redis spent from the first publish to the last
+//! delivery; and for the whole run: connect time of all subscribers, RSS of each node and of
+//! Redis with the subscribers idle. `bench/cluster-100k.sh` starts Redis and the nodes and runs
+//! this.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use crate::cluster_worker::{MAX_PHASE_UPDATES, PhaseTally, latency_histogram};
+use crate::endpoint::{Endpoint, Layout};
+use crate::http::{self, Conn};
+use crate::procfs::{Sample, Server};
+use crate::report::Percentiles;
+use crate::run::{Topics, sent_ns, update_data};
+use crate::{ServerArgs, Target, now_ns};
+
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ClusterArgs {
+    /// The nodes' addresses (comma-separated); subscriber i goes to node i mod len.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub nodes: Vec<SocketAddr>,
+    /// The nodes' PIDs, in the order of --nodes (default: whoever listens on each address).
+    #[arg(long, value_delimiter = ',')]
+    pub node_pids: Vec<u32>,
+    /// Redis's PID, to count its CPU and memory with the nodes'.
+    #[arg(long)]
+    pub redis_pid: Option<u32>,
+    /// HS256 key: publishers send a token minted with it.
+    #[arg(long, env = "HERALD_JWT_KEY")]
+    pub jwt_key: String,
+    /// The Mercure hub path.
+    #[arg(long, default_value = "/.well-known/mercure")]
+    pub hub_path: String,
+    /// Subscribers in all, all on one topic.
+    #[arg(long, default_value_t = 100_000)]
+    pub subscribers: usize,
+    /// Load-generator processes holding the subscribers (default: one per node).
+    #[arg(long)]
+    pub generators: Option<usize>,
+    /// Loopback source addresses per generator, from --source-first on: generator g uses
+    /// --source-first + g * this, and the next ones.
+    #[arg(long, default_value_t = 4)]
+    pub sources_per_generator: u32,
+    /// The first source address.
+    #[arg(long, default_value = "127.0.0.2")]
+    pub source_first: Ipv4Addr,
+    /// Most connection attempts in flight at once, per generator.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Updates of the paced phase (0 skips it; at most 64).
+    #[arg(long, default_value_t = 10)]
+    pub paced_updates: usize,
+    /// Updates per second of the paced phase.
+    #[arg(long, default_value_t = 1.0)]
+    pub paced_rate: f64,
+    /// Updates of the burst phase, all published at once (0 skips it; at most 64).
+    #[arg(long, default_value_t = 20)]
+    pub burst_updates: usize,
+    /// Bytes of data per update.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Seconds the subscribers stay idle before the memory sample.
+    #[arg(long, default_value_t = 3.0)]
+    pub idle_secs: f64,
+    /// After publishing: how long to wait without a new delivery before giving up on missing
+    /// ones.
+    #[arg(long, default_value_t = 10.0)]
+    pub settle_secs: f64,
+    /// Name of the scenario, recorded in the report.
+    #[arg(long, default_value = "cluster")]
+    pub scenario: String,
+    /// Also writes the JSON report to this file.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Prints the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where and how to reach one node, in the shape the other scenarios use.
+pub(crate) fn server_args(addr: SocketAddr, hub_path: &str, jwt_key: Option<&str>) -> ServerArgs {
+    ServerArgs {
+        target: Target::Herald,
+        addr,
+        hub_path: hub_path.to_owned(),
+        nchan_sub: "/sub".into(),
+        nchan_pub: "/pub".into(),
+        jwt_key: jwt_key.map(str::to_owned),
+        server_pid: None,
+        scenario: String::new(),
+        json: false,
+        out: None,
+        threads: 1,
+    }
+}
+
+/// A worker process and its command pipe.
+struct Generator {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Generator {
+    async fn read_line(&mut self, within: Duration) -> Result<String, String> {
+        tokio::time::timeout(within, self.lines.next_line())
+            .await
+            .map_err(|_| format!("a generator did not answer in {within:?}"))?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "a generator exited (see its message above)".to_owned())
+    }
+
+    async fn ask(&mut self, command: &str) -> Result<String, String> {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .map_err(|e| format!("a generator stopped listening: {e}"))?;
+        self.read_line(Duration::from_secs(60)).await
+    }
+}
+
+/// One process (a node, Redis, or the generators together): its samples over the run.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProcessFigures {
+    pub name: String,
+    pub pids: Vec<u32>,
+    /// Subscribers it holds (nodes) or 0.
+    pub subscribers: usize,
+    pub baseline: Sample,
+    /// After the subscribers were idle for --idle-secs: the memory figure.
+    pub idle: Sample,
+    pub connect_cpu_secs: f64,
+    /// CPU seconds of each phase, in the order of `phases`.
+    pub phase_cpu_secs: Vec<f64>,
+    #[serde(skip)]
+    server: Server,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PhaseReport {
+    pub name: String,
+    pub updates: usize,
+    /// Updates per second; 0: all at once.
+    pub rate: f64,
+    pub published: u64,
+    pub publish_errors: u64,
+    pub publish_ack_ms: Option<Percentiles>,
+    pub expected_deliveries: u64,
+    pub deliveries: u64,
+    /// Subscribers that received every update of the phase exactly once.
+    pub subscribers_complete: u64,
+    pub subscribers_missing: u64,
+    pub duplicates: u64,
+    pub stream_errors: u64,
+    /// From the first publish to the last delivery.
+    pub delivery_secs: f64,
+    pub deliveries_per_sec: f64,
+    /// CPU seconds of the nodes and Redis, from the first publish to the last delivery.
+    pub server_cpu_secs: f64,
+    pub deliveries_per_server_cpu_sec: Option<f64>,
+    pub generator_cpu_secs: f64,
+    pub latency_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterReport {
+    pub scenario: String,
+    pub command: String,
+    pub run_id: String,
+    pub subscribers: usize,
+    pub connected: usize,
+    pub connect_failures: usize,
+    /// From starting the generators to the last one holding all its subscribers.
+    pub connect_secs: f64,
+    /// CPU seconds of the nodes and Redis while the subscribers connected.
+    pub connect_server_cpu_secs: f64,
+    /// Sum of the nodes' RSS with the subscribers idle.
+    pub nodes_rss_idle_bytes: u64,
+    /// (nodes' idle RSS - their RSS before) / connected subscribers.
+    pub nodes_rss_per_subscriber: Option<f64>,
+    pub nodes: Vec<ProcessFigures>,
+    pub redis: Option<ProcessFigures>,
+    pub generators: ProcessFigures,
+    pub phases: Vec<PhaseReport>,
+}
+
+fn figures(name: String, server: Server, subscribers: usize) -> ProcessFigures {
+    let baseline = server.sample();
+    ProcessFigures {
+        name,
+        pids: server.pids.clone(),
+        subscribers,
+        baseline,
+        idle: baseline,
+        connect_cpu_secs: 0.0,
+        phase_cpu_secs: Vec::new(),
+        server,
+    }
+}
+
+fn percentiles(tallies: &[PhaseTally]) -> Option<Percentiles> {
+    let mut histogram = latency_histogram();
+    let mut sum = 0u128;
+    for tally in tallies {
+        for &(value, count) in &tally.latency_ns {
+            histogram.saturating_record_n(value, count);
+        }
+        sum += tally.latency_sum_ns;
+    }
+    let count = histogram.len();
+    let ms = |ns: u64| ns as f64 / 1e6;
+    (count > 0).then(|| Percentiles {
+        count,
+        mean: sum as f64 / count as f64 / 1e6,
+        p50: ms(histogram.value_at_quantile(0.5)),
+        p90: ms(histogram.value_at_quantile(0.9)),
+        p99: ms(histogram.value_at_quantile(0.99)),
+        p999: ms(histogram.value_at_quantile(0.999)),
+        max: ms(histogram.max()),
+    })
+}
+
+async fn spawn_generator(
+    args: &ClusterArgs,
+    topic: &str,
+    index: usize,
+    first: usize,
+    count: usize,
+) -> Result<Generator, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let nodes: Vec<String> = args.nodes.iter().map(ToString::to_string).collect();
+    let source = u32::from(args.source_first) + index as u32 * args.sources_per_generator;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("cluster-worker")
+        .args(["--nodes", &nodes.join(","), "--hub-path", &args.hub_path])
+        .args(["--topic", topic])
+        .args(["--first", &first.to_string(), "--count", &count.to_string()])
+        .args(["--source-first", &Ipv4Addr::from(source).to_string()])
+        .args(["--sources", &args.sources_per_generator.to_string()])
+        .args([
+            "--connect-concurrency",
+            &args.connect_concurrency.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start a generator: {e}"))?;
+    let stdin = child.stdin.take().expect("piped");
+    let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    Ok(Generator {
+        child,
+        stdin,
+        lines,
+    })
+}
+
+/// Publishes updates numbered `first..first + count` round-robin over the nodes: one after the
+/// other at `rate` per second, or all at once on pre-opened connections when `rate` is 0.
+/// Returns the acknowledgement latencies and the number of failures.
+async fn publish(
+    endpoints: &[Arc<Endpoint>],
+    topic: &str,
+    first: usize,
+    count: usize,
+    rate: f64,
+    payload: usize,
+) -> Result<(Vec<u64>, u64), String> {
+    let one = |endpoint: &Endpoint, seq: usize| {
+        let data = update_data(seq, payload);
+        let sent = sent_ns(data.as_bytes()).unwrap_or_default();
+        (endpoint.publish_request(topic, &data, None), sent)
+    };
+    let connections = if rate > 0.0 { endpoints.len() } else { count };
+    let mut conns = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let addr = endpoints[(first + i) % endpoints.len()].addr;
+        let stream = http::connect(addr, None)
+            .await
+            .map_err(|e| format!("cannot connect a publisher to {addr}: {e}"))?;
+        conns.push(Some(Conn::new(stream, 4096)));
+    }
+    let start = Instant::now();
+    let mut acks = Vec::with_capacity(count);
+    let mut errors = 0;
+    if rate > 0.0 {
+        for k in 0..count {
+            let at = start + Duration::from_secs_f64(k as f64 / rate);
+            tokio::time::sleep_until(at.into()).await;
+            let node = (first + k) % endpoints.len();
+            let (request, sent) = one(&endpoints[node], first + k);
+            match http::exchange(&mut conns[k % connections], endpoints[node].addr, &request).await
+            {
+                Ok(status) if (200..300).contains(&status) => {
+                    acks.push(now_ns().saturating_sub(sent));
+                }
+                _ => errors += 1,
+            }
+        }
+    } else {
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(k, mut conn)| {
+                let endpoint = endpoints[(first + k) % endpoints.len()].clone();
+                let (request, sent) = one(&endpoint, first + k);
+                tokio::spawn(async move {
+                    let status = http::exchange(&mut conn, endpoint.addr, &request).await;
+                    matches!(status, Ok(s) if (200..300).contains(&s))
+                        .then(|| now_ns().saturating_sub(sent))
+                })
+            })
+            .collect();
+        for task in tasks {
+            match task.await {
+                Ok(Some(ack)) => acks.push(ack),
+                _ => errors += 1,
+            }
+        }
+    }
+    Ok((acks, errors))
+}
+
+/// Asks every generator how many deliveries it has seen in the current phase.
+async fn delivered(generators: &mut [Generator]) -> Result<u64, String> {
+    let mut sum = 0;
+    for generator in generators {
+        let answer = generator.ask("count").await?;
+        sum += answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("a generator answered {answer:?} to count"))?;
+    }
+    Ok(sum)
+}
+
+pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
+    if args.nodes.is_empty() {
+        return Err("--nodes: give at least one node address".into());
+    }
+    if !args.node_pids.is_empty() && args.node_pids.len() != args.nodes.len() {
+        return Err("--node-pids: give one PID per --nodes address, in the same order".into());
+    }
+    if args.paced_updates > MAX_PHASE_UPDATES || args.burst_updates > MAX_PHASE_UPDATES {
+        return Err(format!(
+            "--paced-updates and --burst-updates: at most {MAX_PHASE_UPDATES} each"
+        ));
+    }
+    if args.paced_updates > 0 && args.paced_rate <= 0.0 {
+        return Err("--paced-rate: give a positive rate".into());
+    }
+    let generator_count = args.generators.unwrap_or(args.nodes.len()).max(1);
+    let last_source = u64::from(u32::from(args.source_first))
+        + generator_count as u64 * u64::from(args.sources_per_generator.max(1));
+    if !args.source_first.is_loopback()
+        || last_source > u64::from(u32::from(Ipv4Addr::new(127, 255, 255, 255)))
+    {
+        return Err("--source-first: the source addresses must stay in 127.0.0.0/8".into());
+    }
+
+    let layout = Layout {
+        target: Target::Herald,
+        mode: Topics::One,
+        total: args.subscribers,
+        templates: 0,
+        run_id: format!("{:x}", now_ns() / 1000 % 0xffff_ffff),
+    };
+    let topic = layout.topic(0);
+    let endpoints = args
+        .nodes
+        .iter()
+        .map(|&addr| {
+            Endpoint::new(&server_args(addr, &args.hub_path, Some(&args.jwt_key))).map(Arc::new)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let per_node = |n: usize| {
+        args.subscribers / args.nodes.len() + usize::from(n < args.subscribers % args.nodes.len())
+    };
+    let mut nodes = Vec::new();
+    for (n, &addr) in args.nodes.iter().enumerate() {
+        let server = Server::find(args.node_pids.get(n).copied(), addr)?;
+        nodes.push(figures(format!("node {addr}"), server, per_node(n)));
+    }
+    let mut redis = match args.redis_pid {
+        Some(pid) => Some(figures(
+            "redis".into(),
+            Server::find(Some(pid), args.nodes[0])?,
+            0,
+        )),
+        None => None,
+    };
+
+    // Connect: every generator at once; the connect time ends when the last one is ready.
+    let connect_start = Instant::now();
+    let share = args.subscribers / generator_count;
+    let mut generators = Vec::new();
+    for g in 0..generator_count {
+        let first = g * share;
+        let count = if g + 1 == generator_count {
+            args.subscribers - first
+        } else {
+            share
+        };
+        generators.push(spawn_generator(&args, &topic, g, first, count).await?);
+    }
+    let generator_pids: Vec<u32> = generators.iter().filter_map(|g| g.child.id()).collect();
+    let mut generator_figures = figures(
+        "generators".into(),
+        Server::find(generator_pids.first().copied(), args.nodes[0])?,
+        0,
+    );
+    generator_figures.server.pids = generator_pids.clone();
+    generator_figures.pids = generator_pids;
+    let (mut connected, mut failed) = (0, 0);
+    for generator in &mut generators {
+        let line = generator.read_line(Duration::from_secs(600)).await?;
+        let mut words = line.split_whitespace().skip(1);
+        let mut number = || {
+            words
+                .next()
+                .and_then(|w| w.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        let (c, f) = (number(), number());
+        connected += c;
+        failed += f;
+        eprintln!(
+            "[{:>6.1}s] a generator holds {c} subscribers ({f} failed); {connected} in all",
+            connect_start.elapsed().as_secs_f64()
+        );
+    }
+    let connect_secs = connect_start.elapsed().as_secs_f64();
+    let mut all: Vec<&mut ProcessFigures> = nodes.iter_mut().collect();
+    all.extend(redis.as_mut());
+    all.push(&mut generator_figures);
+    let after_connect = all.iter().map(|p| p.server.sample()).collect::<Vec<_>>();
+    for (p, s) in all.iter_mut().zip(&after_connect) {
+        p.connect_cpu_secs = s.cpu_secs - p.baseline.cpu_secs;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.idle_secs)).await;
+    for p in all.iter_mut() {
+        p.idle = p.server.sample();
+    }
+    drop(all);
+
+    // Publish: each phase numbers its updates from 64 × its index.
+    let mut phases = Vec::new();
+    let plan = [
+        ("paced", args.paced_updates, args.paced_rate),
+        ("burst", args.burst_updates, 0.0),
+    ];
+    for (index, &(name, updates, rate)) in plan.iter().enumerate() {
+        if updates == 0 {
+            continue;
+        }
+        eprintln!("[{name}] {updates} updates to {connected} subscribers");
+        let mut all: Vec<&mut ProcessFigures> = nodes.iter_mut().collect();
+        all.extend(redis.as_mut());
+        all.push(&mut generator_figures);
+        let before: Vec<Sample> = all.iter().map(|p| p.server.sample()).collect();
+        let publish_start_ns = now_ns();
+        let first = index * MAX_PHASE_UPDATES;
+        let (acks, publish_errors) =
+            publish(&endpoints, &topic, first, updates, rate, args.payload).await?;
+        let expected = (updates * connected) as u64;
+        let settle = Duration::from_secs_f64(args.settle_secs);
+        let hard_stop = Instant::now() + Duration::from_secs(600);
+        let mut seen = delivered(&mut generators).await?;
+        let mut last_progress = Instant::now();
+        while seen < expected && last_progress.elapsed() < settle && Instant::now() < hard_stop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = delivered(&mut generators).await?;
+            if now != seen {
+                seen = now;
+                last_progress = Instant::now();
+            }
+        }
+        let after: Vec<Sample> = all.iter().map(|p| p.server.sample()).collect();
+        for ((p, b), a) in all.iter_mut().zip(&before).zip(&after) {
+            p.phase_cpu_secs.push(a.cpu_secs - b.cpu_secs);
+        }
+        drop(all);
+        let mut tallies = Vec::new();
+        for generator in &mut generators {
+            let answer = generator.ask(&format!("report {updates}")).await?;
+            let json = answer
+                .strip_prefix("report ")
+                .ok_or_else(|| format!("a generator answered {answer:?} to report"))?;
+            tallies.push(serde_json::from_str::<PhaseTally>(json).map_err(|e| e.to_string())?);
+        }
+        let phase_cpu = |p: &ProcessFigures| p.phase_cpu_secs.last().copied().unwrap_or(0.0);
+        let server_cpu_secs =
+            nodes.iter().map(phase_cpu).sum::<f64>() + redis.as_ref().map_or(0.0, phase_cpu);
+        let deliveries: u64 = tallies.iter().map(|t| t.deliveries).sum();
+        let last_delivery = tallies
+            .iter()
+            .map(|t| t.last_delivery_ns)
+            .max()
+            .unwrap_or(0);
+        let delivery_secs = last_delivery.saturating_sub(publish_start_ns) as f64 / 1e9;
+        phases.push(PhaseReport {
+            name: name.into(),
+            updates,
+            rate,
+            published: acks.len() as u64,
+            publish_errors,
+            publish_ack_ms: Percentiles::of(&acks),
+            expected_deliveries: expected,
+            deliveries,
+            subscribers_complete: tallies.iter().map(|t| t.complete).sum(),
+            // Subscribers that never connected are not counted as missing an update.
+            subscribers_missing: tallies
+                .iter()
+                .map(|t| t.missing)
+                .sum::<u64>()
+                .saturating_sub((args.subscribers - connected) as u64),
+            duplicates: tallies.iter().map(|t| t.duplicates).sum(),
+            stream_errors: tallies.iter().map(|t| t.stream_errors).sum(),
+            delivery_secs,
+            deliveries_per_sec: crate::run::rate_of(deliveries, delivery_secs),
+            server_cpu_secs,
+            deliveries_per_server_cpu_sec: (server_cpu_secs > 0.0 && deliveries > 0)
+                .then(|| deliveries as f64 / server_cpu_secs),
+            generator_cpu_secs: phase_cpu(&generator_figures),
+            latency_ms: percentiles(&tallies),
+        });
+    }
+
+    for mut generator in generators {
+        drop(generator.stdin);
+        if tokio::time::timeout(Duration::from_secs(10), generator.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = generator.child.start_kill();
+        }
+    }
+
+    let rss = |f: fn(&ProcessFigures) -> u64| nodes.iter().map(f).sum::<u64>();
+    let nodes_rss_idle_bytes = rss(|p| p.idle.rss_bytes);
+    let nodes_rss_baseline = rss(|p| p.baseline.rss_bytes);
+    let connect_server_cpu_secs = nodes.iter().map(|p| p.connect_cpu_secs).sum::<f64>()
+        + redis.as_ref().map_or(0.0, |p| p.connect_cpu_secs);
+    let report = ClusterReport {
+        scenario: args.scenario.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        run_id: layout.run_id.clone(),
+        subscribers: args.subscribers,
+        connected,
+        connect_failures: failed,
+        connect_secs,
+        connect_server_cpu_secs,
+        nodes_rss_idle_bytes,
+        nodes_rss_per_subscriber: (connected > 0)
+            .then(|| (nodes_rss_idle_bytes as f64 - nodes_rss_baseline as f64) / connected as f64),
+        nodes,
+        redis,
+        generators: generator_figures,
+        phases,
+    };
+    emit(&report, &args)
+}
+
+fn emit(report: &ClusterReport, args: &ClusterArgs) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{json}\n"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!("{} ({} nodes):", report.scenario, report.nodes.len());
+    println!(
+        "  subscribers connected          {} of {} ({} failed) in {:.2} s; nodes+redis CPU {:.2} s",
+        report.connected,
+        report.subscribers,
+        report.connect_failures,
+        report.connect_secs,
+        report.connect_server_cpu_secs
+    );
+    for p in report.nodes.iter().chain(report.redis.as_ref()) {
+        println!(
+            "  RSS idle {:<22} {:>8.1} MiB (before: {:.1} MiB)",
+            p.name,
+            mib(p.idle.rss_bytes),
+            mib(p.baseline.rss_bytes)
+        );
+    }
+    if let Some(per) = report.nodes_rss_per_subscriber {
+        println!("  nodes' RSS per subscriber      {per:.0} bytes");
+    }
+    println!(
+        "  generators' RSS idle           {:.1} MiB",
+        mib(report.generators.idle.rss_bytes)
+    );
+    for phase in &report.phases {
+        let lat = |f: fn(&Percentiles) -> f64| phase.latency_ms.as_ref().map_or(f64::NAN, f);
+        println!(
+            "  {:<6} {} updates: {} of {} deliveries, {} subscribers complete, {} missing, {} duplicates, {} streams cut",
+            phase.name,
+            phase.published,
+            phase.deliveries,
+            phase.expected_deliveries,
+            phase.subscribers_complete,
+            phase.subscribers_missing,
+            phase.duplicates,
+            phase.stream_errors
+        );
+        println!(
+            "         latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; last delivery after {:.2} s",
+            lat(|p| p.p50),
+            lat(|p| p.p99),
+            lat(|p| p.max),
+            phase.delivery_secs
+        );
+        println!(
+            "         nodes+redis CPU {:.2} s: {:.0} deliveries per server CPU-second (generators {:.2} s)",
+            phase.server_cpu_secs,
+            phase.deliveries_per_server_cpu_sec.unwrap_or(0.0),
+            phase.generator_cpu_secs
+        );
+    }
+    Ok(())
+}
