@@ -145,6 +145,8 @@ if (( RUNS > 1 )); then
      row("nodes RSS per subscriber, bytes"; .nodes_rss_per_subscriber),
      row("redis RSS, idle, MiB"; .redis.idle.rss_bytes / 1048576),
      row("generators RSS, idle, MiB"; .generators.idle.rss_bytes / 1048576),
+     row("machine memory used, MiB"; .machine_memory_used_bytes / 1048576),
+     row("kernel TCP buffers, MiB"; .kernel_tcp_memory_bytes / 1048576),
     (.[0].phases | keys[]) as $i |
     (row("\(.[0].phases[$i].name) deliveries"; .phases[$i].deliveries),
      row("\(.[0].phases[$i].name) subscribers complete"; .phases[$i].subscribers_complete),

@@ -24,11 +24,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::cluster_worker::{MAX_PHASE_UPDATES, PhaseTally, latency_histogram};
+use crate::cluster_report::{
+    ClusterReport, PhaseReport, ProcessFigures, emit, figures, kernel_tcp_memory, memory_available,
+    percentiles,
+};
+use crate::cluster_worker::{MAX_PHASE_UPDATES, PhaseTally};
 use crate::endpoint::{Endpoint, Layout};
 use crate::http::{self, Conn};
 use crate::procfs::{Sample, Server};
@@ -139,107 +142,6 @@ impl Generator {
             .map_err(|e| format!("a generator stopped listening: {e}"))?;
         self.read_line(Duration::from_secs(60)).await
     }
-}
-
-/// One process (a node, Redis, or the generators together): its samples over the run.
-#[derive(Debug, Serialize)]
-pub(crate) struct ProcessFigures {
-    pub name: String,
-    pub pids: Vec<u32>,
-    /// Subscribers it holds (nodes) or 0.
-    pub subscribers: usize,
-    pub baseline: Sample,
-    /// After the subscribers were idle for --idle-secs: the memory figure.
-    pub idle: Sample,
-    pub connect_cpu_secs: f64,
-    /// CPU seconds of each phase, in the order of `phases`.
-    pub phase_cpu_secs: Vec<f64>,
-    #[serde(skip)]
-    server: Server,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct PhaseReport {
-    pub name: String,
-    pub updates: usize,
-    /// Updates per second; 0: all at once.
-    pub rate: f64,
-    pub published: u64,
-    pub publish_errors: u64,
-    pub publish_ack_ms: Option<Percentiles>,
-    pub expected_deliveries: u64,
-    pub deliveries: u64,
-    /// Subscribers that received every update of the phase exactly once.
-    pub subscribers_complete: u64,
-    pub subscribers_missing: u64,
-    pub duplicates: u64,
-    pub stream_errors: u64,
-    /// From the first publish to the last delivery.
-    pub delivery_secs: f64,
-    pub deliveries_per_sec: f64,
-    /// CPU seconds of the nodes and Redis, from the first publish to the last delivery.
-    pub server_cpu_secs: f64,
-    pub deliveries_per_server_cpu_sec: Option<f64>,
-    pub generator_cpu_secs: f64,
-    pub latency_ms: Option<Percentiles>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ClusterReport {
-    pub scenario: String,
-    pub command: String,
-    pub run_id: String,
-    pub subscribers: usize,
-    pub connected: usize,
-    pub connect_failures: usize,
-    /// From starting the generators to the last one holding all its subscribers.
-    pub connect_secs: f64,
-    /// CPU seconds of the nodes and Redis while the subscribers connected.
-    pub connect_server_cpu_secs: f64,
-    /// Sum of the nodes' RSS with the subscribers idle.
-    pub nodes_rss_idle_bytes: u64,
-    /// (nodes' idle RSS - their RSS before) / connected subscribers.
-    pub nodes_rss_per_subscriber: Option<f64>,
-    pub nodes: Vec<ProcessFigures>,
-    pub redis: Option<ProcessFigures>,
-    pub generators: ProcessFigures,
-    pub phases: Vec<PhaseReport>,
-}
-
-fn figures(name: String, server: Server, subscribers: usize) -> ProcessFigures {
-    let baseline = server.sample();
-    ProcessFigures {
-        name,
-        pids: server.pids.clone(),
-        subscribers,
-        baseline,
-        idle: baseline,
-        connect_cpu_secs: 0.0,
-        phase_cpu_secs: Vec::new(),
-        server,
-    }
-}
-
-fn percentiles(tallies: &[PhaseTally]) -> Option<Percentiles> {
-    let mut histogram = latency_histogram();
-    let mut sum = 0u128;
-    for tally in tallies {
-        for &(value, count) in &tally.latency_ns {
-            histogram.saturating_record_n(value, count);
-        }
-        sum += tally.latency_sum_ns;
-    }
-    let count = histogram.len();
-    let ms = |ns: u64| ns as f64 / 1e6;
-    (count > 0).then(|| Percentiles {
-        count,
-        mean: sum as f64 / count as f64 / 1e6,
-        p50: ms(histogram.value_at_quantile(0.5)),
-        p90: ms(histogram.value_at_quantile(0.9)),
-        p99: ms(histogram.value_at_quantile(0.99)),
-        p999: ms(histogram.value_at_quantile(0.999)),
-        max: ms(histogram.max()),
-    })
 }
 
 async fn spawn_generator(
@@ -414,6 +316,7 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
     };
 
     // Connect: every generator at once; the connect time ends when the last one is ready.
+    let memory_before = memory_available();
     let connect_start = Instant::now();
     let share = args.subscribers / generator_count;
     let mut generators = Vec::new();
@@ -465,6 +368,8 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
         p.idle = p.server.sample();
     }
     drop(all);
+    let machine_memory_used_bytes = memory_before - memory_available();
+    let kernel_tcp_memory_bytes = kernel_tcp_memory();
 
     // Publish: each phase numbers its updates from 64 × its index.
     let mut phases = Vec::new();
@@ -576,75 +481,12 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
         nodes_rss_idle_bytes,
         nodes_rss_per_subscriber: (connected > 0)
             .then(|| (nodes_rss_idle_bytes as f64 - nodes_rss_baseline as f64) / connected as f64),
+        machine_memory_used_bytes,
+        kernel_tcp_memory_bytes,
         nodes,
         redis,
         generators: generator_figures,
         phases,
     };
     emit(&report, &args)
-}
-
-fn emit(report: &ClusterReport, args: &ClusterArgs) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
-    if let Some(path) = &args.out {
-        std::fs::write(path, format!("{json}\n"))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    if args.json {
-        println!("{json}");
-        return Ok(());
-    }
-    let mib = |b: u64| b as f64 / 1048576.0;
-    println!("{} ({} nodes):", report.scenario, report.nodes.len());
-    println!(
-        "  subscribers connected          {} of {} ({} failed) in {:.2} s; nodes+redis CPU {:.2} s",
-        report.connected,
-        report.subscribers,
-        report.connect_failures,
-        report.connect_secs,
-        report.connect_server_cpu_secs
-    );
-    for p in report.nodes.iter().chain(report.redis.as_ref()) {
-        println!(
-            "  RSS idle {:<22} {:>8.1} MiB (before: {:.1} MiB)",
-            p.name,
-            mib(p.idle.rss_bytes),
-            mib(p.baseline.rss_bytes)
-        );
-    }
-    if let Some(per) = report.nodes_rss_per_subscriber {
-        println!("  nodes' RSS per subscriber      {per:.0} bytes");
-    }
-    println!(
-        "  generators' RSS idle           {:.1} MiB",
-        mib(report.generators.idle.rss_bytes)
-    );
-    for phase in &report.phases {
-        let lat = |f: fn(&Percentiles) -> f64| phase.latency_ms.as_ref().map_or(f64::NAN, f);
-        println!(
-            "  {:<6} {} updates: {} of {} deliveries, {} subscribers complete, {} missing, {} duplicates, {} streams cut",
-            phase.name,
-            phase.published,
-            phase.deliveries,
-            phase.expected_deliveries,
-            phase.subscribers_complete,
-            phase.subscribers_missing,
-            phase.duplicates,
-            phase.stream_errors
-        );
-        println!(
-            "         latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; last delivery after {:.2} s",
-            lat(|p| p.p50),
-            lat(|p| p.p99),
-            lat(|p| p.max),
-            phase.delivery_secs
-        );
-        println!(
-            "         nodes+redis CPU {:.2} s: {:.0} deliveries per server CPU-second (generators {:.2} s)",
-            phase.server_cpu_secs,
-            phase.deliveries_per_server_cpu_sec.unwrap_or(0.0),
-            phase.generator_cpu_secs
-        );
-    }
-    Ok(())
 }

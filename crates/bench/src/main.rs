@@ -25,6 +25,7 @@
 //! Mercure hub, and nchan with `--target nchan`.
 
 mod cluster;
+mod cluster_report;
 mod cluster_worker;
 mod endpoint;
 mod hostile;
