@@ -245,18 +245,158 @@ async fn publish(
     Ok((acks, errors))
 }
 
-/// Asks every generator how many deliveries it has seen in the current phase.
-async fn delivered(generators: &mut [Generator]) -> Result<u64, String> {
-    let mut sum = 0;
-    for generator in generators {
-        let answer = generator.ask("count").await?;
-        sum += answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| format!("a generator answered {answer:?} to count"))?;
+/// The nodes, Redis and the generators of one run, and what the run measured so far.
+struct Cluster {
+    nodes: Vec<ProcessFigures>,
+    redis: Option<ProcessFigures>,
+    generator_figures: ProcessFigures,
+    generators: Vec<Generator>,
+    endpoints: Vec<Arc<Endpoint>>,
+    topic: String,
+    /// Subscribers the generators hold.
+    connected: usize,
+}
+
+impl Cluster {
+    /// Every process measured: the nodes, Redis if known, the generators.
+    fn processes(&mut self) -> Vec<&mut ProcessFigures> {
+        let mut all: Vec<&mut ProcessFigures> = self.nodes.iter_mut().collect();
+        all.extend(self.redis.as_mut());
+        all.push(&mut self.generator_figures);
+        all
     }
-    Ok(sum)
+
+    /// A sample of each process, in the order of [`Cluster::processes`].
+    fn sample(&mut self) -> Vec<Sample> {
+        self.processes().iter().map(|p| p.server.sample()).collect()
+    }
+
+    /// Reads each generator's `ready` line; returns the subscribers that failed to connect.
+    async fn wait_ready(&mut self, start: Instant) -> Result<usize, String> {
+        let mut failed = 0;
+        for generator in &mut self.generators {
+            let line = generator.read_line(Duration::from_secs(600)).await?;
+            let mut words = line.split_whitespace().skip(1);
+            let mut number = || {
+                words
+                    .next()
+                    .and_then(|w| w.parse::<usize>().ok())
+                    .unwrap_or(0)
+            };
+            let (c, f) = (number(), number());
+            self.connected += c;
+            failed += f;
+            eprintln!(
+                "[{:>6.1}s] a generator holds {c} subscribers ({f} failed); {} in all",
+                start.elapsed().as_secs_f64(),
+                self.connected
+            );
+        }
+        Ok(failed)
+    }
+
+    /// Asks every generator how many deliveries it has seen in the current phase.
+    async fn delivered(&mut self) -> Result<u64, String> {
+        let mut sum = 0;
+        for generator in &mut self.generators {
+            let answer = generator.ask("count").await?;
+            sum += answer
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| format!("a generator answered {answer:?} to count"))?;
+        }
+        Ok(sum)
+    }
+
+    /// Phase number `index`: publishes `updates` updates at `rate` (0: at once), waits for the
+    /// deliveries, and collects the generators' tallies.
+    async fn phase(
+        &mut self,
+        args: &ClusterArgs,
+        index: usize,
+        name: &str,
+        updates: usize,
+        rate: f64,
+    ) -> Result<PhaseReport, String> {
+        eprintln!(
+            "[{name}] {updates} updates to {} subscribers",
+            self.connected
+        );
+        let before = self.sample();
+        let publish_start_ns = now_ns();
+        let first = index * MAX_PHASE_UPDATES;
+        let (acks, publish_errors) = publish(
+            &self.endpoints,
+            &self.topic,
+            first,
+            updates,
+            rate,
+            args.payload,
+        )
+        .await?;
+        let expected = (updates * self.connected) as u64;
+        let settle = Duration::from_secs_f64(args.settle_secs);
+        let hard_stop = Instant::now() + Duration::from_secs(600);
+        let mut seen = self.delivered().await?;
+        let mut last_progress = Instant::now();
+        while seen < expected && last_progress.elapsed() < settle && Instant::now() < hard_stop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.delivered().await?;
+            if now != seen {
+                seen = now;
+                last_progress = Instant::now();
+            }
+        }
+        let after = self.sample();
+        for ((p, b), a) in self.processes().into_iter().zip(&before).zip(&after) {
+            p.phase_cpu_secs.push(a.cpu_secs - b.cpu_secs);
+        }
+        let mut tallies = Vec::new();
+        for generator in &mut self.generators {
+            let answer = generator.ask(&format!("report {updates}")).await?;
+            let json = answer
+                .strip_prefix("report ")
+                .ok_or_else(|| format!("a generator answered {answer:?} to report"))?;
+            tallies.push(serde_json::from_str::<PhaseTally>(json).map_err(|e| e.to_string())?);
+        }
+        let phase_cpu = |p: &ProcessFigures| p.phase_cpu_secs.last().copied().unwrap_or(0.0);
+        let server_cpu_secs = self.nodes.iter().map(phase_cpu).sum::<f64>()
+            + self.redis.as_ref().map_or(0.0, phase_cpu);
+        let deliveries: u64 = tallies.iter().map(|t| t.deliveries).sum();
+        let last_delivery = tallies
+            .iter()
+            .map(|t| t.last_delivery_ns)
+            .max()
+            .unwrap_or(0);
+        let delivery_secs = last_delivery.saturating_sub(publish_start_ns) as f64 / 1e9;
+        Ok(PhaseReport {
+            name: name.into(),
+            updates,
+            rate,
+            published: acks.len() as u64,
+            publish_errors,
+            publish_ack_ms: Percentiles::of(&acks),
+            expected_deliveries: expected,
+            deliveries,
+            subscribers_complete: tallies.iter().map(|t| t.complete).sum(),
+            // Subscribers that never connected are not counted as missing an update.
+            subscribers_missing: tallies
+                .iter()
+                .map(|t| t.missing)
+                .sum::<u64>()
+                .saturating_sub((args.subscribers - self.connected) as u64),
+            duplicates: tallies.iter().map(|t| t.duplicates).sum(),
+            stream_errors: tallies.iter().map(|t| t.stream_errors).sum(),
+            delivery_secs,
+            deliveries_per_sec: crate::run::rate_of(deliveries, delivery_secs),
+            server_cpu_secs,
+            deliveries_per_server_cpu_sec: (server_cpu_secs > 0.0 && deliveries > 0)
+                .then(|| deliveries as f64 / server_cpu_secs),
+            generator_cpu_secs: phase_cpu(&self.generator_figures),
+            latency_ms: percentiles(&tallies),
+        })
+    }
 }
 
 pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
@@ -306,7 +446,7 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
         let server = Server::find(args.node_pids.get(n).copied(), addr)?;
         nodes.push(figures(format!("node {addr}"), server, per_node(n)));
     }
-    let mut redis = match args.redis_pid {
+    let redis = match args.redis_pid {
         Some(pid) => Some(figures(
             "redis".into(),
             Server::find(Some(pid), args.nodes[0])?,
@@ -337,37 +477,26 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
     );
     generator_figures.server.pids = generator_pids.clone();
     generator_figures.pids = generator_pids;
-    let (mut connected, mut failed) = (0, 0);
-    for generator in &mut generators {
-        let line = generator.read_line(Duration::from_secs(600)).await?;
-        let mut words = line.split_whitespace().skip(1);
-        let mut number = || {
-            words
-                .next()
-                .and_then(|w| w.parse::<usize>().ok())
-                .unwrap_or(0)
-        };
-        let (c, f) = (number(), number());
-        connected += c;
-        failed += f;
-        eprintln!(
-            "[{:>6.1}s] a generator holds {c} subscribers ({f} failed); {connected} in all",
-            connect_start.elapsed().as_secs_f64()
-        );
-    }
+    let mut cluster = Cluster {
+        nodes,
+        redis,
+        generator_figures,
+        generators,
+        endpoints,
+        topic,
+        connected: 0,
+    };
+    let failed = cluster.wait_ready(connect_start).await?;
     let connect_secs = connect_start.elapsed().as_secs_f64();
-    let mut all: Vec<&mut ProcessFigures> = nodes.iter_mut().collect();
-    all.extend(redis.as_mut());
-    all.push(&mut generator_figures);
-    let after_connect = all.iter().map(|p| p.server.sample()).collect::<Vec<_>>();
-    for (p, s) in all.iter_mut().zip(&after_connect) {
+    let after_connect: Vec<Sample> = cluster.sample();
+    for (p, s) in cluster.processes().into_iter().zip(&after_connect) {
         p.connect_cpu_secs = s.cpu_secs - p.baseline.cpu_secs;
     }
     tokio::time::sleep(Duration::from_secs_f64(args.idle_secs)).await;
-    for p in all.iter_mut() {
-        p.idle = p.server.sample();
+    let idle = cluster.sample();
+    for (p, s) in cluster.processes().into_iter().zip(idle) {
+        p.idle = s;
     }
-    drop(all);
     let machine_memory_used_bytes = memory_before - memory_available();
     let kernel_tcp_memory_bytes = kernel_tcp_memory();
 
@@ -378,82 +507,18 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
         ("burst", args.burst_updates, 0.0),
     ];
     for (index, &(name, updates, rate)) in plan.iter().enumerate() {
-        if updates == 0 {
-            continue;
+        if updates > 0 {
+            phases.push(cluster.phase(&args, index, name, updates, rate).await?);
         }
-        eprintln!("[{name}] {updates} updates to {connected} subscribers");
-        let mut all: Vec<&mut ProcessFigures> = nodes.iter_mut().collect();
-        all.extend(redis.as_mut());
-        all.push(&mut generator_figures);
-        let before: Vec<Sample> = all.iter().map(|p| p.server.sample()).collect();
-        let publish_start_ns = now_ns();
-        let first = index * MAX_PHASE_UPDATES;
-        let (acks, publish_errors) =
-            publish(&endpoints, &topic, first, updates, rate, args.payload).await?;
-        let expected = (updates * connected) as u64;
-        let settle = Duration::from_secs_f64(args.settle_secs);
-        let hard_stop = Instant::now() + Duration::from_secs(600);
-        let mut seen = delivered(&mut generators).await?;
-        let mut last_progress = Instant::now();
-        while seen < expected && last_progress.elapsed() < settle && Instant::now() < hard_stop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let now = delivered(&mut generators).await?;
-            if now != seen {
-                seen = now;
-                last_progress = Instant::now();
-            }
-        }
-        let after: Vec<Sample> = all.iter().map(|p| p.server.sample()).collect();
-        for ((p, b), a) in all.iter_mut().zip(&before).zip(&after) {
-            p.phase_cpu_secs.push(a.cpu_secs - b.cpu_secs);
-        }
-        drop(all);
-        let mut tallies = Vec::new();
-        for generator in &mut generators {
-            let answer = generator.ask(&format!("report {updates}")).await?;
-            let json = answer
-                .strip_prefix("report ")
-                .ok_or_else(|| format!("a generator answered {answer:?} to report"))?;
-            tallies.push(serde_json::from_str::<PhaseTally>(json).map_err(|e| e.to_string())?);
-        }
-        let phase_cpu = |p: &ProcessFigures| p.phase_cpu_secs.last().copied().unwrap_or(0.0);
-        let server_cpu_secs =
-            nodes.iter().map(phase_cpu).sum::<f64>() + redis.as_ref().map_or(0.0, phase_cpu);
-        let deliveries: u64 = tallies.iter().map(|t| t.deliveries).sum();
-        let last_delivery = tallies
-            .iter()
-            .map(|t| t.last_delivery_ns)
-            .max()
-            .unwrap_or(0);
-        let delivery_secs = last_delivery.saturating_sub(publish_start_ns) as f64 / 1e9;
-        phases.push(PhaseReport {
-            name: name.into(),
-            updates,
-            rate,
-            published: acks.len() as u64,
-            publish_errors,
-            publish_ack_ms: Percentiles::of(&acks),
-            expected_deliveries: expected,
-            deliveries,
-            subscribers_complete: tallies.iter().map(|t| t.complete).sum(),
-            // Subscribers that never connected are not counted as missing an update.
-            subscribers_missing: tallies
-                .iter()
-                .map(|t| t.missing)
-                .sum::<u64>()
-                .saturating_sub((args.subscribers - connected) as u64),
-            duplicates: tallies.iter().map(|t| t.duplicates).sum(),
-            stream_errors: tallies.iter().map(|t| t.stream_errors).sum(),
-            delivery_secs,
-            deliveries_per_sec: crate::run::rate_of(deliveries, delivery_secs),
-            server_cpu_secs,
-            deliveries_per_server_cpu_sec: (server_cpu_secs > 0.0 && deliveries > 0)
-                .then(|| deliveries as f64 / server_cpu_secs),
-            generator_cpu_secs: phase_cpu(&generator_figures),
-            latency_ms: percentiles(&tallies),
-        });
     }
-
+    let Cluster {
+        nodes,
+        redis,
+        generator_figures,
+        generators,
+        connected,
+        ..
+    } = cluster;
     for mut generator in generators {
         drop(generator.stdin);
         if tokio::time::timeout(Duration::from_secs(10), generator.child.wait())
