@@ -140,6 +140,7 @@ if (( RUNS > 1 )); then
     "figure\tmedian\truns",
     row("connected"; .connected),
      row("connect s"; .connect_secs),
+     row("listen-queue overflows while connecting"; .listen_overflows),
      row("nodes+redis CPU s while connecting"; .connect_server_cpu_secs),
      row("RSS per node, idle, MiB (largest)"; [.nodes[].idle.rss_bytes] | max / 1048576),
      row("nodes RSS per subscriber, bytes"; .nodes_rss_per_subscriber),

@@ -28,8 +28,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::cluster_report::{
-    ClusterReport, PhaseReport, ProcessFigures, emit, figures, kernel_tcp_memory, memory_available,
-    percentiles,
+    ClusterReport, PhaseReport, ProcessFigures, emit, figures, kernel_tcp_memory, listen_overflows,
+    memory_available, percentiles,
 };
 use crate::cluster_worker::{MAX_PHASE_UPDATES, PhaseTally};
 use crate::endpoint::{Endpoint, Layout};
@@ -457,6 +457,7 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
 
     // Connect: every generator at once; the connect time ends when the last one is ready.
     let memory_before = memory_available();
+    let overflows_before = listen_overflows();
     let connect_start = Instant::now();
     let share = args.subscribers / generator_count;
     let mut generators = Vec::new();
@@ -488,6 +489,7 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
     };
     let failed = cluster.wait_ready(connect_start).await?;
     let connect_secs = connect_start.elapsed().as_secs_f64();
+    let listen_overflows = listen_overflows().saturating_sub(overflows_before);
     let after_connect: Vec<Sample> = cluster.sample();
     for (p, s) in cluster.processes().into_iter().zip(&after_connect) {
         p.connect_cpu_secs = s.cpu_secs - p.baseline.cpu_secs;
@@ -548,6 +550,7 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
             .then(|| (nodes_rss_idle_bytes as f64 - nodes_rss_baseline as f64) / connected as f64),
         machine_memory_used_bytes,
         kernel_tcp_memory_bytes,
+        listen_overflows,
         nodes,
         redis,
         generators: generator_figures,

@@ -75,6 +75,10 @@ pub(crate) struct ClusterReport {
     pub machine_memory_used_bytes: i64,
     /// Memory of the kernel's TCP buffers with the subscribers idle (`/proc/net/sockstat`).
     pub kernel_tcp_memory_bytes: u64,
+    /// Connection attempts the kernel dropped because a listen queue was full while the
+    /// subscribers connected (`TcpExtListenOverflows`, machine-wide): each costs the client a
+    /// SYN retransmission, 1 s or more.
+    pub listen_overflows: u64,
     pub nodes: Vec<ProcessFigures>,
     pub redis: Option<ProcessFigures>,
     pub generators: ProcessFigures,
@@ -104,6 +108,22 @@ pub(crate) fn kernel_tcp_memory() -> u64 {
         })
         .unwrap_or(0);
     pages * 4096
+}
+
+/// The machine's count of connection attempts dropped on a full listen queue
+/// (`ListenOverflows` of the `TcpExt:` lines of /proc/net/netstat).
+pub(crate) fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
 }
 
 pub(crate) fn figures(name: String, server: Server, subscribers: usize) -> ProcessFigures {
@@ -177,6 +197,12 @@ pub(crate) fn emit(report: &ClusterReport, args: &ClusterArgs) -> Result<(), Str
         "  generators' RSS idle           {:.1} MiB",
         mib(report.generators.idle.rss_bytes)
     );
+    if report.listen_overflows > 0 {
+        println!(
+            "  listen-queue overflows         {} while connecting (machine-wide)",
+            report.listen_overflows
+        );
+    }
     println!(
         "  machine memory used            {:.1} MiB (kernel TCP buffers {:.1} MiB)",
         report.machine_memory_used_bytes as f64 / 1048576.0,
