@@ -13,6 +13,11 @@
 //! - `soak`: 10,000 subscribers and a steady publish rate for a set time; the hub's RSS, open
 //!   files and CPU every second to a CSV and an SVG plot, and a verdict (RSS flat after warm-up,
 //!   no delivery lost). `bench/soak.sh` runs it against a fresh release hub.
+//! - `cluster`: 100,000 subscribers (or `--subscribers`) over the nodes of a cluster, held by
+//!   several generator processes (`cluster-worker`, each under its open-file limit, each from its
+//!   own loopback source addresses); a paced load and a burst; connect time, RSS per node,
+//!   deliveries per server CPU-second, latency, and a check that every subscriber got every
+//!   update. `bench/cluster-100k.sh` runs it against Redis and 6 fresh nodes.
 //! - `table`: a table of medians (and ratios against Herald: Herald/nchan, Herald/Pushpin) over
 //!   the JSON reports of several runs.
 //! - `plot`: an SVG latency-percentile plot from JSON reports.
@@ -24,6 +29,9 @@
 //! a client library (hyper over rustls): HTTP/2 framing and HPACK by hand would be a second
 //! implementation to trust, and it drives a few dozen connections, not thousands.
 
+mod cluster;
+mod cluster_report;
+mod cluster_worker;
 mod endpoint;
 mod hostile;
 mod http;
@@ -63,6 +71,12 @@ enum Command {
     HostileTemplates(hostile::HostileArgs),
     /// A long steady load: RSS, open files and CPU sampled every second, and a verdict.
     Soak(soak::SoakArgs),
+    /// Subscribers spread over a cluster's nodes by several generator processes; a paced
+    /// load and a burst.
+    Cluster(cluster::ClusterArgs),
+    /// One generator process of `cluster` (started by it).
+    #[command(hide = true)]
+    ClusterWorker(cluster_worker::WorkerArgs),
     /// Medians over several JSON reports, with ratios against Herald.
     Table(report::TableArgs),
     /// An SVG plot of delivery latency percentiles from JSON reports.
@@ -173,6 +187,8 @@ fn main() -> ExitCode {
             runtime(args.server.threads).block_on(hostile::main(args))
         }
         Command::Soak(args) => runtime(args.server.threads).block_on(soak::main(args)),
+        Command::Cluster(args) => runtime(2).block_on(cluster::main(args)),
+        Command::ClusterWorker(args) => runtime(1).block_on(cluster_worker::main(args)),
         Command::Table(args) => report::table(args),
         Command::Plot(args) => plot::main(args),
     };
