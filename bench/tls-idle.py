@@ -127,6 +127,7 @@ async def measure(mode, cert, key):
     port = free_port()
     args = [HERALD, "serve", "--listen", f"127.0.0.1:{port}", "--jwt-key",
             "tls-idle-bench-key-0123456789abcdef", "--anonymous", "--transport", "memory",
+            "--max-subscriptions-per-client", "0",
             "--log", "warn"]
     if mode != "plain":
         args += ["--tls-cert", cert, "--tls-key", key]
