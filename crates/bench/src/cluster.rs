@@ -444,7 +444,10 @@ pub(crate) async fn main(args: ClusterArgs) -> Result<(), String> {
     };
     let mut nodes = Vec::new();
     for (n, &addr) in args.nodes.iter().enumerate() {
-        let server = Server::find(args.node_pids.get(n).map_or(&[], std::slice::from_ref), addr)?;
+        let server = Server::find(
+            args.node_pids.get(n).map_or(&[], std::slice::from_ref),
+            addr,
+        )?;
         nodes.push(figures(format!("node {addr}"), server, per_node(n)));
     }
     let redis = match args.redis_pid {

@@ -94,12 +94,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
         HubError::Runtime(e) => ServeError::Runtime(std::io::Error::other(e)),
     })?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
+        let listener = herald_hub::bind(addr).map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
         // Before saying we listen: a SIGTERM from then on must be a clean shutdown.
         let shutdown = herald_hub::shutdown::signal();
         let local = listener.local_addr().map_err(ServeError::Serve)?;

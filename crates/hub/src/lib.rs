@@ -47,7 +47,7 @@ pub use delivery::Dispatcher;
 pub use jwks::{JwksRefresh, JwksSource};
 pub use metrics::endpoints::{READY_TIMEOUT, serve_metrics};
 pub use peer::ProxyNetwork;
-pub use server::{serve, serve_tls};
+pub use server::{LISTEN_BACKLOG, bind, serve, serve_tls};
 pub use transport::HistoryLimits;
 pub use transport::embedded::OpenError;
 pub use transport::{Durability, RedisOptions, RedisStartError, Transport, TransportError};

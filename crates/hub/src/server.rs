@@ -79,6 +79,26 @@ use crate::{Hub, HubConfig};
 /// heartbeat after the cut finds it out within this bound, and its subscription ends [R30].
 const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many connections the kernel may hold for the accept loop. After a deploy or a node's
+/// death every subscriber reconnects at once; with tokio's default of 1,024 the queue overflows
+/// during such a storm, and each dropped SYN makes its client wait a retransmission timeout
+/// (1 s, then 3 s) before trying again (docs/benchmarks.md, "Connection storms"). The kernel
+/// caps it at `net.core.somaxconn` (4,096 on current kernels).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the hub's listening socket on `addr`, with [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted hub can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `hub` on `listener` until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(
     listener: TcpListener,
