@@ -43,7 +43,7 @@ use axum::Router;
 use herald_protocol::Update;
 
 pub use config::{ConfigError, HubConfig, JwtKey, Storage};
-pub use delivery::Dispatcher;
+pub use delivery::{DispatchBatch, Dispatcher};
 pub use jwks::{JwksRefresh, JwksSource};
 pub use metrics::endpoints::{READY_TIMEOUT, serve_metrics};
 pub use peer::ProxyNetwork;

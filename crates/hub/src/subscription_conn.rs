@@ -21,6 +21,11 @@
 //! or to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
 //! rustls could not write at once.
 //!
+//! On a plain TCP socket, the streaming phase shares the socket ([`SharedTcp`]) with the
+//! dispatching side, which writes live events to it itself while the stream waits (delivery's
+//! outbox.rs, "Direct writes"); the stream then frames its chunks itself and this module writes
+//! them as they are, so that both writers' bytes are framed alike.
+//!
 //! Whichever path a request takes, it gets the same answer: which one serves it depends on how
 //! its first bytes arrive, not on what they say. So the head is read and judged as hyper's
 //! server does: parsed on the first read and whenever new bytes may end it (a blank line after
@@ -32,9 +37,10 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use axum::Router;
 use axum::body::Body;
@@ -43,8 +49,11 @@ use bytes::{BufMut, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::ServiceExt;
+
+use crate::delivery::registry::DirectTarget;
 
 /// The first bytes of a request this module serves.
 const PREFIXES: [&[u8]; 2] = [b"GET /.well-known/mercure?", b"GET /.well-known/mercure "];
@@ -105,27 +114,137 @@ pub(crate) fn serve<S>(
     head_deadline: Instant,
 ) -> impl Future<Output = Option<Rewound<S>>>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Streaming,
 {
     // Boxed and created here, so that the stream's future holds a pointer to it, not its
     // arguments and state, and frees it once it is done.
     let responding = Box::pin(respond(stream, prefix, peer, router, head_deadline));
     async move {
-        let (mut stream, body, chunked) = match responding.await {
+        let (stream, body, chunked, target) = match responding.await {
             Responded::Stream {
                 stream,
                 body,
                 chunked,
-            } => (stream, body, chunked),
+                target,
+            } => (stream, body, chunked, target),
             Responded::HandOff(rewound) => return Some(rewound),
             Responded::Done => return None,
         };
-        if let Err(e) = stream_body(&mut stream, body, chunked).await {
+        let (mut stream, socket) = stream.share();
+        let framing = match (socket, target) {
+            (Some(socket), Some(target)) => {
+                target.attach(socket, chunked);
+                BodyFraming::ByStream
+            }
+            _ if chunked => BodyFraming::Chunked,
+            _ => BodyFraming::Identity,
+        };
+        if let Err(e) = stream_body(&mut stream, body, framing, chunked).await {
             tracing::debug!("subscription connection ended: {e}");
         }
         let _ = stream.shutdown().await;
         None
     }
+}
+
+/// A connection's stream as the streaming phase uses it: a plain TCP socket is shared with the
+/// dispatching side, a TLS stream (whose records only its own task can write) is not.
+pub(crate) trait Streaming: AsyncRead + AsyncWrite + Unpin {
+    /// The stream the streaming phase writes to.
+    type Shared: AsyncRead + AsyncWrite + Unpin;
+
+    /// The stream to write to, and the socket to attach for direct writes, if any.
+    fn share(self) -> (Self::Shared, Option<Arc<TcpStream>>);
+}
+
+impl Streaming for TcpStream {
+    type Shared = SharedTcp;
+
+    fn share(self) -> (SharedTcp, Option<Arc<TcpStream>>) {
+        let socket = Arc::new(self);
+        (SharedTcp(Arc::clone(&socket)), Some(socket))
+    }
+}
+
+impl Streaming for tokio_rustls::server::TlsStream<TcpStream> {
+    type Shared = Self;
+
+    fn share(self) -> (Self, Option<Arc<TcpStream>>) {
+        (self, None)
+    }
+}
+
+/// A TCP socket its connection shares with the dispatching side: reads and writes go through
+/// the socket's readiness and its `&self` methods, so that both can hold it.
+pub(crate) struct SharedTcp(Arc<TcpStream>);
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // The readiness was stale: wait for the next.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(Shutdown::Write))
+    }
+}
+
+/// Who frames the bytes of an event stream's body on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyFraming {
+    /// This module, as HTTP/1.1 chunks.
+    Chunked,
+    /// Nobody: HTTP/1.0, whose body ends when the connection closes.
+    Identity,
+    /// The stream (as chunks or not, as the connection's version says), because the
+    /// dispatching side writes to the socket too: written as it is.
+    ByStream,
 }
 
 /// Where [`respond`] leaves a connection.
@@ -136,6 +255,8 @@ enum Responded<S> {
         stream: S,
         body: Body,
         chunked: bool,
+        /// The subscriber's outbox, to attach the socket to.
+        target: Option<DirectTarget>,
     },
     /// A head hyper must judge: the connection goes to hyper with the bytes read.
     HandOff(Rewound<S>),
@@ -185,10 +306,11 @@ where
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
     match write_head(&mut stream, version, response).await {
-        Ok(Some((body, chunked))) => Responded::Stream {
+        Ok(Some((body, chunked, target))) => Responded::Stream {
             stream,
             body,
             chunked,
+            target,
         },
         Ok(None) => {
             let _ = stream.shutdown().await;
@@ -329,17 +451,17 @@ fn parse(head: &[u8]) -> Option<Verdict> {
 }
 
 /// Writes a response that is not an event stream whole (`None`), or the head of one that is
-/// and gives back its body, and whether it is chunked.
+/// and gives back its body, whether it is chunked, and its subscriber's outbox.
 async fn write_head<S: AsyncWrite + Unpin>(
     stream: &mut S,
     version: Version,
     response: Response<Body>,
-) -> io::Result<Option<(Body, bool)>> {
+) -> io::Result<Option<(Body, bool, Option<DirectTarget>)>> {
     let is_stream = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     if !is_stream {
         let bytes = body
             .collect()
@@ -354,13 +476,15 @@ async fn write_head<S: AsyncWrite + Unpin>(
     let chunked = version == Version::HTTP_11;
     let head = head(version, parts.status, &parts.headers, None);
     write_all(stream, &mut [IoSlice::new(&head)]).await?;
-    Ok(Some((body, chunked)))
+    let target = parts.extensions.remove::<DirectTarget>();
+    Ok(Some((body, chunked, target)))
 }
 
 /// Writes an event stream's body chunk by chunk until it ends or the client goes.
 async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     mut body: Body,
+    framing: BodyFraming,
     chunked: bool,
 ) -> io::Result<()> {
     // Between writes, watch the socket too: a client that closes its end is found out at
@@ -386,7 +510,7 @@ async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
             .into_data()
             .unwrap_or_default();
         if !data.is_empty() {
-            write_chunk(stream, &data, chunked).await?;
+            write_chunk(stream, &data, framing == BodyFraming::Chunked).await?;
         }
     }
     if chunked {
@@ -455,7 +579,7 @@ async fn write_chunk<S: AsyncWrite + Unpin>(
         return write_all(stream, &mut [IoSlice::new(data)]).await;
     }
     let mut size = [0u8; 18];
-    let size = chunk_size_line(data.len(), &mut size);
+    let size = crate::delivery::outbox::chunk_size_line(data.len(), &mut size);
     write_all(
         stream,
         &mut [
@@ -465,28 +589,6 @@ async fn write_chunk<S: AsyncWrite + Unpin>(
         ],
     )
     .await
-}
-
-/// `{len:X}\r\n` into `buf`, without allocating.
-fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut digits = [0u8; 16];
-    let mut n = len;
-    let mut count = 0;
-    loop {
-        digits[count] = HEX[n & 0xF];
-        count += 1;
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..count {
-        buf[i] = digits[count - 1 - i];
-    }
-    buf[count] = b'\r';
-    buf[count + 1] = b'\n';
-    &buf[..count + 2]
 }
 
 /// Writes every byte of `bufs`, with as few `writev` calls as the socket allows, and flushes
@@ -600,18 +702,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunk_size_lines_are_uppercase_hex() {
-        let mut buf = [0u8; 18];
-        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
-        assert_eq!(chunk_size_line(255, &mut buf), b"FF\r\n");
-        assert_eq!(chunk_size_line(4096, &mut buf), b"1000\r\n");
-        assert_eq!(
-            chunk_size_line(usize::MAX, &mut buf),
-            b"FFFFFFFFFFFFFFFF\r\n"
-        );
-    }
 
     #[test]
     fn parses_a_subscription_head() {

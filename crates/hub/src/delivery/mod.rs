@@ -146,7 +146,15 @@ pub const REPLAY_PAGE_EVENTS: usize = 1024;
 pub struct Dispatcher {
     registry: Registry,
     last: Option<Position>,
+    /// Subscribers to write to once the current event or batch is dispatched.
+    scheduled: registry::Scheduled,
+    /// Events dispatched since the scheduled ones were last submitted.
+    unsubmitted: usize,
 }
+
+/// A batch's scheduled writes are submitted at least every this many events, so that a long
+/// batch neither holds back its first events nor piles up a subscriber's queue.
+const SUBMIT_EVERY: usize = 64;
 
 impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -161,6 +169,8 @@ impl Dispatcher {
         Dispatcher {
             registry,
             last: None,
+            scheduled: registry::Scheduled::default(),
+            unsubmitted: 0,
         }
     }
 
@@ -170,36 +180,28 @@ impl Dispatcher {
     /// last one is a transport bug, and is dropped (with an error in the log) rather than
     /// delivered out of order.
     pub fn dispatch(&mut self, event: &Event) {
-        let route = self.registry.route(&event.update.topics);
-        self.dispatch_routed(event, &route);
+        self.batch().dispatch(event);
     }
 
     /// Like [`Dispatcher::dispatch`], with a route made earlier (by [`Dispatcher::matcher`]'s
     /// [`Matcher`], for this event's topics), so that the matching work was done off the
     /// ordering path. Templates that appeared since the route was made are matched here.
     pub fn dispatch_routed(&mut self, event: &Event, route: &Route) {
-        if let Some(last) = self.last
-            && event.position <= last
-        {
-            debug_assert!(false, "dispatch out of order: {event:?} after {last:?}");
-            tracing::error!(
-                position = event.position.0,
-                last = last.0,
-                "transport dispatched out of order; event dropped"
-            );
-            return;
-        }
-        self.last = Some(event.position);
-        self.registry.deliver(event, route, true);
+        self.batch().dispatch_routed(event, route);
     }
 
     /// Queues an update that is not kept in history (subscription events [R30]) for the
     /// subscribers connected now. It is never replayed, and never skipped as a replay
     /// duplicate.
     pub fn dispatch_live(&mut self, update: Update) {
-        let event = Event::new(Position::LIVE, update);
-        let route = self.registry.route(&event.update.topics);
-        self.registry.deliver(&event, &route, false);
+        self.batch().dispatch_live(update);
+    }
+
+    /// Dispatches several events as one batch: a subscriber that several of them are for
+    /// gets them in one write. The writes start when the batch is dropped (and every few
+    /// dozen events of a long batch), so drop it as soon as its events are dispatched.
+    pub fn batch(&mut self) -> DispatchBatch<'_> {
+        DispatchBatch { dispatcher: self }
     }
 
     /// A handle that routes updates ahead of dispatch, from any thread.
@@ -216,6 +218,80 @@ impl Dispatcher {
     /// to its backing service, say) in the hub's metrics, from any task or thread.
     pub fn error_counter(&self) -> ErrorCounter {
         ErrorCounter(self.registry.clone())
+    }
+
+    fn submit(&mut self) {
+        self.unsubmitted = 0;
+        self.registry.submit(&mut self.scheduled);
+    }
+}
+
+/// Events dispatched together; see [`Dispatcher::batch`].
+pub struct DispatchBatch<'a> {
+    dispatcher: &'a mut Dispatcher,
+}
+
+impl fmt::Debug for DispatchBatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatchBatch").finish_non_exhaustive()
+    }
+}
+
+impl DispatchBatch<'_> {
+    /// [`Dispatcher::dispatch`], in this batch.
+    pub fn dispatch(&mut self, event: &Event) {
+        let route = self.dispatcher.registry.route(&event.update.topics);
+        self.dispatch_routed(event, &route);
+    }
+
+    /// [`Dispatcher::dispatch_routed`], in this batch.
+    pub fn dispatch_routed(&mut self, event: &Event, route: &Route) {
+        let dispatcher = &mut *self.dispatcher;
+        if let Some(last) = dispatcher.last
+            && event.position <= last
+        {
+            debug_assert!(false, "dispatch out of order: {event:?} after {last:?}");
+            tracing::error!(
+                position = event.position.0,
+                last = last.0,
+                "transport dispatched out of order; event dropped"
+            );
+            return;
+        }
+        dispatcher.last = Some(event.position);
+        let Dispatcher {
+            registry,
+            scheduled,
+            ..
+        } = dispatcher;
+        registry.deliver(event, route, true, scheduled);
+        self.dispatched();
+    }
+
+    /// [`Dispatcher::dispatch_live`], in this batch.
+    pub fn dispatch_live(&mut self, update: Update) {
+        let event = Event::new(Position::LIVE, update);
+        let Dispatcher {
+            registry,
+            scheduled,
+            ..
+        } = &mut *self.dispatcher;
+        let route = registry.route(&event.update.topics);
+        registry.deliver(&event, &route, false, scheduled);
+        self.dispatched();
+    }
+
+    fn dispatched(&mut self) {
+        self.dispatcher.unsubmitted += 1;
+        if self.dispatcher.unsubmitted >= SUBMIT_EVERY {
+            self.dispatcher.submit();
+        }
+    }
+}
+
+impl Drop for DispatchBatch<'_> {
+    fn drop(&mut self) {
+        self.dispatcher.submit();
     }
 }
 

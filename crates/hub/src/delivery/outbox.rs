@@ -1,4 +1,5 @@
-//! A subscriber's queue of frames waiting to be written: bounded in bytes, drained whole.
+//! A subscriber's queue of frames waiting to be written: bounded in bytes, drained whole, and,
+//! for a connection the hub writes to itself, written from the dispatching side.
 //!
 //! [`Dispatcher::dispatch`](super::Dispatcher::dispatch) pushes a cheap `Bytes` clone of the
 //! update's frame into each matching subscriber's outbox; the subscriber's stream takes
@@ -10,15 +11,37 @@
 //! outbox instead: the subscriber is disconnected, reconnects with its `Last-Event-ID` and
 //! replays what it missed from history, so a slow reader loses nothing and cannot make the hub
 //! hold an unbounded backlog for it.
+//!
+//! # Direct writes
+//!
+//! Waking a subscriber's task for every update, so that it drains one frame and writes it,
+//! costs a task wake, a poll through the connection's layers and two more locks per delivery:
+//! at a steady pace of updates, as much CPU as the write itself. So an HTTP/1 subscription on a
+//! plain TCP socket (the common case, `subscription_conn.rs`) *attaches* its socket here, and
+//! while its connection waits with nothing to write, the outbox is *armed*: the first push then
+//! only marks it scheduled and the dispatcher hands it to the flusher (`flush.rs`), which, on a
+//! runtime worker, writes everything queued with one non-blocking `writev` under this outbox's
+//! lock. The lock is what keeps one writer at a time: the connection disarms the outbox (under
+//! it) before it writes anything itself, and only an armed outbox is written to here.
+//!
+//! When the socket would block, or takes only part of the chunk, the outbox disarms and wakes
+//! the connection, which writes the rest as before: the part of a chunk not yet written
+//! (`unfinished`, always first) and the queued frames, waiting for the socket to be writable,
+//! under the same byte bound. So a slow reader is treated exactly as it was: its queue grows
+//! until it drains or passes the bound.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::io::IoSlice;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
 
 use super::Position;
+use crate::metrics::Metrics;
 
 /// Why an outbox stopped accepting frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +56,9 @@ pub(crate) enum CloseReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {
     Queued,
+    /// Queued in an armed outbox that had no flush pending: the caller must hand it to the
+    /// flusher ([`Outbox::flush`]), which writes it; nobody else will.
+    Scheduled,
     /// This push overflowed the queue; the outbox is now closed.
     Overflowed,
     /// The outbox was already closed; the frame was dropped.
@@ -41,15 +67,33 @@ pub(crate) enum Pushed {
 
 /// What the stream gets when it drains.
 pub(crate) enum Drained {
-    /// The queued frames were moved into the caller's buffer; the oldest was dispatched at
-    /// this instant (the delivery latency counts from it).
-    Frames(Instant),
+    /// The queued frames were moved into the caller's buffer. `oldest`: when the oldest was
+    /// dispatched (the delivery latency counts from it), `None` if none was queued.
+    /// `unfinished`: the rest of a chunk a direct write began, already framed; it goes on the
+    /// wire before anything else.
+    Frames {
+        oldest: Option<Instant>,
+        unfinished: Option<Bytes>,
+    },
     Closed(CloseReason),
 }
 
+/// How the bytes a stream yields must be framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// The connection frames them (hyper, or a connection without direct writes).
+    ByConnection,
+    /// The stream frames them as HTTP/1.1 chunks itself, and the connection writes them as
+    /// they are: direct writes and the connection's writes must agree on every byte.
+    Chunked,
+    /// As they are, on an HTTP/1.0 connection with direct writes (the body ends at close).
+    Identity,
+}
+
 pub(crate) struct Outbox {
-    // A std Mutex, not tokio's: the critical sections are a few pointer moves and never span an
-    // await, so blocking is shorter than any async lock's bookkeeping.
+    // A std Mutex, not tokio's: the critical sections are a few pointer moves, and one
+    // non-blocking write for an armed outbox, and never span an await, so blocking is shorter
+    // than any async lock's bookkeeping.
     state: Mutex<State>,
     capacity: usize,
 }
@@ -60,9 +104,33 @@ struct State {
     /// When the oldest frame queued was dispatched.
     oldest: Option<Instant>,
     closed: Option<CloseReason>,
-    /// The stream's waker, taken by the next push so the stream is woken once per batch.
+    /// The stream's waker. Taken by the next push when the outbox is not armed, so the stream
+    /// is woken once per batch; kept while armed, for the flusher to wake it if it must.
     waker: Option<Waker>,
+    /// The socket this outbox may write to itself, once one is attached.
+    direct: Option<Box<Direct>>,
 }
+
+/// An attached socket and what the writers of it must agree on.
+struct Direct {
+    socket: Arc<TcpStream>,
+    chunked: bool,
+    /// The connection is waiting with nothing to write: the flusher may write.
+    armed: bool,
+    /// The outbox was handed to the flusher and not flushed yet.
+    scheduled: bool,
+    /// Frames at or before this position were written by the replay: skipped.
+    through: Option<Position>,
+    /// The part of a chunk that a direct write could not finish; the connection writes it
+    /// before anything else.
+    unfinished: Option<Bytes>,
+    /// When the last direct write happened, for the stream's heartbeat.
+    last_write: Option<Instant>,
+}
+
+/// The most frames a direct write passes to `writev` one by one; more are joined first (a
+/// burst), as the stream does.
+const MAX_WRITE_FRAMES: usize = 16;
 
 impl Outbox {
     pub(crate) fn new(capacity: usize) -> Outbox {
@@ -73,6 +141,7 @@ impl Outbox {
                 oldest: None,
                 closed: None,
                 waker: None,
+                direct: None,
             }),
             capacity,
         }
@@ -97,6 +166,14 @@ impl Outbox {
                 state.bytes += frame.len();
                 state.oldest.get_or_insert(dispatched);
                 state.frames.push_back((position, frame));
+                if let Some(direct) = state.direct.as_mut().filter(|d| d.armed) {
+                    // The flusher writes it; the connection stays asleep.
+                    if direct.scheduled {
+                        return Pushed::Queued;
+                    }
+                    direct.scheduled = true;
+                    return Pushed::Scheduled;
+                }
                 outcome = Pushed::Queued;
             }
             waker = state.waker.take();
@@ -113,6 +190,9 @@ impl Outbox {
         let waker = {
             let mut state = self.state.lock().unwrap();
             state.closed.get_or_insert(reason);
+            if let Some(direct) = state.direct.as_mut() {
+                direct.armed = false;
+            }
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -125,7 +205,57 @@ impl Outbox {
         self.state.lock().unwrap().closed
     }
 
-    /// Moves everything queued into `into`, or registers the task to be woken by the next push.
+    /// Lets the flusher write to `socket` whenever the stream is waiting (see the module
+    /// docs). The connection calls it before it polls the stream, and from then on writes what
+    /// the stream yields as it is: the stream frames it ([`Outbox::framing`]).
+    pub(crate) fn attach(&self, socket: Arc<TcpStream>, chunked: bool) {
+        self.state.lock().unwrap().direct = Some(Box::new(Direct {
+            socket,
+            chunked,
+            armed: false,
+            scheduled: false,
+            through: None,
+            unfinished: None,
+            last_write: None,
+        }));
+    }
+
+    /// Forgets the attached socket: nothing is written to it from here after this returns.
+    pub(crate) fn detach(&self) {
+        let direct = self.state.lock().unwrap().direct.take();
+        // The socket (if this was the last reference) closes outside the lock.
+        drop(direct);
+    }
+
+    /// How the stream must frame what it yields.
+    pub(crate) fn framing(&self) -> Framing {
+        match self.state.lock().unwrap().direct.as_ref() {
+            None => Framing::ByConnection,
+            Some(direct) if direct.chunked => Framing::Chunked,
+            Some(_) => Framing::Identity,
+        }
+    }
+
+    /// Stops direct writes because the connection is about to write; `true` if something is
+    /// waiting to be drained first (the rest of a chunk, or frames).
+    pub(crate) fn disarm(&self) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let Some(direct) = state.direct.as_mut() else {
+            return false;
+        };
+        direct.armed = false;
+        direct.unfinished.is_some() || !state.frames.is_empty()
+    }
+
+    /// When the flusher last wrote to the attached socket.
+    pub(crate) fn last_direct_write(&self) -> Option<Instant> {
+        let state = self.state.lock().unwrap();
+        state.direct.as_ref().and_then(|direct| direct.last_write)
+    }
+
+    /// Moves everything queued into `into`, or registers the task to be woken by the next push
+    /// and, with a socket attached, arms the outbox, skipping from then on the frames at or
+    /// before `replayed_through`.
     ///
     /// `into` must be empty: the two buffers are swapped, so the outbox keeps `into`'s
     /// allocation for the next frames and a stream that recycles its buffer allocates nothing
@@ -133,42 +263,193 @@ impl Outbox {
     /// queued, and a free).
     ///
     /// Frames queued before a close are dropped with it: the subscriber will replay them from
-    /// history, and a slow subscriber is exactly the one we should not keep writing to.
+    /// history, and a slow subscriber is exactly the one we should not keep writing to. The
+    /// rest of a chunk already begun is not: it comes first, so that the stream stays well
+    /// framed.
     pub(crate) fn poll_drain(
         &self,
         cx: &mut Context<'_>,
         into: &mut VecDeque<(Position, Bytes)>,
+        replayed_through: Option<Position>,
     ) -> Poll<Drained> {
         debug_assert!(into.is_empty(), "drain into an empty buffer");
         let mut state = self.state.lock().unwrap();
-        if let Some(reason) = state.closed {
+        let state = &mut *state;
+        let unfinished = state.direct.as_mut().and_then(|direct| {
+            direct.armed = false;
+            direct.unfinished.take()
+        });
+        if unfinished.is_none()
+            && let Some(reason) = state.closed
+        {
             return Poll::Ready(Drained::Closed(reason));
         }
-        if !state.frames.is_empty() {
-            state.bytes = 0;
-            std::mem::swap(&mut state.frames, into);
-            let oldest = state.oldest.take().unwrap_or_else(Instant::now);
-            return Poll::Ready(Drained::Frames(oldest));
+        if !state.frames.is_empty() || unfinished.is_some() {
+            if state.closed.is_none() {
+                state.bytes = 0;
+                std::mem::swap(&mut state.frames, into);
+            }
+            let oldest = state.oldest.take().filter(|_| !into.is_empty());
+            return Poll::Ready(Drained::Frames { oldest, unfinished });
         }
         match &state.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             _ => state.waker = Some(cx.waker().clone()),
         }
+        if let Some(direct) = state.direct.as_mut() {
+            direct.armed = true;
+            direct.through = replayed_through;
+        }
         Poll::Pending
     }
+
+    /// Writes everything queued to the attached socket, if the outbox is armed: the
+    /// flusher's side of direct writes. When the socket takes less than all of it, the
+    /// outbox disarms and wakes the stream, which writes the rest.
+    pub(crate) fn flush(&self, metrics: &Metrics) {
+        let waker = {
+            let mut state = self.state.lock().unwrap();
+            let state = &mut *state;
+            let Some(direct) = state.direct.as_mut() else {
+                return;
+            };
+            direct.scheduled = false;
+            if !direct.armed || state.closed.is_some() || state.frames.is_empty() {
+                return;
+            }
+            let through = direct.through;
+            let fresh = |(position, _): &&(Position, Bytes)| through.is_none_or(|t| *position > t);
+            let data: usize = state
+                .frames
+                .iter()
+                .filter(fresh)
+                .map(|(_, f)| f.len())
+                .sum();
+            let written = if data == 0 {
+                Ok(0)
+            } else {
+                let mut size = [0u8; 18];
+                let size = if direct.chunked {
+                    chunk_size_line(data, &mut size)
+                } else {
+                    &[]
+                };
+                let trailer: &[u8] = if direct.chunked { b"\r\n" } else { b"" };
+                let joined;
+                let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES + 2];
+                let mut count = 0;
+                let mut add = |bytes| add_slice(&mut slices, &mut count, bytes);
+                add(size);
+                if state.frames.len() <= MAX_WRITE_FRAMES {
+                    for (_, frame) in state.frames.iter().filter(fresh) {
+                        add(frame);
+                    }
+                } else {
+                    let mut chunk = BytesMut::with_capacity(data);
+                    for (_, frame) in state.frames.iter().filter(fresh) {
+                        chunk.extend_from_slice(frame);
+                    }
+                    joined = chunk;
+                    add(&joined);
+                }
+                add(trailer);
+                let slices = &slices[..count];
+                let total = size.len() + data + trailer.len();
+                match direct.socket.try_write_vectored(slices) {
+                    Ok(n) if n < total => {
+                        direct.unfinished = Some(rest_after(slices, n));
+                        Ok(n)
+                    }
+                    other => other,
+                }
+            };
+            match written {
+                Ok(n) if n > 0 || data == 0 => {
+                    if data > 0 {
+                        metrics
+                            .bytes_written
+                            .fetch_add(data as u64, Ordering::Relaxed);
+                        if let Some(oldest) = state.oldest {
+                            metrics.delivery_latency.observe(oldest.elapsed());
+                        }
+                        direct.last_write = Some(Instant::now());
+                    }
+                    state.frames.clear();
+                    state.bytes = 0;
+                    state.oldest = None;
+                    if direct.unfinished.is_none() {
+                        return;
+                    }
+                }
+                // Would block (or failed): the frames stay queued for the connection, which
+                // waits for the socket (or finds the error) itself.
+                _ => {}
+            }
+            direct.armed = false;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// Puts `bytes`, if any, in the next of `slices`.
+fn add_slice<'a>(slices: &mut [IoSlice<'a>], count: &mut usize, bytes: &'a [u8]) {
+    if !bytes.is_empty() {
+        slices[*count] = IoSlice::new(bytes);
+        *count += 1;
+    }
+}
+
+/// The bytes of `slices` after the first `written`, as one buffer.
+fn rest_after(slices: &[IoSlice<'_>], mut written: usize) -> Bytes {
+    let mut rest = BytesMut::new();
+    for slice in slices {
+        if written >= slice.len() {
+            written -= slice.len();
+        } else {
+            rest.extend_from_slice(&slice[written..]);
+            written = 0;
+        }
+    }
+    rest.freeze()
+}
+
+/// `{len:X}\r\n` into `buf`, without allocating: an HTTP/1.1 chunk's size line.
+pub(crate) fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut digits = [0u8; 16];
+    let mut n = len;
+    let mut count = 0;
+    loop {
+        digits[count] = HEX[n & 0xF];
+        count += 1;
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..count {
+        buf[i] = digits[count - 1 - i];
+    }
+    buf[count] = b'\r';
+    buf[count + 1] = b'\n';
+    &buf[..count + 2]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::task::Waker;
+    use tokio::io::AsyncReadExt;
 
     fn drain(outbox: &Outbox) -> Poll<Drained> {
         drain_into(outbox, &mut VecDeque::new())
     }
 
     fn drain_into(outbox: &Outbox, into: &mut VecDeque<(Position, Bytes)>) -> Poll<Drained> {
-        outbox.poll_drain(&mut Context::from_waker(Waker::noop()), into)
+        outbox.poll_drain(&mut Context::from_waker(Waker::noop()), into, None)
     }
 
     #[test]
@@ -186,7 +467,10 @@ mod tests {
         let mut frames = VecDeque::new();
         assert!(matches!(
             drain_into(&outbox, &mut frames),
-            Poll::Ready(Drained::Frames(_))
+            Poll::Ready(Drained::Frames {
+                oldest: Some(_),
+                unfinished: None
+            })
         ));
         assert_eq!(frames.len(), 2);
         assert!(drain(&outbox).is_pending());
@@ -239,5 +523,131 @@ mod tests {
             outbox.push(Position(2), Bytes::from(vec![0; 8]), Instant::now()),
             Pushed::Queued
         );
+    }
+
+    #[test]
+    fn chunk_size_lines_are_uppercase_hex() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size_line(255, &mut buf), b"FF\r\n");
+        assert_eq!(chunk_size_line(4096, &mut buf), b"1000\r\n");
+        assert_eq!(
+            chunk_size_line(usize::MAX, &mut buf),
+            b"FFFFFFFFFFFFFFFF\r\n"
+        );
+    }
+
+    /// A connected pair of loopback sockets: the hub's end, shared as an attached socket
+    /// is, and the client's.
+    async fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (Arc::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_armed_outbox_is_written_by_the_flusher_as_one_chunk() {
+        let (socket, mut client) = socket_pair().await;
+        let outbox = Outbox::new(1 << 20);
+        outbox.attach(socket, true);
+        assert_eq!(outbox.framing(), Framing::Chunked);
+        // Not armed yet: a push wakes the stream, as without a socket.
+        assert_eq!(
+            outbox.push(Position(1), Bytes::from_static(b"one\n\n"), Instant::now()),
+            Pushed::Queued
+        );
+        let mut frames = VecDeque::new();
+        assert!(drain_into(&outbox, &mut frames).is_ready());
+        frames.clear();
+        // Waiting with nothing queued arms it; the replay covered position 2.
+        assert!(
+            outbox
+                .poll_drain(
+                    &mut Context::from_waker(Waker::noop()),
+                    &mut frames,
+                    Some(Position(2))
+                )
+                .is_pending()
+        );
+        assert_eq!(
+            outbox.push(Position(2), Bytes::from_static(b"dup\n\n"), Instant::now()),
+            Pushed::Scheduled
+        );
+        assert_eq!(
+            outbox.push(
+                Position(3),
+                Bytes::from_static(b"three\n\n"),
+                Instant::now()
+            ),
+            Pushed::Queued,
+            "a flush is pending already"
+        );
+        let metrics = Metrics::new();
+        outbox.flush(&metrics);
+        let mut got = vec![0u8; 12];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"7\r\nthree\n\n\r\n");
+        assert!(outbox.last_direct_write().is_some());
+        assert_eq!(metrics.bytes_written.load(Ordering::Relaxed), 7);
+        // Still armed: the next push is scheduled again.
+        assert_eq!(
+            outbox.push(Position(4), Bytes::from_static(b"four\n\n"), Instant::now()),
+            Pushed::Scheduled
+        );
+        // The stream wants to write (a heartbeat): disarmed, and the frame is its to drain.
+        assert!(outbox.disarm());
+        outbox.flush(&metrics);
+        assert!(matches!(
+            drain_into(&outbox, &mut VecDeque::new()),
+            Poll::Ready(Drained::Frames {
+                oldest: Some(_),
+                unfinished: None
+            })
+        ));
+        outbox.detach();
+        assert_eq!(outbox.framing(), Framing::ByConnection);
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_takes_part_of_a_chunk_gives_the_rest_to_the_stream() {
+        let (socket, mut client) = socket_pair().await;
+        let outbox = Outbox::new(64 << 20);
+        outbox.attach(socket, true);
+        let metrics = Metrics::new();
+        let mut frames = VecDeque::new();
+        let frame = Bytes::from(vec![b'x'; 1 << 20]);
+        let mut sent = 0;
+        let rest = loop {
+            assert!(drain_into(&outbox, &mut frames).is_pending());
+            assert_eq!(
+                outbox.push(Position(sent + 1), frame.clone(), Instant::now()),
+                Pushed::Scheduled
+            );
+            outbox.flush(&metrics);
+            sent += 1;
+            // The client reads nothing: the socket's buffers fill.
+            match drain_into(&outbox, &mut frames) {
+                Poll::Pending => continue,
+                Poll::Ready(Drained::Frames { unfinished, .. }) => {
+                    break (unfinished, frames.len());
+                }
+                Poll::Ready(Drained::Closed(_)) => panic!("closed"),
+            }
+        };
+        // Either part of the chunk went (its rest comes back, framed) or none of it did (the
+        // frame comes back queued).
+        let written_whole = (sent as usize - 1) * (frame.len() + 10);
+        match rest {
+            (Some(unfinished), 0) => {
+                let mut all = vec![0u8; written_whole + frame.len() + 10 - unfinished.len()];
+                client.read_exact(&mut all).await.unwrap();
+                all.extend_from_slice(&unfinished);
+                assert!(all.ends_with(b"\r\n"));
+                assert_eq!(all.len(), sent as usize * (frame.len() + 10));
+            }
+            (None, 1) => {}
+            other => panic!("unexpected drain: {other:?}"),
+        }
     }
 }

@@ -11,11 +11,21 @@
 //! [`Outbox`]; it never writes to a socket and never awaits, so it can run under the transport's
 //! ordering lock without holding up anything but other dispatches. Only the hub's one
 //! [`Dispatcher`] (made together with the registry by [`Registry::new`]) may deliver.
+//!
+//! Outboxes whose connection waits on an attached socket (outbox.rs, "Direct writes") are not
+//! woken: the pushes that schedule them collect them in a [`Scheduled`] list, which the
+//! dispatcher submits after each event or each batch of events ([`super::DispatchBatch`]):
+//! shards of [`FLUSH_SHARD`] subscribers, each one task on the runtime that writes to all of
+//! them ([`Outbox::flush`]), so that the writes are spread over the runtime's workers, off the
+//! ordering path, and a subscriber gets the events of one batch in one write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 
 use herald_protocol::ProtocolVersion;
 use indexmap::IndexMap;
@@ -156,7 +166,17 @@ struct Shared {
     closed: AtomicBool,
     /// What the hub counts: dispatch adds its deliveries once per event.
     metrics: Arc<Metrics>,
+    /// The runtime the flush tasks run on: the one of the first connection that attached a
+    /// socket (and only attached outboxes are ever flushed).
+    runtime: OnceLock<Handle>,
 }
+
+/// How many scheduled subscribers one flush task writes to.
+const FLUSH_SHARD: usize = 256;
+
+/// Subscribers whose outbox a dispatch scheduled: they wait for [`Registry::submit`].
+#[derive(Default)]
+pub(crate) struct Scheduled(Vec<Arc<Subscriber>>);
 
 impl Registry {
     /// A registry whose subscribers may each have `queue_bytes` of frames waiting, tracking at
@@ -174,6 +194,7 @@ impl Registry {
                 queue_bytes,
                 closed: AtomicBool::new(false),
                 metrics: Arc::new(Metrics::new()),
+                runtime: OnceLock::new(),
             }),
         };
         (registry.clone(), Dispatcher::new(registry))
@@ -301,7 +322,13 @@ impl Registry {
     /// Only the [`Dispatcher`] calls this, one event at a time in position order: that is what
     /// makes the per-subscriber order the history order, and what makes the `last_dispatch`
     /// de-duplication sound.
-    pub(super) fn deliver(&self, event: &Event, route: &Route, retained: bool) {
+    pub(super) fn deliver(
+        &self,
+        event: &Event,
+        route: &Route,
+        retained: bool,
+        scheduled: &mut Scheduled,
+    ) {
         let seq = self.shared.dispatch_seq.fetch_add(1, Ordering::Relaxed) + 1;
         // Once per event, not per subscriber: the instant the delivery latency counts from,
         // and the deliveries, added to the shared counter once at the end.
@@ -319,6 +346,10 @@ impl Registry {
                 .push(event.position, event.frame().clone(), dispatched)
             {
                 Pushed::Queued => queued += 1,
+                Pushed::Scheduled => {
+                    queued += 1;
+                    scheduled.0.push(Arc::clone(subscriber));
+                }
                 Pushed::Overflowed => {
                     // Counted now: its connection may not notice until its client reads.
                     self.shared
@@ -364,6 +395,22 @@ impl Registry {
         }
     }
 
+    /// Hands the scheduled subscribers to flush tasks, [`FLUSH_SHARD`] per task.
+    pub(super) fn submit(&self, scheduled: &mut Scheduled) {
+        while !scheduled.0.is_empty() {
+            let rest = scheduled.0.len().saturating_sub(FLUSH_SHARD);
+            let shard = scheduled.0.split_off(rest);
+            let metrics = Arc::clone(&self.shared.metrics);
+            let flush = move || shard.iter().for_each(|s| s.outbox.flush(&metrics));
+            match self.shared.runtime.get() {
+                Some(runtime) => drop(runtime.spawn(async move { flush() })),
+                // Unreachable (only attached outboxes are scheduled), but never leave one
+                // waiting.
+                None => flush(),
+            }
+        }
+    }
+
     /// The id of the last dispatched update, if any.
     pub(crate) fn last_event_id(&self) -> Option<Arc<str>> {
         self.shared.last_event_id.lock().unwrap().clone()
@@ -391,6 +438,14 @@ impl Registration {
         &self.subscriber
     }
 
+    /// What the subscriber's connection attaches its socket to.
+    pub(crate) fn direct_target(&self) -> DirectTarget {
+        DirectTarget {
+            registry: self.registry.clone(),
+            subscriber: Arc::clone(&self.subscriber),
+        }
+    }
+
     pub(crate) fn metrics(&self) -> &Metrics {
         self.registry.metrics()
     }
@@ -399,5 +454,24 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.unregister(&self.subscriber);
+    }
+}
+
+/// A subscriber's outbox, for its connection to attach its socket to (outbox.rs, "Direct
+/// writes"): the subscribe route puts one in the extensions of a stream's response, and a
+/// connection that can be written to from the dispatching side takes it out.
+#[derive(Clone)]
+pub(crate) struct DirectTarget {
+    registry: Registry,
+    subscriber: Arc<Subscriber>,
+}
+
+impl DirectTarget {
+    /// From now on the stream frames its chunks itself (`chunked`: as HTTP/1.1 chunks), and the
+    /// flusher writes to `socket` whenever the stream waits. Call it on the runtime that serves
+    /// the connection, before the stream is first polled.
+    pub(crate) fn attach(self, socket: Arc<TcpStream>, chunked: bool) {
+        self.registry.shared.runtime.get_or_init(Handle::current);
+        self.subscriber.outbox.attach(socket, chunked);
     }
 }

@@ -133,9 +133,9 @@ mod tests {
         match registration
             .subscriber()
             .outbox()
-            .poll_drain(&mut cx, &mut frames)
+            .poll_drain(&mut cx, &mut frames, None)
         {
-            Poll::Ready(Drained::Frames(_)) => frames.len(),
+            Poll::Ready(Drained::Frames { .. }) => frames.len(),
             _ => 0,
         }
     }

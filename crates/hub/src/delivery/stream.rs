@@ -24,7 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use rand::Rng;
 use tokio::time::{Instant, Sleep};
 
-use super::outbox::{CloseReason, Drained};
+use super::outbox::{CloseReason, Drained, Framing, chunk_size_line};
 use super::registry::Registration;
 use super::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, ReplaySource, TransportError};
 use crate::metrics::{DisconnectReason, Metrics};
@@ -89,6 +89,9 @@ pub(crate) struct EventStream {
     /// The buffer the outbox drains into, empty between polls and swapped with the outbox's
     /// queue on every drain, so that a subscriber that keeps up allocates no queue per event.
     drained: VecDeque<(Position, Bytes)>,
+    /// Who frames what the stream yields: learnt from the outbox on the first poll, since
+    /// the connection attaches its socket (or not) before polling.
+    framing: Framing,
     done: bool,
     /// Why the stream ended, once it did; a stream dropped before that lost its client.
     ended: Option<DisconnectReason>,
@@ -116,6 +119,7 @@ impl EventStream {
             timer: None,
             last_write: now,
             drained: VecDeque::new(),
+            framing: Framing::ByConnection,
             done: false,
             ended: None,
         };
@@ -219,6 +223,11 @@ impl EventStream {
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            // Direct writes count as writes: a heartbeat is due after the last of either.
+            let outbox = self.registration.subscriber().outbox();
+            if let Some(direct) = outbox.last_direct_write().map(Instant::from_std) {
+                self.last_write = self.last_write.max(direct);
+            }
             let now = Instant::now();
             if self.timing.ends_at.is_some_and(|end| now >= end) {
                 return Poll::Ready(None);
@@ -253,7 +262,43 @@ impl EventStream {
         metrics
             .bytes_written
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        Poll::Ready(Some(Ok(Frame::data(chunk))))
+        Poll::Ready(Some(Ok(Frame::data(self.wire(chunk)))))
+    }
+
+    /// `data` as the connection must write it: as it is, or as one HTTP/1.1 chunk when the
+    /// stream frames for a connection with direct writes (outbox.rs).
+    fn wire(&self, data: Bytes) -> Bytes {
+        if self.framing != Framing::Chunked || data.is_empty() {
+            return data;
+        }
+        let mut size = [0u8; 18];
+        let size = chunk_size_line(data.len(), &mut size);
+        let mut chunk = BytesMut::with_capacity(size.len() + data.len() + 2);
+        chunk.extend_from_slice(size);
+        chunk.extend_from_slice(&data);
+        chunk.extend_from_slice(b"\r\n");
+        chunk.freeze()
+    }
+
+    /// The rest of a chunk a direct write began, then `chunk` (if any), framed.
+    fn send_after(
+        &mut self,
+        unfinished: Bytes,
+        chunk: Option<Bytes>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some(chunk) = chunk else {
+            return Poll::Ready(Some(Ok(Frame::data(unfinished))));
+        };
+        self.last_write = Instant::now();
+        let metrics = self.registration.metrics();
+        metrics
+            .bytes_written
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        let framed = self.wire(chunk);
+        let mut both = BytesMut::with_capacity(unfinished.len() + framed.len());
+        both.extend_from_slice(&unfinished);
+        both.extend_from_slice(&framed);
+        Poll::Ready(Some(Ok(Frame::data(both.freeze()))))
     }
 
     /// Ends the stream (a complete response: the client reconnects) for `reason`.
@@ -266,6 +311,8 @@ impl EventStream {
 
 impl Drop for EventStream {
     fn drop(&mut self) {
+        // Nothing is written to the connection's socket from the dispatching side from here.
+        self.registration.subscriber().outbox().detach();
         let closed = self.registration.subscriber().outbox().close_reason();
         let reason = self.ended.unwrap_or(match closed {
             // Its client went away before the stream saw the close.
@@ -309,6 +356,7 @@ impl Body for EventStream {
             return Poll::Ready(None);
         }
         if let Some(opening) = this.opening.take() {
+            this.framing = this.registration.subscriber().outbox().framing();
             return this.send(opening);
         }
         match this.poll_replay(cx) {
@@ -324,16 +372,21 @@ impl Body for EventStream {
         }
         loop {
             let outbox = this.registration.subscriber().outbox();
-            match outbox.poll_drain(cx, &mut this.drained) {
-                Poll::Ready(Drained::Frames(oldest)) => {
-                    if let Some(chunk) = this.coalesce() {
+            match outbox.poll_drain(cx, &mut this.drained, this.replayed_through) {
+                Poll::Ready(Drained::Frames { oldest, unfinished }) => {
+                    let chunk = this.coalesce();
+                    if let (Some(oldest), Some(_)) = (oldest, &chunk) {
                         this.registration
                             .metrics()
                             .delivery_latency
                             .observe(oldest.elapsed());
-                        return this.send(chunk);
                     }
-                    // Everything drained was a replay duplicate: look again.
+                    match (unfinished, chunk) {
+                        (Some(unfinished), chunk) => return this.send_after(unfinished, chunk),
+                        (None, Some(chunk)) => return this.send(chunk),
+                        // Everything drained was a replay duplicate: look again.
+                        (None, None) => continue,
+                    }
                 }
                 Poll::Ready(Drained::Closed(reason)) => {
                     let reason = match reason {
@@ -349,13 +402,21 @@ impl Body for EventStream {
                     }
                     return this.end(reason);
                 }
-                Poll::Pending => break,
+                Poll::Pending => {}
             }
-        }
-        match this.poll_timer(cx) {
-            Poll::Ready(Some(heartbeat)) => this.count_written(heartbeat),
-            Poll::Ready(None) => this.end(this.timing.end_reason),
-            Poll::Pending => Poll::Pending,
+            let timer = this.poll_timer(cx);
+            if timer.is_pending() {
+                return Poll::Pending;
+            }
+            // The stream is about to write: no direct write may come in between, and what
+            // one left (or frames queued meanwhile) goes first.
+            if this.registration.subscriber().outbox().disarm() {
+                continue;
+            }
+            return match timer {
+                Poll::Ready(Some(heartbeat)) => this.count_written(heartbeat),
+                _ => this.end(this.timing.end_reason),
+            };
         }
     }
 

@@ -211,6 +211,7 @@ pub(super) async fn subscribe(
             &holder,
         )) as Box<dyn Send>
     });
+    let direct = registration.direct_target();
     let stream = EventStream::new(registration, presence, replay, timing);
     // The client stays charged for its templates, and counted under the caps, for as long as
     // the stream lives.
@@ -219,6 +220,7 @@ pub(super) async fn subscribe(
         frame
     });
     let mut response = Response::new(Body::new(stream));
+    response.extensions_mut().insert(direct);
     set_stream_headers(response.headers_mut(), version);
     if let Some(start) = start {
         // [R27]: where this replay started.

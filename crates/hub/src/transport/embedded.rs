@@ -371,14 +371,16 @@ impl Writer {
         match self.write(&batch) {
             Ok(first_position) => {
                 let mut position = first_position;
+                // One batch: a subscriber gets the batch's events in one write.
+                let mut dispatch = self.dispatcher.batch();
                 for request in batch {
                     if request.record.is_none() {
-                        self.dispatcher.dispatch_live(request.update);
+                        dispatch.dispatch_live(request.update);
                     } else {
                         let event =
                             Event::with_frame(Position(position), request.update, request.frame);
                         position += 1;
-                        self.dispatcher.dispatch_routed(&event, &request.route);
+                        dispatch.dispatch_routed(&event, &request.route);
                     }
                     let _ = request.done.send(Ok(()));
                 }

@@ -87,8 +87,9 @@ async fn dispatch(mut dispatcher: Dispatcher, mut received: mpsc::Receiver<Deliv
     while let Some(delivery) = received.recv().await {
         match delivery {
             Delivery::Retained(events) => {
+                let mut dispatch = dispatcher.batch();
                 for (event, route) in &events {
-                    dispatcher.dispatch_routed(event, route);
+                    dispatch.dispatch_routed(event, route);
                 }
             }
             Delivery::Live(update) => dispatcher.dispatch_live(update),
