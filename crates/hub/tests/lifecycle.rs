@@ -486,3 +486,65 @@ async fn slow_subscriber_is_disconnected_and_resumes_from_history_without_loss()
     }
     resumed.assert_no_event(Duration::from_millis(100)).await;
 }
+
+/// Live events reach a waiting subscriber's socket from the dispatching side (direct writes):
+/// when its client stops reading, the socket fills, a write goes in part, and the connection
+/// takes over; when the client reads again it gets every event, in order, in a body whose
+/// chunks are all well framed, heartbeats included, and live events then flow again.
+#[tokio::test]
+async fn a_subscriber_that_pauses_reading_gets_every_event_in_order_in_well_framed_chunks() {
+    const TOTAL: usize = 64;
+    const DATA: usize = 8000;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(128).unwrap();
+    let hub = TestHub::start_on(
+        listener,
+        HubConfig {
+            heartbeat: Some(Duration::from_millis(20)),
+            max_body_bytes: 16 * 1024,
+            ..config()
+        },
+    )
+    .await;
+    let topic = "https://example.com/paused";
+    let mut paused = RawSubscriber::open(
+        hub.addr(),
+        &format!("/.well-known/mercure?{}", topics_query(&[topic])),
+        &subscriber_token(&[]),
+    )
+    .await;
+    let ids: Vec<String> = (0..=TOTAL).map(|i| format!("p{i}")).collect();
+    let data = |i: usize| format!("{i}:{}", "y".repeat(DATA));
+    for (i, id) in ids[..TOTAL].iter().enumerate() {
+        hub.publish_ok(&[("topic", topic), ("id", id), ("data", &data(i))])
+            .await;
+        if i % 16 == 0 {
+            // Heartbeats come due between the events.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    let read_events = async |paused: &mut RawSubscriber, count: usize| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            paused.decode();
+            if paused.events().len() >= count || Instant::now() >= deadline {
+                return paused.events();
+            }
+            paused.read_some(WAIT).await;
+        }
+    };
+    let received = read_events(&mut paused, TOTAL).await;
+    assert_eq!(ids_of(&received), ids[..TOTAL], "every event, in order");
+    for (i, event) in received.iter().enumerate() {
+        assert_eq!(event.data, data(i));
+    }
+    // Caught up, the subscriber waits again: the next event is written directly.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    hub.publish_ok(&[("topic", topic), ("id", &ids[TOTAL]), ("data", "last")])
+        .await;
+    let received = read_events(&mut paused, TOTAL + 1).await;
+    assert_eq!(ids_of(&received), ids, "and live events after");
+    assert!(!paused.ended, "the stream goes on");
+}
