@@ -46,6 +46,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::{BufMut, Bytes};
+use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -120,13 +121,14 @@ where
     // arguments and state, and frees it once it is done.
     let responding = Box::pin(respond(stream, prefix, peer, router, head_deadline));
     async move {
-        let (stream, body, chunked, target) = match responding.await {
+        let (stream, head, body, chunked, target) = match responding.await {
             Responded::Stream {
                 stream,
+                head,
                 body,
                 chunked,
                 target,
-            } => (stream, body, chunked, target),
+            } => (stream, head, body, chunked, target),
             Responded::HandOff(rewound) => return Some(rewound),
             Responded::Done => return None,
         };
@@ -139,7 +141,7 @@ where
             _ if chunked => BodyFraming::Chunked,
             _ => BodyFraming::Identity,
         };
-        if let Err(e) = stream_body(&mut stream, body, framing, chunked).await {
+        if let Err(e) = stream_body(&mut stream, head, body, framing, chunked).await {
             tracing::debug!("subscription connection ended: {e}");
         }
         let _ = stream.shutdown().await;
@@ -253,6 +255,8 @@ enum Responded<S> {
     /// (HTTP/1.1) or not (HTTP/1.0).
     Stream {
         stream: S,
+        /// The response head, not written yet: it goes out with the stream's first chunk.
+        head: Vec<u8>,
         body: Body,
         chunked: bool,
         /// The subscriber's outbox, to attach the socket to.
@@ -306,8 +310,9 @@ where
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
     match write_head(&mut stream, version, response).await {
-        Ok(Some((body, chunked, target))) => Responded::Stream {
+        Ok(Some((head, body, chunked, target))) => Responded::Stream {
             stream,
+            head,
             body,
             chunked,
             target,
@@ -450,13 +455,14 @@ fn parse(head: &[u8]) -> Option<Verdict> {
     Some(Verdict::Serve(request))
 }
 
-/// Writes a response that is not an event stream whole (`None`), or the head of one that is
-/// and gives back its body, whether it is chunked, and its subscriber's outbox.
+/// Writes a response that is not an event stream whole (`None`), or gives back, for one that
+/// is, its head (to be written with the first chunk), its body, whether it is chunked, and its
+/// subscriber's outbox.
 async fn write_head<S: AsyncWrite + Unpin>(
     stream: &mut S,
     version: Version,
     response: Response<Body>,
-) -> io::Result<Option<(Body, bool, Option<DirectTarget>)>> {
+) -> io::Result<Option<(Vec<u8>, Body, bool, Option<DirectTarget>)>> {
     let is_stream = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -475,22 +481,36 @@ async fn write_head<S: AsyncWrite + Unpin>(
     // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
     let chunked = version == Version::HTTP_11;
     let head = head(version, parts.status, &parts.headers, None);
-    write_all(stream, &mut [IoSlice::new(&head)]).await?;
     let target = parts.extensions.remove::<DirectTarget>();
-    Ok(Some((body, chunked, target)))
+    Ok(Some((head, body, chunked, target)))
 }
 
 /// Writes an event stream's body chunk by chunk until it ends or the client goes.
 async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
+    head: Vec<u8>,
     mut body: Body,
     framing: BodyFraming,
     chunked: bool,
 ) -> io::Result<()> {
+    // The head goes out with the first chunk, the opening comment, which the stream yields at
+    // once: one write where there were two. (Were it not ready, the head goes alone, before
+    // anything else: a direct write only follows the stream's first wait.)
+    let first = body.frame().now_or_never();
+    let mut ended = matches!(first, Some(None));
+    let first = match first {
+        Some(Some(frame)) => frame
+            .map_err(io::Error::other)?
+            .into_data()
+            .unwrap_or_default(),
+        _ => Bytes::new(),
+    };
+    write_chunk(stream, &head, &first, framing == BodyFraming::Chunked).await?;
+    drop(head);
     // Between writes, watch the socket too: a client that closes its end is found out at
     // once (its subscription ends now, not at the next heartbeat), as hyper does.
     let mut probe = [0u8; 1];
-    loop {
+    while !ended {
         let frame = tokio::select! {
             frame = body.frame() => frame,
             // A subscriber has nothing more to send: its end closing (0), an error, or bytes
@@ -504,13 +524,16 @@ async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
                 };
             }
         };
-        let Some(frame) = frame else { break };
+        let Some(frame) = frame else {
+            ended = true;
+            continue;
+        };
         let data = frame
             .map_err(io::Error::other)?
             .into_data()
             .unwrap_or_default();
         if !data.is_empty() {
-            write_chunk(stream, &data, framing == BodyFraming::Chunked).await?;
+            write_chunk(stream, &[], &data, framing == BodyFraming::Chunked).await?;
         }
     }
     if chunked {
@@ -569,26 +592,29 @@ fn head(
     head
 }
 
-/// One chunk: size line, data, CRLF, in one vectored write when the socket takes it all.
+/// `before` (a response head, or nothing), then one chunk (size line, data, CRLF; or the data
+/// alone when not `chunked`; nothing when `data` is empty), in one vectored write when the
+/// socket takes it all.
 async fn write_chunk<S: AsyncWrite + Unpin>(
     stream: &mut S,
+    before: &[u8],
     data: &Bytes,
     chunked: bool,
 ) -> io::Result<()> {
-    if !chunked {
-        return write_all(stream, &mut [IoSlice::new(data)]).await;
-    }
     let mut size = [0u8; 18];
-    let size = crate::delivery::outbox::chunk_size_line(data.len(), &mut size);
-    write_all(
-        stream,
-        &mut [
-            IoSlice::new(size),
-            IoSlice::new(data),
-            IoSlice::new(b"\r\n"),
-        ],
-    )
-    .await
+    let (size, after): (&[u8], &[u8]) = if chunked && !data.is_empty() {
+        let size = crate::delivery::outbox::chunk_size_line(data.len(), &mut size);
+        (size, b"\r\n")
+    } else {
+        (&[], &[])
+    };
+    let mut slices = [
+        IoSlice::new(before),
+        IoSlice::new(size),
+        IoSlice::new(data),
+        IoSlice::new(after),
+    ];
+    write_all(stream, &mut slices).await
 }
 
 /// Writes every byte of `bufs`, with as few `writev` calls as the socket allows, and flushes
