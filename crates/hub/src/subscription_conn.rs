@@ -121,27 +121,17 @@ where
     // arguments and state, and frees it once it is done.
     let responding = Box::pin(respond(stream, prefix, peer, router, head_deadline));
     async move {
-        let (stream, head, body, chunked, target) = match responding.await {
+        let (mut stream, body, framing, chunked) = match responding.await {
             Responded::Stream {
                 stream,
-                head,
                 body,
+                framing,
                 chunked,
-                target,
-            } => (stream, head, body, chunked, target),
+            } => (stream, body, framing, chunked),
             Responded::HandOff(rewound) => return Some(rewound),
             Responded::Done => return None,
         };
-        let (mut stream, socket) = stream.share();
-        let framing = match (socket, target) {
-            (Some(socket), Some(target)) => {
-                target.attach(socket, chunked);
-                BodyFraming::ByStream
-            }
-            _ if chunked => BodyFraming::Chunked,
-            _ => BodyFraming::Identity,
-        };
-        if let Err(e) = stream_body(&mut stream, head, body, framing, chunked).await {
+        if let Err(e) = stream_body(&mut stream, body, framing, chunked).await {
             tracing::debug!("subscription connection ended: {e}");
         }
         let _ = stream.shutdown().await;
@@ -250,17 +240,15 @@ enum BodyFraming {
 }
 
 /// Where [`respond`] leaves a connection.
-enum Responded<S> {
-    /// The response head is written; its body is an event stream, sent with chunked encoding
-    /// (HTTP/1.1) or not (HTTP/1.0).
+enum Responded<S: Streaming> {
+    /// The response head and the stream's first chunk are written; the rest of the body is
+    /// an event stream, sent with chunked encoding (HTTP/1.1) or not (HTTP/1.0), over the
+    /// stream as shared for direct writes.
     Stream {
-        stream: S,
-        /// The response head, not written yet: it goes out with the stream's first chunk.
-        head: Vec<u8>,
+        stream: S::Shared,
         body: Body,
+        framing: BodyFraming,
         chunked: bool,
-        /// The subscriber's outbox, to attach the socket to.
-        target: Option<DirectTarget>,
     },
     /// A head hyper must judge: the connection goes to hyper with the bytes read.
     HandOff(Rewound<S>),
@@ -278,7 +266,7 @@ async fn respond<S>(
     head_deadline: Instant,
 ) -> Responded<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Streaming,
 {
     let mut head = HeadBuffer {
         bytes: prefix,
@@ -310,13 +298,29 @@ where
     let version = request.version();
     let Ok(response) = router.oneshot(request).await;
     match write_head(&mut stream, version, response).await {
-        Ok(Some((head, body, chunked, target))) => Responded::Stream {
-            stream,
-            head,
-            body,
-            chunked,
-            target,
-        },
+        Ok(Some((head, mut body, chunked, target))) => {
+            let (mut stream, socket) = stream.share();
+            let framing = match (socket, target) {
+                (Some(socket), Some(target)) => {
+                    target.attach(socket, chunked);
+                    BodyFraming::ByStream
+                }
+                _ if chunked => BodyFraming::Chunked,
+                _ => BodyFraming::Identity,
+            };
+            match write_opening(&mut stream, &head, &mut body, framing).await {
+                Ok(()) => Responded::Stream {
+                    stream,
+                    body,
+                    framing,
+                    chunked,
+                },
+                Err(e) => {
+                    tracing::debug!("subscription connection ended: {e}");
+                    Responded::Done
+                }
+            }
+        }
         Ok(None) => {
             let _ = stream.shutdown().await;
             Responded::Done
@@ -488,25 +492,11 @@ async fn write_head<S: AsyncWrite + Unpin>(
 /// Writes an event stream's body chunk by chunk until it ends or the client goes.
 async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    head: Vec<u8>,
     mut body: Body,
     framing: BodyFraming,
     chunked: bool,
 ) -> io::Result<()> {
-    // The head goes out with the first chunk, the opening comment, which the stream yields at
-    // once: one write where there were two. (Were it not ready, the head goes alone, before
-    // anything else: a direct write only follows the stream's first wait.)
-    let first = body.frame().now_or_never();
-    let mut ended = matches!(first, Some(None));
-    let first = match first {
-        Some(Some(frame)) => frame
-            .map_err(io::Error::other)?
-            .into_data()
-            .unwrap_or_default(),
-        _ => Bytes::new(),
-    };
-    write_chunk(stream, &head, &first, framing == BodyFraming::Chunked).await?;
-    drop(head);
+    let mut ended = http_body::Body::is_end_stream(&body);
     // Between writes, watch the socket too: a client that closes its end is found out at
     // once (its subscription ends now, not at the next heartbeat), as hyper does.
     let mut probe = [0u8; 1];
@@ -540,6 +530,25 @@ async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
         write_all(stream, &mut [IoSlice::new(b"0\r\n\r\n")]).await?;
     }
     Ok(())
+}
+
+/// Writes the response head with the stream's first chunk, the opening comment, which the
+/// stream yields at once: one write where there were two. (Were it not ready, the head goes
+/// alone, before anything else: a direct write only follows the stream's first wait.)
+async fn write_opening<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    head: &[u8],
+    body: &mut Body,
+    framing: BodyFraming,
+) -> io::Result<()> {
+    let first = match body.frame().now_or_never() {
+        Some(Some(frame)) => frame
+            .map_err(io::Error::other)?
+            .into_data()
+            .unwrap_or_default(),
+        _ => Bytes::new(),
+    };
+    write_chunk(stream, head, &first, framing == BodyFraming::Chunked).await
 }
 
 /// The status line and headers, with the framing header this module uses.

@@ -9,6 +9,12 @@
 //! away, the connection was cut, the hub shut down), the subscriber leaves the index. Dropping
 //! it also counts the disconnect by its reason (and logs it at debug); the bytes it hands to the
 //! connection and the delivery latency are counted once per chunk (crate::metrics).
+//!
+//! When the connection attached its socket to the outbox (outbox.rs, "Direct writes"), live
+//! events mostly bypass the stream: it arms the outbox whenever it waits, disarms it before it
+//! yields anything, yields first what a direct write left unfinished, and frames its own chunks
+//! (`Framing`) so that its bytes and the flusher's make one well-formed body. Its heartbeat
+//! counts the flusher's writes as writes. Dropping it detaches the socket.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
