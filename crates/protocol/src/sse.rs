@@ -28,18 +28,24 @@ pub const HEARTBEAT_COMMENT: &[u8] = b":\n\n";
 /// line break that still reaches it (an embedder's own update) is written as U+FFFD.
 pub fn encode(update: &Update) -> Bytes {
     let mut frame = BytesMut::with_capacity(update.data.len() + update.id.len() + 32);
+    encode_into(update, &mut frame);
+    frame.freeze()
+}
+
+/// [`encode`], appending to `frame`: for a caller that puts something before or after it in
+/// the same buffer (an HTTP/1.1 chunk's framing, say).
+pub fn encode_into(update: &Update, frame: &mut BytesMut) {
     if let Some(event_type) = &update.event_type {
-        put_single_line_field(&mut frame, b"event", event_type);
+        put_single_line_field(frame, b"event", event_type);
     }
     if let Some(retry) = update.retry {
-        put_field(&mut frame, b"retry", &retry.to_string());
+        put_field(frame, b"retry", &retry.to_string());
     }
-    put_single_line_field(&mut frame, b"id", &update.id);
+    put_single_line_field(frame, b"id", &update.id);
     for line in data_lines(&update.data) {
-        put_field(&mut frame, b"data", line);
+        put_field(frame, b"data", line);
     }
     frame.put_u8(b'\n');
-    frame.freeze()
 }
 
 fn put_field(frame: &mut BytesMut, name: &[u8], value: &str) {

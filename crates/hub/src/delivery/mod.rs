@@ -32,7 +32,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use herald_protocol::Update;
 
 use registry::Registry;
@@ -57,18 +57,61 @@ impl Position {
 ///
 /// The only way to make one is [`Frame::encode`], so that every transport and every replay
 /// page writes the same bytes for the same update.
+///
+/// The event is encoded once, inside an HTTP/1.1 chunk: a connection that frames its body
+/// as chunks itself (direct writes, outbox.rs) writes [`Frame::chunk`] as it is, every other
+/// writer [`Frame::bytes`]; both are views of one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+pub struct Frame {
+    sse: Bytes,
+    chunk: Bytes,
+}
+
+/// Room for the longest chunk-size line (16 hex digits and CRLF) before the event.
+const CHUNK_PREFIX: usize = 18;
 
 impl Frame {
     /// Encodes `update` as one SSE event [R6].
     pub fn encode(update: &Update) -> Frame {
-        Frame(herald_protocol::sse::encode(update))
+        let mut buffer =
+            BytesMut::with_capacity(CHUNK_PREFIX + update.data.len() + update.id.len() + 34);
+        buffer.resize(CHUNK_PREFIX, 0);
+        herald_protocol::sse::encode_into(update, &mut buffer);
+        Frame::enclose(buffer)
+    }
+
+    /// A frame of these bytes, for unit tests of what carries frames.
+    #[cfg(test)]
+    pub(crate) fn of(sse: &[u8]) -> Frame {
+        let mut buffer = BytesMut::with_capacity(CHUNK_PREFIX + sse.len() + 2);
+        buffer.resize(CHUNK_PREFIX, 0);
+        buffer.extend_from_slice(sse);
+        Frame::enclose(buffer)
+    }
+
+    /// The frame whose event follows [`CHUNK_PREFIX`] bytes of room in `buffer`.
+    fn enclose(mut buffer: BytesMut) -> Frame {
+        let len = buffer.len() - CHUNK_PREFIX;
+        buffer.extend_from_slice(b"\r\n");
+        let mut size = [0u8; 18];
+        let size = outbox::chunk_size_line(len, &mut size);
+        let start = CHUNK_PREFIX - size.len();
+        buffer[start..CHUNK_PREFIX].copy_from_slice(size);
+        let buffer = buffer.freeze();
+        Frame {
+            sse: buffer.slice(CHUNK_PREFIX..CHUNK_PREFIX + len),
+            chunk: buffer.slice(start..),
+        }
     }
 
     /// The encoded bytes.
     pub fn bytes(&self) -> &Bytes {
-        &self.0
+        &self.sse
+    }
+
+    /// The encoded bytes as one HTTP/1.1 chunk (size line, event, CRLF).
+    pub(crate) fn chunk(&self) -> &Bytes {
+        &self.chunk
     }
 }
 
@@ -100,7 +143,12 @@ impl Event {
 
     /// The encoded SSE frame.
     pub fn frame(&self) -> &Bytes {
-        &self.frame.0
+        self.frame.bytes()
+    }
+
+    /// The encoded SSE frame and its HTTP/1.1 chunk.
+    pub(crate) fn encoded(&self) -> &Frame {
+        &self.frame
     }
 }
 

@@ -343,7 +343,7 @@ impl Registry {
             }
             match subscriber
                 .outbox
-                .push(event.position, event.frame().clone(), dispatched)
+                .push(event.position, event.encoded(), dispatched)
             {
                 Pushed::Queued => queued += 1,
                 Pushed::Scheduled => {
@@ -401,7 +401,12 @@ impl Registry {
             let rest = scheduled.0.len().saturating_sub(FLUSH_SHARD);
             let shard = scheduled.0.split_off(rest);
             let metrics = Arc::clone(&self.shared.metrics);
-            let flush = move || shard.iter().for_each(|s| s.outbox.flush(&metrics));
+            let flush = move || {
+                let written: u64 = shard.iter().map(|s| s.outbox.flush(&metrics)).sum();
+                // Once per shard: a counter that every flush task adds to on every write
+                // would bounce its cache line between the workers.
+                metrics.bytes_written.fetch_add(written, Ordering::Relaxed);
+            };
             match self.shared.runtime.get() {
                 Some(runtime) => drop(runtime.spawn(async move { flush() })),
                 // Unreachable (only attached outboxes are scheduled), but never leave one

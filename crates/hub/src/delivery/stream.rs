@@ -30,7 +30,7 @@ use http_body::{Body, Frame, SizeHint};
 use rand::Rng;
 use tokio::time::{Instant, Sleep};
 
-use super::outbox::{CloseReason, Drained, Framing, chunk_size_line};
+use super::outbox::{CloseReason, Drained, Framing, chunk_size_line, event_len_of_chunk};
 use super::registry::Registration;
 use super::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, ReplaySource, TransportError};
 use crate::metrics::{DisconnectReason, Metrics};
@@ -144,16 +144,20 @@ impl EventStream {
     }
 
     /// Joins the drained frames into one chunk, skipping what the replay already covered, and
-    /// leaves the drained buffer empty.
-    fn coalesce(&mut self) -> Option<Bytes> {
+    /// leaves the drained buffer empty; with the number of event bytes in it. (With direct
+    /// writes on HTTP/1.1 the frames are already chunks, and so is what they join into.)
+    fn coalesce(&mut self) -> Option<(Bytes, usize)> {
         let through = self.replayed_through;
         let fresh = |position: &Position| through.is_none_or(|through| *position > through);
-        let (count, total) = self
+        let chunks = self.framing == Framing::Chunked;
+        let (count, total, events) = self
             .drained
             .iter()
             .filter(|(position, _)| fresh(position))
-            .fold((0, 0), |(count, total), (_, frame)| {
-                (count + 1, total + frame.len())
+            .fold((0, 0, 0), |(count, total, events), (_, frame)| {
+                let len = frame.len();
+                let event = if chunks { event_len_of_chunk(len) } else { len };
+                (count + 1, total + len, events + event)
             });
         let chunk = match count {
             0 => None,
@@ -176,7 +180,7 @@ impl EventStream {
         if self.drained.capacity() > RECYCLE_MAX_FRAMES {
             self.drained = VecDeque::new();
         }
-        chunk
+        chunk.map(|chunk| (chunk, events))
     }
 
     /// The next page of history, as one chunk of the frames this subscriber wants; `None` when
@@ -286,25 +290,32 @@ impl EventStream {
         chunk.freeze()
     }
 
-    /// The rest of a chunk a direct write began, then `chunk` (if any), framed.
-    fn send_after(
+    /// Hands live frames to the connection: the rest of a chunk a direct write began, then
+    /// the drained frames joined (`events` bytes of events), both as they are on the wire.
+    fn send_live(
         &mut self,
-        unfinished: Bytes,
-        chunk: Option<Bytes>,
+        unfinished: Option<Bytes>,
+        joined: Option<(Bytes, usize)>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let Some(chunk) = chunk else {
-            return Poll::Ready(Some(Ok(Frame::data(unfinished))));
+        let joined = joined.map(|(joined, events)| {
+            self.last_write = Instant::now();
+            let metrics = self.registration.metrics();
+            metrics
+                .bytes_written
+                .fetch_add(events as u64, Ordering::Relaxed);
+            joined
+        });
+        let data = match (unfinished, joined) {
+            (Some(unfinished), Some(joined)) => {
+                let mut both = BytesMut::with_capacity(unfinished.len() + joined.len());
+                both.extend_from_slice(&unfinished);
+                both.extend_from_slice(&joined);
+                both.freeze()
+            }
+            (Some(one), None) | (None, Some(one)) => one,
+            (None, None) => Bytes::new(),
         };
-        self.last_write = Instant::now();
-        let metrics = self.registration.metrics();
-        metrics
-            .bytes_written
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        let framed = self.wire(chunk);
-        let mut both = BytesMut::with_capacity(unfinished.len() + framed.len());
-        both.extend_from_slice(&unfinished);
-        both.extend_from_slice(&framed);
-        Poll::Ready(Some(Ok(Frame::data(both.freeze()))))
+        Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
     /// Ends the stream (a complete response: the client reconnects) for `reason`.
@@ -380,19 +391,18 @@ impl Body for EventStream {
             let outbox = this.registration.subscriber().outbox();
             match outbox.poll_drain(cx, &mut this.drained, this.replayed_through) {
                 Poll::Ready(Drained::Frames { oldest, unfinished }) => {
-                    let chunk = this.coalesce();
-                    if let (Some(oldest), Some(_)) = (oldest, &chunk) {
+                    let joined = this.coalesce();
+                    if let (Some(oldest), Some(_)) = (oldest, &joined) {
                         this.registration
                             .metrics()
                             .delivery_latency
                             .observe(oldest.elapsed());
                     }
-                    match (unfinished, chunk) {
-                        (Some(unfinished), chunk) => return this.send_after(unfinished, chunk),
-                        (None, Some(chunk)) => return this.send(chunk),
+                    if unfinished.is_none() && joined.is_none() {
                         // Everything drained was a replay duplicate: look again.
-                        (None, None) => continue,
+                        continue;
                     }
+                    return this.send_live(unfinished, joined);
                 }
                 Poll::Ready(Drained::Closed(reason)) => {
                     let reason = match reason {
