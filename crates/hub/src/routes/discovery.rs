@@ -15,11 +15,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use herald_protocol::TokenRules;
 use herald_protocol::access_token::AUTHORIZATION_DETAIL_TYPE;
-use herald_protocol::{HUB_PATH, TokenRules};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 use url::Url;
@@ -107,23 +106,6 @@ pub(super) async fn metadata(State(hub): State<Hub>) -> Result<Response, Rejecti
         document.to_string(),
     )
         .into_response())
-}
-
-/// Adds `Link: <hub URL>; rel="mercure"` to the responses of the hub's endpoints and of the
-/// metadata document, when the hub knows its URL.
-pub(super) async fn add_links(State(hub): State<Hub>, request: Request, next: Next) -> Response {
-    let ours = {
-        let path = request.uri().path();
-        path == HUB_PATH || path.starts_with("/.well-known/mercure/") || path == METADATA_PATH
-    };
-    let mut response = next.run(request).await;
-    if ours
-        && let Some(hub_url) = &hub.config().hub_url
-        && let Ok(link) = HeaderValue::from_str(&format!("<{hub_url}>; rel=\"mercure\""))
-    {
-        response.headers_mut().append(header::LINK, link);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! `/readyz`, and the layers around them.
 
 pub(crate) mod discovery;
+mod layers;
 mod publish;
 mod subscribe;
 mod subscriptions;
@@ -12,13 +13,30 @@ use http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use tower::ServiceBuilder;
+
 use crate::Hub;
 use crate::rejection::Rejection;
-use crate::subscription_conn::MAX_HEAD_BYTES;
 
 /// The hub's routes, with CORS and security headers.
 pub(crate) fn router(hub: Hub) -> Router {
-    let cors = cors_layer(&hub.config().cors_origins);
+    // One stack, outermost first, given to `layer` once (layers.rs says why).
+    let layers = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(layers::LimitHeadLayer)
+        .layer(cors_layer(&hub.config().cors_origins))
+        .layer(layers::AddLinksLayer::new(hub.config().hub_url.as_deref()));
     Router::new()
         .route(
             herald_protocol::HUB_PATH,
@@ -40,25 +58,8 @@ pub(crate) fn router(hub: Hub) -> Router {
         .route("/readyz", get(crate::metrics::endpoints::readyz))
         .merge(crate::ui::router(hub.config()))
         .merge(crate::front_page::router(hub.config()))
-        .layer(axum::middleware::from_fn_with_state(
-            hub.clone(),
-            discovery::add_links,
-        ))
         .with_state(hub)
-        .layer(cors)
-        .layer(axum::middleware::map_request(limit_head))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
+        .layer(layers)
 }
 
 /// CORS by allowlist [R23]. `*` allows any origin but, as browsers demand, without credentials;
@@ -103,27 +104,4 @@ async fn wrong_method(method: Method) -> Rejection {
         ),
         "GET, HEAD, POST",
     )
-}
-
-/// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431, whichever connection path
-/// read it: the subscription fast path counts the bytes it reads, but hyper's own limit is on
-/// its read buffer, which lets somewhat larger heads through; this makes both paths give the
-/// same answer to the same request.
-async fn limit_head(
-    request: http::Request<axum::body::Body>,
-) -> Result<http::Request<axum::body::Body>, Rejection> {
-    let uri = request.uri().to_string().len();
-    let headers: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if uri.saturating_add(headers) > MAX_HEAD_BYTES {
-        return Err(Rejection::new(
-            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request head too large (the limit is 512 KiB)",
-        )
-        .with_detail(format!("{} bytes of headers", headers)));
-    }
-    Ok(request)
 }
