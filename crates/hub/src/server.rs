@@ -23,7 +23,7 @@
 //! 8 KiB of room, doubles it to 16 KiB, which an idle subscriber keeps for its whole life. Read
 //! straight from the socket, the request head arrives in one read and the buffer stays at
 //! 8 KiB; see docs/benchmarks.md, "Idle memory". The same peek (25 bytes) tells a subscription,
-//! which `subscription_conn.rs` serves. A connection whose first bytes do not settle the
+//! which `subscription_conn/` serves. A connection whose first bytes do not settle the
 //! question (a partial HTTP/2 preface, an error, an immediate close) goes through
 //! `auto::Builder` as before.
 //!
@@ -40,7 +40,7 @@
 //!
 //! Who bounds which phase:
 //! - the first bytes (and over TLS the handshake): [`Timeouts::header`] from the accept, here;
-//! - an HTTP/1 head: `subscription_conn.rs` for subscriptions (from the accept), hyper's
+//! - an HTTP/1 head: `subscription_conn/` for subscriptions (from the accept), hyper's
 //!   `header_read_timeout` otherwise (which also bounds the wait for the next request on a
 //!   keep-alive connection);
 //! - an HTTP/2 connection or an undecided one: `deadline.rs` (the preface, the settings
@@ -603,7 +603,7 @@ struct Full;
 
 /// What a plain connection is, as its first bytes tell.
 enum Start {
-    /// An HTTP/1 subscription: `subscription_conn.rs` serves it.
+    /// An HTTP/1 subscription: `subscription_conn/` serves it.
     Subscription,
     /// Any other HTTP/1 request: hyper serves it.
     Http1,

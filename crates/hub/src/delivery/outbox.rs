@@ -17,7 +17,7 @@
 //! Waking a subscriber's task for every update, so that it drains one frame and writes it,
 //! costs a task wake, a poll through the connection's layers and two more locks per delivery:
 //! at a steady pace of updates, as much CPU as the write itself. So an HTTP/1 subscription on a
-//! plain TCP socket (the common case, `subscription_conn.rs`) *attaches* its socket here, and
+//! plain TCP socket (the common case, `subscription_conn/`) *attaches* its socket here, and
 //! while its connection waits with nothing to write, the outbox is *armed*: the first push then
 //! only marks it scheduled and the dispatcher hands it to the flusher (`flush.rs`), which, on a
 //! runtime worker, writes everything queued with one non-blocking `writev` under this outbox's
