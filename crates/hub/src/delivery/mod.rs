@@ -59,8 +59,8 @@ impl Position {
 /// page writes the same bytes for the same update.
 ///
 /// The event is encoded once, inside an HTTP/1.1 chunk: a connection that frames its body
-/// as chunks itself (direct writes, outbox.rs) writes [`Frame::chunk`] as it is, every other
-/// writer [`Frame::bytes`]; both are views of one buffer.
+/// as chunks itself (direct writes, outbox.rs) writes the chunk (`Frame::chunk`, crate-private)
+/// as it is, every other writer [`Frame::bytes`]; both are views of one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     sse: Bytes,

@@ -19,10 +19,15 @@
 //! at a steady pace of updates, as much CPU as the write itself. So an HTTP/1 subscription on a
 //! plain TCP socket (the common case, `subscription_conn/`) *attaches* its socket here, and
 //! while its connection waits with nothing to write, the outbox is *armed*: the first push then
-//! only marks it scheduled and the dispatcher hands it to the flusher (`flush.rs`), which, on a
-//! runtime worker, writes everything queued with one non-blocking `writev` under this outbox's
-//! lock. The lock is what keeps one writer at a time: the connection disarms the outbox (under
-//! it) before it writes anything itself, and only an armed outbox is written to here.
+//! only marks it scheduled, and the dispatcher hands it to a flush task (registry.rs), which,
+//! on a runtime worker, writes everything queued ([`Outbox::flush`]) with one non-blocking
+//! `send` (or `sendmsg` for several frames) under this outbox's lock. The lock is what keeps
+//! one writer at a time: the connection disarms the outbox (under it) before it writes
+//! anything itself, and only an armed outbox is written to here.
+//!
+//! With a socket attached on HTTP/1.1, the queue holds each frame as its HTTP/1.1 chunk
+//! ([`Frame::chunk`], encoded once per update), so that one event is one buffer on the wire,
+//! and the stream frames what it writes itself in the same way ([`Framing`]).
 //!
 //! When the socket would block, or takes only part of the chunk, the outbox disarms and wakes
 //! the connection, which writes the rest as before: the part of a chunk not yet written
