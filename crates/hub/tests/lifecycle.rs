@@ -389,16 +389,20 @@ impl RawSubscriber {
     }
 }
 
+/// A listener whose accepted sockets have a small send buffer (they inherit it), so that what
+/// the kernel holds for a stalled subscriber is small and the hub's own queue has to fill up.
+fn small_send_buffer_listener() -> tokio::net::TcpListener {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(128).unwrap()
+}
+
 #[tokio::test]
 async fn slow_subscriber_is_disconnected_and_resumes_from_history_without_loss() {
     const TOTAL: usize = 128;
     const DATA: usize = 8000;
-    // A small server send buffer too (inherited by accepted sockets), so that what the kernel
-    // holds for the stalled subscriber is small and the hub's own queue has to fill up.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_send_buffer_size(4096).unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(128).unwrap();
+    let listener = small_send_buffer_listener();
     let hub = TestHub::start_on(
         listener,
         HubConfig {
@@ -495,10 +499,7 @@ async fn slow_subscriber_is_disconnected_and_resumes_from_history_without_loss()
 async fn a_subscriber_that_pauses_reading_gets_every_event_in_order_in_well_framed_chunks() {
     const TOTAL: usize = 64;
     const DATA: usize = 8000;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_send_buffer_size(4096).unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(128).unwrap();
+    let listener = small_send_buffer_listener();
     let hub = TestHub::start_on(
         listener,
         HubConfig {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{KEY, TestHub, config, publisher_token, subscriber_token};
+use common::{KEY, TestHub, config, publisher_token, subscriber_token, www_authenticate};
 use herald_hub::HubConfig;
 use herald_protocol::ProtocolSet;
 use jsonwebtoken::{EncodingKey, Header};
@@ -56,14 +56,6 @@ fn publish_everything() -> String {
     access_token(grant(&["publish"], json!([{"match": "*"}])))
 }
 
-fn challenge(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
 async fn publish_as(hub: &TestHub, token: &str, topic: &str) -> reqwest::Response {
     hub.publish_with(token, &[("topic", topic), ("data", "x")])
         .await
@@ -103,7 +95,10 @@ async fn v2_access_token_grants_publish_and_private_subscribe() {
     // The URL pattern does not cover another path.
     let response = publish_as(&hub, &publisher, "https://example.com/authors/1").await;
     assert_eq!(response.status(), 403);
-    assert_eq!(challenge(&response), r#"Bearer error="insufficient_scope""#);
+    assert_eq!(
+        www_authenticate(&response),
+        r#"Bearer error="insufficient_scope""#
+    );
     assert_eq!(response.text().await.unwrap(), "insufficient_scope\n");
 }
 
@@ -137,7 +132,7 @@ async fn v2_draft07_and_v1_tokens_work_side_by_side() {
     // A draft-07 refusal keeps its reason in the body.
     let response = publish_as(&hub, &subscriber_token(&["*"]), "https://example.com/a").await;
     assert_eq!(response.status(), 403);
-    assert!(challenge(&response).is_empty());
+    assert!(www_authenticate(&response).is_empty());
     assert!(response.text().await.unwrap().contains("mercure.publish"));
 }
 
@@ -200,7 +195,7 @@ async fn v3_every_token_failure_gets_the_same_invalid_token_answer() {
         let response = publish_as(&hub, &token, "https://example.com/a").await;
         assert_eq!(response.status(), 401, "{what}");
         assert_eq!(
-            challenge(&response),
+            www_authenticate(&response),
             format!(r#"Bearer error="invalid_token", resource_metadata="{METADATA}""#),
             "{what}"
         );
@@ -222,10 +217,10 @@ async fn v3_no_token_gets_a_challenge_with_the_metadata_url() {
         .unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(
-        challenge(&response),
+        www_authenticate(&response),
         format!(r#"Bearer resource_metadata="{METADATA}""#)
     );
-    assert!(!challenge(&response).contains("error="));
+    assert!(!www_authenticate(&response).contains("error="));
     // A publish without a token: nothing says its edition, so the draft-07 reason stays in the
     // body, and the challenge names the metadata too.
     let response = hub
@@ -237,7 +232,7 @@ async fn v3_no_token_gets_a_challenge_with_the_metadata_url() {
         .unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(
-        challenge(&response),
+        www_authenticate(&response),
         format!(r#"Bearer resource_metadata="{METADATA}""#)
     );
     assert!(response.text().await.unwrap().contains("no token"));
@@ -260,7 +255,7 @@ async fn v3_malformed_presentations_are_invalid_request() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(challenge(&response), invalid_request);
+    assert_eq!(www_authenticate(&response), invalid_request);
     assert_eq!(response.text().await.unwrap(), "invalid_request\n");
     // A scheme other than Bearer, on a 1.0 subscription.
     let response = hub
@@ -270,7 +265,7 @@ async fn v3_malformed_presentations_are_invalid_request() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(challenge(&response), invalid_request);
+    assert_eq!(www_authenticate(&response), invalid_request);
     // The draft-07 query parameter and RFC 6750's on a 1.0 subscription (a 1.0 token in a
     // draft-07 query is the other edition's token: `v1_editions.rs`).
     for query in [
@@ -279,7 +274,7 @@ async fn v3_malformed_presentations_are_invalid_request() {
     ] {
         let response = hub.get(&query).send().await.unwrap();
         assert_eq!(response.status(), 400, "{query}");
-        assert_eq!(challenge(&response), invalid_request);
+        assert_eq!(www_authenticate(&response), invalid_request);
     }
     // The draft-07 query parameter with a draft-07 token keeps working.
     let draft07 = subscriber_token(&["*"]);
@@ -342,7 +337,7 @@ async fn v2_protocols_setting_turns_either_edition_off() {
     );
     let response = publish_as(&only_draft07, &publish_everything(), "t").await;
     assert_eq!(response.status(), 401);
-    assert!(challenge(&response).contains(r#"error="invalid_token""#));
+    assert!(www_authenticate(&response).contains(r#"error="invalid_token""#));
     // No metadata is advertised for an edition the hub does not serve.
     let response = only_draft07
         .client
@@ -361,7 +356,10 @@ async fn v2_without_a_hub_url_access_tokens_are_refused() {
     let hub = TestHub::start(config()).await;
     let response = publish_as(&hub, &publish_everything(), "t").await;
     assert_eq!(response.status(), 401);
-    assert_eq!(challenge(&response), r#"Bearer error="invalid_token""#);
+    assert_eq!(
+        www_authenticate(&response),
+        r#"Bearer error="invalid_token""#
+    );
     // draft-07 is unchanged.
     assert_eq!(
         publish_as(&hub, &publisher_token(), "t").await.status(),

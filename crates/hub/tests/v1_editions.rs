@@ -22,21 +22,13 @@ fn v1_config() -> HubConfig {
     }
 }
 
-fn challenge(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
 /// Asserts `response`'s status, `WWW-Authenticate` header and (for RFC 6750 answers) body.
-async fn assert_answer(response: reqwest::Response, status: u16, www_authenticate: &str) -> String {
+async fn assert_answer(response: reqwest::Response, status: u16, challenge: &str) -> String {
     let got = response.status().as_u16();
-    let header = challenge(&response);
+    let header = www_authenticate(&response);
     let body = response.text().await.unwrap();
     assert_eq!(got, status, "body {body:?}");
-    assert_eq!(header, www_authenticate, "body {body:?}");
+    assert_eq!(header, challenge, "body {body:?}");
     body
 }
 
@@ -46,6 +38,11 @@ fn v1_subscriber() -> String {
 
 fn v1_publisher() -> String {
     v1_access_token(vec![v1_detail(&["publish"], &[("exact", "*")], None)])
+}
+
+/// The challenge of a refusal that names no RFC 6750 error: where the metadata is.
+fn metadata_only() -> String {
+    format!(r#"Bearer resource_metadata="{METADATA}""#)
 }
 
 fn rfc6750(error: &str) -> String {
@@ -65,12 +62,7 @@ async fn v1_parameters_and_token_of_different_editions_are_refused() {
         .send()
         .await
         .unwrap();
-    let body = assert_answer(
-        response,
-        401,
-        &format!(r#"Bearer resource_metadata="{METADATA}""#),
-    )
-    .await;
+    let body = assert_answer(response, 401, &metadata_only()).await;
     assert!(body.contains("match="), "{body}");
     // The same token in the draft-07 query parameter.
     let response = hub
@@ -81,12 +73,7 @@ async fn v1_parameters_and_token_of_different_editions_are_refused() {
         .send()
         .await
         .unwrap();
-    let body = assert_answer(
-        response,
-        401,
-        &format!(r#"Bearer resource_metadata="{METADATA}""#),
-    )
-    .await;
+    let body = assert_answer(response, 401, &metadata_only()).await;
     assert!(body.contains("1.0 access token"), "{body}");
 
     // A 1.0 query with a draft-07 token: draft-08 accepts only `typ: at+jwt` tokens.
@@ -159,12 +146,7 @@ async fn v1_a_cookie_of_the_other_edition_is_skipped() {
         .send()
         .await
         .unwrap();
-    let body = assert_answer(
-        response,
-        401,
-        &format!(r#"Bearer resource_metadata="{METADATA}""#),
-    )
-    .await;
+    let body = assert_answer(response, 401, &metadata_only()).await;
     assert!(body.contains("no token"), "{body}");
 }
 

@@ -428,7 +428,7 @@ impl Outbox {
 }
 
 /// `frame` as one HTTP/1.1 chunk, copied.
-fn as_chunk(frame: &[u8]) -> Bytes {
+pub(crate) fn as_chunk(frame: &[u8]) -> Bytes {
     let mut size = [0u8; 18];
     let size = chunk_size_line(frame.len(), &mut size);
     let mut chunk = BytesMut::with_capacity(size.len() + frame.len() + 2);

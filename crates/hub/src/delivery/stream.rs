@@ -30,7 +30,7 @@ use http_body::{Body, Frame, SizeHint};
 use rand::Rng;
 use tokio::time::{Instant, Sleep};
 
-use super::outbox::{CloseReason, Drained, Framing, chunk_size_line, event_len_of_chunk};
+use super::outbox::{CloseReason, Drained, Framing, as_chunk, event_len_of_chunk};
 use super::registry::Registration;
 use super::{BoxFuture, Event, Position, REPLAY_PAGE_EVENTS, ReplaySource, TransportError};
 use crate::metrics::{DisconnectReason, Metrics};
@@ -281,13 +281,7 @@ impl EventStream {
         if self.framing != Framing::Chunked || data.is_empty() {
             return data;
         }
-        let mut size = [0u8; 18];
-        let size = chunk_size_line(data.len(), &mut size);
-        let mut chunk = BytesMut::with_capacity(size.len() + data.len() + 2);
-        chunk.extend_from_slice(size);
-        chunk.extend_from_slice(&data);
-        chunk.extend_from_slice(b"\r\n");
-        chunk.freeze()
+        as_chunk(&data)
     }
 
     /// Hands live frames to the connection: the rest of a chunk a direct write began, then

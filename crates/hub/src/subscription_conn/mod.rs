@@ -6,9 +6,10 @@
 //! the hub's memory (docs/benchmarks.md, "Idle memory"). So a connection whose first bytes are
 //! `GET /.well-known/mercure` is served here instead: the request head is read into a temporary
 //! buffer and parsed (`httparse`, the parser hyper uses), the request goes through the same axum
-//! router as every other, and the response is written directly to the socket: the head once,
-//! then each chunk of the event stream with one vectored write (chunk size, data, CRLF), with no
-//! buffer kept in between.
+//! router as every other, and the response is written directly to the socket: the head together
+//! with the stream's opening comment, then each chunk of the event stream with one vectored
+//! write (chunk size, data, CRLF, or a chunk the stream framed itself), with no buffer kept in
+//! between.
 //!
 //! One request per connection: the response says `Connection: keep-alive` (as the protocol's
 //! subscribers expect) but the hub closes the connection once the stream ends, which HTTP/1.1

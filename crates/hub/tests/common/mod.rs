@@ -414,6 +414,15 @@ pub async fn expect_rejection(response: reqwest::Response, status: u16) -> Strin
 // ---- Helpers added for the subscribe-side tests (subscribe.rs, history.rs, lifecycle.rs). ----
 
 /// A query string subscribing to each of `topics` (`topic=...&topic=...`), percent-encoded.
+/// A response's `WWW-Authenticate` header, empty when it has none.
+pub fn www_authenticate(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
 pub fn topics_query(topics: &[&str]) -> String {
     topics
         .iter()
