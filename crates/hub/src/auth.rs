@@ -420,10 +420,9 @@ impl Authorizer {
         if !matches!(self.present(headers, query, said), Ok(None)) {
             return None;
         }
-        let name = herald_protocol::form::pairs(query?.as_bytes())
-            .filter_map(Result::ok)
-            .map(|(name, _)| name)
-            .find(|name| MISPLACED_TOKEN_PARAMETERS.contains(&name.as_str()))?;
+        let name = herald_protocol::form::raw_pairs(query?.as_bytes())
+            .filter_map(|pair| pair.name().ok())
+            .find(|name| MISPLACED_TOKEN_PARAMETERS.contains(&name.as_ref()))?;
         Some(
             Rejection::unauthorized(format!(
                 "the token is in the \"{name}\" query parameter, which the hub does not read: \
@@ -502,19 +501,21 @@ impl QueryTokens {
             access_token: None,
         };
         let pairs = query
-            .map(|q| herald_protocol::form::pairs(q.as_bytes()))
+            .map(|q| herald_protocol::form::raw_pairs(q.as_bytes()))
             .into_iter()
-            .flatten()
-            .filter_map(Result::ok);
-        for (name, value) in pairs {
-            match name.as_str() {
-                "authorization" if tokens.authorization.is_none() => {
-                    tokens.authorization = Some(value)
-                }
-                "access_token" if tokens.access_token.is_none() => {
-                    tokens.access_token = Some(value)
-                }
-                _ => {}
+            .flatten();
+        // Only the two values read here are decoded.
+        for pair in pairs {
+            let Ok(name) = pair.name() else { continue };
+            let slot = match &*name {
+                "authorization" => &mut tokens.authorization,
+                "access_token" => &mut tokens.access_token,
+                _ => continue,
+            };
+            if slot.is_none()
+                && let Ok(value) = pair.value()
+            {
+                *slot = Some(value.into_owned());
             }
         }
         tokens

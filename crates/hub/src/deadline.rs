@@ -20,7 +20,7 @@
 //!
 //! The cost is one `Arc` per connection and, per request, one boxed future, one wrapped body
 //! and two uncontended lock operations: this path never serves the HTTP/1 subscriptions that
-//! make up most connections (`subscription_conn.rs`), nor HTTP/1 recognized by peeking.
+//! make up most connections (`subscription_conn/`), nor HTTP/1 recognized by its first bytes.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -92,7 +92,9 @@ impl KeySource {
     pub async fn verify(&self, token: &str, rules: &TokenRules) -> Result<Claims, TokenError> {
         match self {
             KeySource::Static(verifier) => verifier.verify_with(token, rules),
-            KeySource::Jwks(jwks) => jwks.verify(token, rules).await,
+            // Boxed: a set's verification may wait for a reload, and that future would size
+            // every request's future, static key or not.
+            KeySource::Jwks(jwks) => Box::pin(jwks.verify(token, rules)).await,
         }
     }
 }

@@ -17,15 +17,19 @@
 //! counts open and refused connections for it.
 //!
 //! HTTP/1 and HTTP/2 (prior knowledge) are both served. Which one a connection speaks is decided
-//! by peeking at its first bytes (`MSG_PEEK`, nothing consumed) rather than by hyper-util's
-//! `auto::Builder`, which reads them into a 24-byte prefix and hands them back to hyper first:
-//! hyper's read buffer (8 KiB) then receives the prefix alone, and the next read, short of a full
-//! 8 KiB of room, doubles it to 16 KiB, which an idle subscriber keeps for its whole life. Read
-//! straight from the socket, the request head arrives in one read and the buffer stays at
-//! 8 KiB; see docs/benchmarks.md, "Idle memory". The same peek (25 bytes) tells a subscription,
-//! which `subscription_conn/` serves. A connection whose first bytes do not settle the
-//! question (a partial HTTP/2 preface, an error, an immediate close) goes through
-//! `auto::Builder` as before.
+//! by its first bytes, read here (one read of what has arrived, into a buffer on the thread's
+//! stack, kept in a vector of their size) and handed on with the stream ([`Rewound`]): hyper
+//! reads them before the socket. `auto::Builder` would read them into a 24-byte prefix and hand
+//! that to hyper alone, whose next read, short of a full 8 KiB of room, doubles its buffer to
+//! 16 KiB for the connection's life; handed on whole, the request head is one read and the
+//! buffer stays at 8 KiB (docs/benchmarks.md, "Idle memory"). The same bytes tell a
+//! subscription, which `subscription_conn/` serves. (They were peeked at, `MSG_PEEK`, before
+//! the connect-time pass: reading them saves a system call per connection; docs/benchmarks.md,
+//! "Connect time".) A connection whose first bytes do not settle the question (a partial
+//! HTTP/2 preface) goes through `auto::Builder` as before.
+//!
+//! The accept loop is a task of the runtime ([`serve`] spawns it), so that each connection's
+//! task is spawned from a worker thread into its own queue.
 //!
 //! A connection's task lives as long as the connection, and a task is one allocation sized for
 //! its future's largest state: so each phase and path of a connection (the first bytes, a
@@ -34,9 +38,8 @@
 //! docs/benchmarks.md, "Idle memory: 3.0 KB per subscriber").
 //!
 //! Over TLS ([`serve_tls`], `tls.rs`) the handshake comes first, bounded by the same header
-//! deadline from the accept; then ALPN decides instead of peeking: `h2` goes to the HTTP/2
-//! builder, `http/1.1` (or no ALPN) to the HTTP/1 path, where the first bytes are read rather
-//! than peeked at and handed on with the stream.
+//! deadline from the accept; then ALPN decides: `h2` goes to the HTTP/2 builder, `http/1.1` (or
+//! no ALPN) to the HTTP/1 path, where the first bytes are read and handed on with the stream.
 //!
 //! Who bounds which phase:
 //! - the first bytes (and over TLS the handshake): [`Timeouts::header`] from the accept, here;
@@ -147,45 +150,28 @@ async fn serve_with(
     // Accepted sockets inherit both options from the listener on Linux: two system calls
     // fewer per connection, which a reconnection storm counts in tens of thousands.
     let inherited = cfg!(target_os = "linux") && set_connection_options(&listener).is_ok();
-    let mut listener = Listener::new(listener);
-    let graceful = GracefulShutdown::new();
     // Ends the connections, each at its next safe point; the graceful shutdown's watchers
     // count them.
     let stopping = CancellationToken::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        if !inherited {
-            let _ = set_connection_options(&stream);
-        }
-        // Every connection holds a watcher, so that the graceful shutdown waits for it, and a
-        // permit when connections are capped.
-        let watcher = graceful.watcher();
-        let connections = Arc::clone(&connections);
-        let stopping = stopping.clone();
-        let metrics = Arc::clone(hub.metrics());
-        tokio::spawn(async move {
-            match connections.admit() {
-                Ok(permit) => {
-                    let open = metrics.connection_opened();
-                    connections.serve(stream, peer, stopping).await;
-                    drop(open);
-                    drop(permit);
-                }
-                Err(Full) => {
-                    Metrics::inc(&metrics.connections_refused);
-                    // Boxed: a refusal (with its TLS handshake and hyper connection) is rare
-                    // and must not size every connection's task.
-                    Box::pin(connections.refuse(stream)).await;
-                }
-            }
-            drop(watcher);
-        });
-    }
-    drop(listener);
+    let accepting = CancellationToken::new();
+    // The accept loop runs as a task of the runtime, not in the caller's future: whoever
+    // awaits `serve` (`herald serve` blocks its main thread on it) is not one of the runtime's
+    // workers, and a task spawned from outside them goes through the shared queue and wakes a
+    // parked worker for every connection. Spawned from a worker, a connection's task starts in
+    // that worker's own queue (docs/benchmarks.md, "Connect time").
+    let accept_loop = tokio::spawn(accept_connections(
+        Listener::new(listener),
+        Arc::clone(&connections),
+        Arc::clone(hub.metrics()),
+        inherited,
+        stopping.clone(),
+        accepting.clone(),
+    ));
+    let stop_accepting = accepting.clone().drop_guard();
+    shutdown.await;
+    drop(stop_accepting);
+    // The loop gives back the watchers' shutdown once it has closed the listener.
+    let graceful = accept_loop.await.map_err(io::Error::other)?;
     tracing::info!(
         subscribers = hub.registry().len(),
         "shutting down: ending streams, waiting for connections"
@@ -205,6 +191,53 @@ async fn serve_with(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Accepts connections until `accepting` is cancelled, each served by a task of its own; then
+/// closes the listener and gives back the shutdown that waits for the connections.
+async fn accept_connections(
+    mut listener: Listener,
+    connections: Arc<Connections>,
+    metrics: Arc<Metrics>,
+    inherited: bool,
+    stopping: CancellationToken,
+    accepting: CancellationToken,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = accepting.cancelled() => break,
+        };
+        if !inherited {
+            let _ = set_connection_options(&stream);
+        }
+        // Every connection holds a watcher, so that the graceful shutdown waits for it, and a
+        // permit when connections are capped.
+        let watcher = graceful.watcher();
+        let connections = Arc::clone(&connections);
+        let stopping = stopping.clone();
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            match connections.admit() {
+                Ok(permit) => {
+                    let open = metrics.connection_opened();
+                    connections.serve(stream, peer, stopping).await;
+                    drop(open);
+                    drop(permit);
+                }
+                Err(Full) => {
+                    Metrics::inc(&metrics.connections_refused);
+                    // Boxed: a refusal (with its TLS handshake and hyper connection) is rare
+                    // and must not size every connection's task.
+                    Box::pin(connections.refuse(stream)).await;
+                }
+            }
+            drop(watcher);
+        });
+    }
+    drop(listener);
+    graceful
 }
 
 /// Binds and serves `HubConfig::metrics_listen`, if set, until the returned token is
@@ -307,9 +340,9 @@ struct Connections {
     /// connections, at [`HubConfig::connection_cap`]).
     limit: Option<Arc<Semaphore>>,
     router: axum::Router,
-    /// HTTP/1, recognized by peeking.
+    /// HTTP/1, recognized by its first bytes.
     h1: http1::Builder,
-    /// HTTP/2 (prior knowledge), recognized by peeking.
+    /// HTTP/2 (prior knowledge), recognized by its first bytes.
     h2: auto::Builder<TokioExecutor>,
     /// Connections whose first bytes did not tell: `auto::Builder` reads them and decides.
     auto: auto::Builder<TokioExecutor>,
@@ -322,9 +355,9 @@ impl Connections {
     fn new(hub: &Hub, tls: Option<TlsAcceptor>) -> Connections {
         let router = hub.router();
         let HubConfig { timeouts, .. } = *hub.config();
-        // The HTTP/1 settings, applied alike to the connections recognized by peeking and to
-        // the ones left to `auto::Builder`: the same head limit as the subscription path's, so
-        // that both answer a head alike.
+        // The HTTP/1 settings, applied alike to the connections recognized by their first
+        // bytes and to the ones left to `auto::Builder`: the same head limit as the
+        // subscription path's, so that both answer a head alike.
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(timeouts.header)
@@ -408,7 +441,7 @@ impl Connections {
     }
 
     /// Serves one connection until it ends, or until `stopping` and its current request ends.
-    async fn serve(&self, stream: TcpStream, peer: SocketAddr, stopping: CancellationToken) {
+    async fn serve(&self, mut stream: TcpStream, peer: SocketAddr, stopping: CancellationToken) {
         let accepted = Instant::now();
         let head_deadline = accepted + self.timeouts.header;
         if let Some(tls) = &self.tls {
@@ -421,30 +454,43 @@ impl Connections {
         // docs/benchmarks.md, "Idle memory: 3.0 KB per subscriber").
         let start = Box::pin(async {
             tokio::select! {
-                start = tokio::time::timeout_at(head_deadline, classify(&stream)) => start.ok(),
+                start = tokio::time::timeout_at(head_deadline, read_start(&mut stream)) => {
+                    start.ok().and_then(Result::ok).flatten()
+                }
                 () = stopping.cancelled() => None,
             }
         })
         .await;
-        let Some(start) = start else { return };
+        // Closed before a byte, failed, or silent past the header timeout.
+        let Some((first, start)) = start else {
+            return;
+        };
         let result = match start {
             Start::Subscription => {
-                Box::pin(self.serve_subscription(stream, peer, head_deadline, &stopping)).await
+                Box::pin(self.serve_subscription(stream, first, peer, head_deadline, &stopping))
+                    .await
             }
             Start::Http1 => {
                 let connection = self
                     .h1
-                    .serve_connection(TokioIo::new(stream), self.service(peer))
+                    .serve_connection(
+                        TokioIo::new(Rewound::new(first, stream)),
+                        self.service(peer),
+                    )
                     .with_upgrades();
                 Box::pin(until_stopped(connection, &stopping)).await
             }
-            Start::Http2 => Box::pin(self.serve_http2(stream, peer, accepted, &stopping)).await,
+            Start::Http2 => {
+                let stream = Rewound::new(first, stream);
+                Box::pin(self.serve_http2(stream, peer, accepted, &stopping)).await
+            }
             Start::Unknown => {
                 let activity = Activity::since(accepted);
                 let service = Tracked::new(self.service(peer), Arc::clone(&activity));
-                let connection = self
-                    .auto
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = self.auto.serve_connection_with_upgrades(
+                    TokioIo::new(Rewound::new(first, stream)),
+                    service,
+                );
                 Box::pin(deadline::serve(
                     connection,
                     &activity,
@@ -483,8 +529,8 @@ impl Connections {
     }
 
     /// A TLS connection: the handshake within the header timeout, then the protocol ALPN
-    /// chose. HTTP/1.1 subscriptions keep their fast path; the first bytes are read (a TLS
-    /// stream cannot be peeked at) and handed on with the stream.
+    /// chose. HTTP/1.1 subscriptions keep their fast path; the first bytes are read and handed
+    /// on with the stream, as on plain TCP.
     async fn serve_tls(
         &self,
         tls: &TlsAcceptor,
@@ -556,12 +602,13 @@ impl Connections {
     fn serve_subscription<'a>(
         &'a self,
         stream: TcpStream,
+        first: Vec<u8>,
         peer: SocketAddr,
         head_deadline: Instant,
         stopping: &'a CancellationToken,
     ) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + 'a {
         let subscription =
-            subscription_conn::serve(stream, Vec::new(), peer, self.router.clone(), head_deadline);
+            subscription_conn::serve(stream, first, peer, self.router.clone(), head_deadline);
         async move {
             let Some(rewound) = subscription.await else {
                 return Ok(());
@@ -617,19 +664,22 @@ enum Start {
 /// The HTTP/2 connection preface (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Looks at the connection's first bytes without consuming them (one `MSG_PEEK`): HTTP/2 if
-/// they are the whole preface, HTTP/1 as soon as they differ from it, and a subscription if
-/// they start like one.
-async fn classify(stream: &TcpStream) -> Start {
-    let mut buf = [0; subscription_conn::PREFIX_LEN];
-    let Ok(n) = stream.peek(&mut buf).await else {
-        return Start::Unknown;
-    };
-    let first = &buf[..n];
-    let preface = n.min(H2_PREFACE.len());
-    if n == 0 {
-        Start::Unknown
-    } else if first[..preface] == H2_PREFACE[..preface] {
+/// Reads a connection's first bytes (what has arrived, up to 4 KiB) and tells what they start:
+/// HTTP/2 if they hold the whole preface, HTTP/1 as soon as they differ from it, and a
+/// subscription if they start like one. `None`: closed before the first byte.
+async fn read_start(stream: &mut TcpStream) -> io::Result<Option<(Vec<u8>, Start)>> {
+    let mut first = Vec::new();
+    if subscription_conn::read_some(stream, &mut first).await? == 0 {
+        return Ok(None);
+    }
+    let start = classify(&first);
+    Ok(Some((first, start)))
+}
+
+/// What a connection's first bytes start.
+fn classify(first: &[u8]) -> Start {
+    let preface = first.len().min(H2_PREFACE.len());
+    if first[..preface] == H2_PREFACE[..preface] {
         if preface == H2_PREFACE.len() {
             Start::Http2
         } else {

@@ -341,9 +341,9 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
 /// How the request is sent, which decides who serves a subscription.
 #[derive(Debug, Clone, Copy)]
 enum Path {
-    /// In one write: the first peek sees a subscription, `subscription_conn.rs` serves it.
+    /// In one write: the first read sees a subscription, `subscription_conn/` serves it.
     Fast,
-    /// One byte, a pause, then the rest: the first peek sees too little to tell a
+    /// One byte, a pause, then the rest: the first read sees too little to tell a
     /// subscription, so hyper serves it.
     Hyper,
 }

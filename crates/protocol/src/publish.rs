@@ -106,12 +106,12 @@ impl PublishRequest {
         for pair in crate::form::pairs(body) {
             let (name, value) = pair.map_err(|_| PublishError::InvalidEncoding)?;
             match &*name {
-                "topic" => request.topics.push(value),
-                "data" => request.data = Some(value),
+                "topic" => request.topics.push(value.into_owned()),
+                "data" => request.data = Some(value.into_owned()),
                 "private" => request.private = true,
-                "id" => request.id = Some(value),
-                "type" => request.event_type = Some(value),
-                "retry" => request.retry = Some(value),
+                "id" => request.id = Some(value.into_owned()),
+                "type" => request.event_type = Some(value.into_owned()),
+                "retry" => request.retry = Some(value.into_owned()),
                 _ => {}
             }
         }

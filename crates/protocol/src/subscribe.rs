@@ -130,7 +130,7 @@ impl SubscribeRequest {
                     return Err(SubscribeError::EmptyTopic);
                 }
                 if has_control_character(&value) {
-                    return Err(SubscribeError::ControlCharacter(name));
+                    return Err(SubscribeError::ControlCharacter(name.into_owned()));
                 }
                 if matchers.len() == MAX_TOPICS {
                     return Err(SubscribeError::TooManyTopics {
@@ -138,7 +138,10 @@ impl SubscribeRequest {
                         max: MAX_TOPICS,
                     });
                 }
-                matchers.push(MatcherParam { match_type, value });
+                matchers.push(MatcherParam {
+                    match_type,
+                    value: value.into_owned(),
+                });
                 continue;
             }
             match &*name {
@@ -168,7 +171,7 @@ impl SubscribeRequest {
                         last_event_id = Some(LastEventId::parse(&value));
                     }
                 }
-                "authorization" => authorization = Some(value),
+                "authorization" => authorization = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -215,7 +218,7 @@ impl SubscribeRequest {
 /// parsed, as the parameters' part of [`ProtocolVersion::of_request`] [V2][V3].
 pub fn query_version(query: &str) -> Option<ProtocolVersion> {
     let mut v1 = false;
-    for (name, _) in crate::form::pairs(query.as_bytes()).filter_map(Result::ok) {
+    for name in crate::form::raw_pairs(query.as_bytes()).filter_map(|pair| pair.name().ok()) {
         match &*name {
             "topic" | "lastEventID" => return Some(ProtocolVersion::Draft07),
             "last_event_id" => v1 = true,

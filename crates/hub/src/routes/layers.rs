@@ -54,7 +54,7 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let uri = request.uri().to_string().len();
+        let uri = target_len(request.uri());
         let headers: usize = request
             .headers()
             .iter()
@@ -74,6 +74,18 @@ where
 
 /// Adds `Link: <hub URL>; rel="mercure"` to the responses of the hub's endpoints and of the
 /// metadata document, when the hub knows its URL [R2].
+/// The length of the request-target as `uri` prints it, counted without printing it.
+fn target_len(uri: &http::Uri) -> usize {
+    let scheme = uri
+        .scheme_str()
+        .map_or(0, |scheme| scheme.len() + "://".len());
+    let authority = uri
+        .authority()
+        .map_or(0, |authority| authority.as_str().len());
+    let path = uri.path_and_query().map_or(0, |path| path.as_str().len());
+    scheme + authority + path
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct AddLinksLayer {
     /// The header's value, made once.
@@ -151,5 +163,25 @@ where
             response.headers_mut().append(header::LINK, link);
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_len_is_the_printed_length() {
+        for uri in [
+            "/.well-known/mercure?topic=a%2Fb",
+            "/",
+            "*",
+            "https://hub.example:8443/.well-known/mercure?topic=x",
+            "http://hub.example",
+            "hub.example:443",
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(target_len(&uri), uri.to_string().len(), "{uri}");
+        }
     }
 }

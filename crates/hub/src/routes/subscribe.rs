@@ -220,6 +220,9 @@ pub(super) async fn subscribe(
         frame
     });
     let mut response = Response::new(Body::new(stream));
+    // Room for every header the answer gets, the layers' included (security headers, CORS,
+    // `Link`), allocated once rather than grown twice on the way out.
+    *response.headers_mut() = HeaderMap::with_capacity(STREAM_HEADERS);
     response.extensions_mut().insert(direct);
     set_stream_headers(response.headers_mut(), version);
     if let Some(start) = start {
@@ -252,6 +255,11 @@ pub(super) async fn subscribe_head(
     set_stream_headers(response.headers_mut(), version);
     Ok(response)
 }
+
+/// How many headers an event stream's answer gets with everything on but a replay: the four
+/// below, the three security headers, `Vary` and three CORS headers, and `Link` (a replay's
+/// `Last-Event-ID` makes thirteen, and the map grows once).
+const STREAM_HEADERS: usize = 12;
 
 fn set_stream_headers(headers: &mut HeaderMap, version: Version) {
     headers.insert(

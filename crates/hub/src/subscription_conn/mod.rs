@@ -16,10 +16,10 @@
 //! allows and every client handles; `EventSource` opens a new connection to reconnect anyway.
 //! Everything else (publishing, HEAD, CORS preflights, the UI, HTTP/2) goes to hyper.
 //!
-//! The stream is any `AsyncRead + AsyncWrite`: a TCP socket, whose first bytes are peeked at
-//! (`server.rs`, [`starts_subscription`]), or a TLS stream that negotiated HTTP/1.1, whose first bytes cannot be
-//! peeked at and are read instead ([`read_start`]) and handed on with the stream, to this path
-//! or to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
+//! The stream is any `AsyncRead + AsyncWrite`: a TCP socket or a TLS stream that negotiated
+//! HTTP/1.1. Its first bytes are read before anything else ([`read_some`]: `server.rs` for TCP,
+//! [`read_start`] for TLS) and tell whether it is a subscription ([`starts_subscription`]);
+//! they are handed on with the stream, to this path or to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
 //! rustls could not write at once.
 //!
 //! On a plain TCP socket, the streaming phase shares the socket (`streams.rs`) with the
@@ -38,7 +38,10 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 
 use axum::Router;
 use axum::body::Body;
@@ -47,7 +50,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderValue, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -63,24 +66,21 @@ pub(crate) use streams::{Rewound, Streaming};
 /// The first bytes of a request this module serves.
 const PREFIXES: [&[u8]; 2] = [b"GET /.well-known/mercure?", b"GET /.well-known/mercure "];
 
-/// How many first bytes tell whether a request is a subscription.
-pub(crate) const PREFIX_LEN: usize = PREFIXES[0].len();
-
 /// Whether a connection's first bytes are a subscription; `false` (leave it to hyper) when
 /// too few have arrived to tell.
 pub(crate) fn starts_subscription(first: &[u8]) -> bool {
-    PREFIXES.iter().any(|prefix| first == &prefix[..])
+    PREFIXES.iter().any(|prefix| first.starts_with(prefix))
 }
 
-/// Reads the first bytes of a stream that cannot be peeked at (TLS) until they tell whether it
-/// is a subscription: the bytes read, and the answer; `None` if it closed or failed first.
+/// Reads the first bytes of a TLS stream until they tell whether it is a subscription: the
+/// bytes read, and the answer; `None` if it closed or failed first.
 pub(crate) async fn read_start<S>(stream: &mut S) -> Option<(Vec<u8>, bool)>
 where
     S: AsyncRead + Unpin,
 {
-    let mut bytes = Vec::with_capacity(4096);
+    let mut bytes = Vec::new();
     loop {
-        match stream.read_buf(&mut bytes).await {
+        match read_some(stream, &mut bytes).await {
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
@@ -90,6 +90,29 @@ where
             return Some((bytes, matching));
         }
     }
+}
+
+/// How many bytes one read of a connection's first bytes takes at most: a request head
+/// usually arrives whole in one read, and what does not fit is read later.
+const FIRST_READ: usize = 4096;
+
+/// Reads what has arrived, up to [`FIRST_READ`] bytes, and appends it to `bytes`: how many
+/// bytes were read (0: the stream ended). The read goes into a buffer on the thread's stack,
+/// not in the connection's future, and `bytes` grows by what was read, not by the buffer's
+/// size: a subscription's head is a few hundred bytes, and the allocator serves that from its
+/// small bins rather than with a 4 KiB request (and the consolidation glibc does before one).
+pub(crate) async fn read_some<S>(stream: &mut S, bytes: &mut Vec<u8>) -> io::Result<usize>
+where
+    S: AsyncRead + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        let mut buffer = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut read = ReadBuf::uninit(&mut buffer);
+        std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+        bytes.extend_from_slice(read.filled());
+        Poll::Ready(Ok(read.filled().len()))
+    })
+    .await
 }
 
 /// Serves one subscription request on `stream` (whose first bytes, already read, are
