@@ -8,7 +8,7 @@
 //! hold the verdicts to httparse's on arbitrary and mutated heads.
 
 use axum::body::Body;
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -83,7 +83,15 @@ impl HeadBuffer {
             return None;
         }
         self.parsed = true;
-        parse(&self.bytes)
+        // Parsed from shared bytes, so that the request's target and header values are slices
+        // of the head, not copies of their own. Whatever is not served keeps its bytes: more
+        // may come, or hyper reads them.
+        let head = Bytes::from(std::mem::take(&mut self.bytes));
+        let verdict = parse(&head);
+        if !matches!(verdict, Some(Verdict::Serve(_))) {
+            self.bytes = Vec::from(head);
+        }
+        verdict
     }
 }
 
@@ -98,7 +106,7 @@ fn may_end_head(bytes: &[u8], start: usize) -> bool {
 
 /// Parses a head the way hyper's server does (httparse with the same header limit, then the
 /// request line's checks); `None` if it is not complete yet.
-fn parse(head: &[u8]) -> Option<Verdict> {
+fn parse(head: &Bytes) -> Option<Verdict> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let reject = |status, reason| Some(Verdict::Reject(BadRequest(status, reason)));
@@ -120,7 +128,8 @@ fn parse(head: &[u8]) -> Option<Verdict> {
     if path.len() > MAX_URI_BYTES {
         return reject(StatusCode::URI_TOO_LONG, "request target too long");
     }
-    let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), path.parse::<Uri>()) else {
+    let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes()));
+    let (Ok(method), Ok(uri)) = (Method::from_bytes(method.as_bytes()), uri) else {
         return reject(StatusCode::BAD_REQUEST, "malformed request target");
     };
     let mut request = Request::new(Body::empty());
@@ -141,7 +150,7 @@ fn parse(head: &[u8]) -> Option<Verdict> {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             return Some(Verdict::HandOff);
         }
-        let Ok(value) = HeaderValue::from_bytes(h.value) else {
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice_ref(h.value)) else {
             return Some(Verdict::HandOff);
         };
         map.append(name, value);
@@ -155,22 +164,28 @@ mod tests {
 
     #[test]
     fn parses_a_subscription_head() {
-        let Some(Verdict::Serve(request)) = parse(
+        let Some(Verdict::Serve(request)) = parse(&Bytes::from_static(
             b"GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n",
-        ) else {
+        )) else {
             panic!("not served");
         };
         assert_eq!(request.uri().query(), Some("topic=a"));
         assert_eq!(request.headers()["last-event-id"], "7");
         assert_eq!(request.version(), Version::HTTP_11);
-        assert_eq!(describe(&parse(b"GET nonsense\r\n\r\n")), "reject 400");
+        assert_eq!(
+            describe(&parse(&Bytes::from_static(b"GET nonsense\r\n\r\n"))),
+            "reject 400"
+        );
     }
 
     #[test]
     fn bare_lf_ends_a_head_as_crlf_does() {
         let head = b"GET /.well-known/mercure?topic=a HTTP/1.1\nHost: x\n\n";
         assert!(may_end_head(head, head.len() - 1));
-        assert!(matches!(parse(head), Some(Verdict::Serve(_))));
+        assert!(matches!(
+            parse(&Bytes::from_static(head)),
+            Some(Verdict::Serve(_))
+        ));
         assert!(may_end_head(b"Host: x\n\r\n", 9));
         assert!(!may_end_head(b"Host: x\r\nA", 0));
     }
@@ -178,9 +193,9 @@ mod tests {
     #[test]
     fn a_long_target_is_414_and_body_framing_goes_to_hyper() {
         let long = format!("GET /?{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_URI_BYTES));
-        assert_eq!(describe(&parse(long.as_bytes())), "reject 414");
+        assert_eq!(describe(&parse(&Bytes::from(long))), "reject 414");
         let framed = b"GET /.well-known/mercure HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(describe(&parse(framed)), "hand off");
+        assert_eq!(describe(&parse(&Bytes::from_static(framed))), "hand off");
     }
 
     /// A verdict in words, to compare verdicts and show them when they differ.
@@ -202,7 +217,7 @@ mod tests {
     /// Checks the subscription path's verdict on a whole buffer against httparse's on the same
     /// bytes, read the way hyper's server reads them (role.rs, `Server::parse`).
     fn agrees_with_httparse(bytes: &[u8]) {
-        let ours = parse(bytes);
+        let ours = parse(&Bytes::copy_from_slice(bytes));
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut theirs = httparse::Request::new(&mut headers);
         let status = theirs.parse(bytes);
@@ -283,7 +298,10 @@ mod tests {
             let start = buffer.bytes.len();
             buffer.bytes.extend_from_slice(&bytes[start..end]);
             if let Some(verdict) = buffer.verdict_after(start) {
-                assert_eq!(describe(&Some(verdict)), describe(&parse(&bytes[..end])));
+                assert_eq!(
+                    describe(&Some(verdict)),
+                    describe(&parse(&Bytes::copy_from_slice(&bytes[..end])))
+                );
                 return;
             }
         }
