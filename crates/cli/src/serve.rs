@@ -76,7 +76,6 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), ServeError> {
     let config = settings.hub_config().map_err(annotate)?;
     crate::key_strength::check(&settings, &config).map_err(annotate)?;
     let tls_source = settings.tls_source().map_err(annotate)?;
-    crate::malloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)

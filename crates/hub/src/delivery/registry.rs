@@ -94,7 +94,11 @@ impl Subscriber {
     }
 }
 
-type Members = IndexMap<u64, Arc<Subscriber>>;
+/// The subscribers of one selector (or all of them), in the order they came. Keyed by the
+/// registry's own sequential ids, never by what a client sends: so hashed with
+/// foldhash, not the standard library's SipHash, whose resistance to crafted keys is paid on
+/// every insert and removal (twice per subscription and selector).
+type Members = IndexMap<u64, Arc<Subscriber>, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Index {
