@@ -54,12 +54,15 @@ impl<'a> RawPair<'a> {
 }
 
 /// Decodes one component: borrowed when there is nothing to decode, else copied once into a
-/// string of the right size.
+/// string of its decoded size (kept as it is, a topic is not reallocated to fit).
 fn decode(component: &[u8]) -> Result<Cow<'_, str>, Utf8Error> {
-    if !component.iter().any(|&b| b == b'+' || b == b'%') {
+    let escapes = (0..component.len())
+        .filter(|&i| component[i] == b'%' && escaped(&component[i + 1..]).is_some())
+        .count();
+    if escapes == 0 && !component.contains(&b'+') {
         return std::str::from_utf8(component).map(Cow::Borrowed);
     }
-    let mut decoded = Vec::with_capacity(component.len());
+    let mut decoded = Vec::with_capacity(component.len() - 2 * escapes);
     let mut rest = component;
     while let Some((&b, after)) = rest.split_first() {
         rest = after;
@@ -67,12 +70,12 @@ fn decode(component: &[u8]) -> Result<Cow<'_, str>, Utf8Error> {
             b'+' => b' ',
             // A `%` not followed by two hex digits stands for itself (the URL standard's
             // percent-decode, as `percent_encoding` reads it).
-            b'%' => match (hex(rest.first()), hex(rest.get(1))) {
-                (Some(high), Some(low)) => {
+            b'%' => match escaped(rest) {
+                Some(byte) => {
                     rest = &rest[2..];
-                    high << 4 | low
+                    byte
                 }
-                _ => b'%',
+                None => b'%',
             },
             b => b,
         });
@@ -81,6 +84,11 @@ fn decode(component: &[u8]) -> Result<Cow<'_, str>, Utf8Error> {
         Ok(text) => Ok(Cow::Owned(text)),
         Err(e) => Err(e.utf8_error()),
     }
+}
+
+/// The byte two hex digits at the start of `after_percent` stand for.
+fn escaped(after_percent: &[u8]) -> Option<u8> {
+    Some(hex(after_percent.first())? << 4 | hex(after_percent.get(1))?)
 }
 
 fn hex(digit: Option<&u8>) -> Option<u8> {
@@ -126,7 +134,11 @@ mod tests {
             let expected = percent_encoding::percent_decode(&spaced)
                 .decode_utf8()
                 .unwrap();
-            assert_eq!(decode(input).unwrap(), expected, "{input:?}");
+            let decoded = decode(input).unwrap();
+            assert_eq!(decoded, expected, "{input:?}");
+            if let Cow::Owned(owned) = decoded {
+                assert_eq!(owned.capacity(), owned.len(), "{input:?}: sized to fit");
+            }
         }
         assert!(matches!(decode(b"plain").unwrap(), Cow::Borrowed("plain")));
     }

@@ -11,7 +11,6 @@ use axum::Router;
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use tower::ServiceBuilder;
 
@@ -22,18 +21,7 @@ use crate::rejection::Rejection;
 pub(crate) fn router(hub: Hub) -> Router {
     // One stack, outermost first, given to `layer` once (layers.rs says why).
     let layers = ServiceBuilder::new()
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
+        .layer(layers::SecurityHeadersLayer)
         .layer(layers::LimitHeadLayer)
         .layer(cors_layer(&hub.config().cors_origins))
         .layer(layers::AddLinksLayer::new(hub.config().hub_url.as_deref()));
