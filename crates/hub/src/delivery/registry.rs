@@ -71,8 +71,9 @@ impl Subscription {
 /// One connected subscriber, shared between the index and its stream.
 pub(crate) struct Subscriber {
     id: u64,
-    /// The subscriber's IRI (`urn:uuid:...`), unique per connection [R30].
-    iri: String,
+    /// The subscriber's IRI (`urn:uuid:...`), unique per connection [R30]: made when first
+    /// asked for (by the subscriptions API or a log line), which most subscribers never are.
+    iri: OnceLock<String>,
     subscription: Subscription,
     outbox: Outbox,
     /// The dispatch sequence number that last reached this subscriber: lets a dispatch skip a
@@ -82,7 +83,7 @@ pub(crate) struct Subscriber {
 
 impl Subscriber {
     pub(crate) fn iri(&self) -> &str {
-        &self.iri
+        self.iri.get_or_init(herald_protocol::generate_id)
     }
 
     pub(crate) fn subscription(&self) -> &Subscription {
@@ -229,7 +230,7 @@ impl Registry {
     pub(crate) fn register(&self, subscription: Subscription) -> Registration {
         let subscriber = Arc::new(Subscriber {
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
-            iri: herald_protocol::generate_id(),
+            iri: OnceLock::new(),
             subscription,
             outbox: Outbox::new(self.shared.queue_bytes),
             last_dispatch: AtomicU64::new(0),
