@@ -24,12 +24,13 @@ mod values;
 use std::process::ExitCode;
 
 /// jemalloc rather than the C library's malloc. A hub's allocations come in waves: each new
-/// subscription makes about fifty short-lived ones (its request, its head, its route's futures)
-/// between a dozen that live as long as it does, and a reconnection storm makes tens of
-/// thousands at once. Measured side by side (docs/benchmarks.md, "Connect time"), jemalloc
+/// subscription makes about forty-five short-lived ones (its request, its head, its route's
+/// futures) beside the dozen that live as long as it does, and a reconnection storm makes tens
+/// of thousands at once. Measured side by side (docs/benchmarks.md, "Connect time"), jemalloc
 /// sets up a subscription with about 5% less CPU than glibc's malloc and holds an idle one in
-/// about 7% less memory; glibc also needed its per-thread heaps capped to keep reconnection
-/// waves from growing the process ("Soak").
+/// about 7% less memory. It is built with one arena (`.cargo/config.toml`): with its default of
+/// four per core, reconnection waves grew the process (docs/operations.md, "Memory and the
+/// allocator"), as glibc's per-thread heaps did before they were capped.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
