@@ -24,9 +24,8 @@ mod values;
 use std::process::ExitCode;
 
 /// jemalloc rather than the C library's malloc. A hub's allocations come in waves: each new
-/// subscription makes about forty-five short-lived ones (its request, its head, its route's
-/// futures) beside the dozen that live as long as it does, and a reconnection storm makes tens
-/// of thousands at once. Measured side by side (docs/benchmarks.md, "Connect time"), jemalloc
+/// subscription makes about forty-five, most of them short-lived (its request, its head, its
+/// route's futures), and a reconnection storm makes tens of thousands at once. Measured side by side (docs/benchmarks.md, "Connect time"), jemalloc
 /// sets up a subscription with about 5% less CPU than glibc's malloc and holds an idle one in
 /// about 7% less memory. It is built with one arena (`.cargo/config.toml`): with its default of
 /// four per core, reconnection waves grew the process (docs/operations.md, "Memory and the
