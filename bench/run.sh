@@ -160,7 +160,24 @@ start_pushpin() {
   TARGET_ARGS=(--publish-addr "127.0.0.1:$publish_port")
 }
 
+# Connections a previous run closed linger in TIME_WAIT for 60 s, and while tens of thousands
+# of them name the same port, every new connect() searches longer for a free source port. The
+# server measured next would pay for its predecessor's connections (in bench/compare.sh, Herald's
+# paced run follows Pushpin's burst), so each run starts once they are mostly gone, whoever
+# the target. TIME_WAIT_MAX (default 2000) is how many may remain; the wait is capped at 90 s.
+drain_time_wait() {
+  local max=${TIME_WAIT_MAX:-2000} count
+  command -v ss >/dev/null || return 0
+  for _ in $(seq 90); do
+    count=$(ss -tan state time-wait | wc -l)
+    ((count <= max)) && return 0
+    sleep 1
+  done
+  echo "bench: $count connections still in TIME_WAIT after 90 s; starting anyway" >&2
+}
+
 start() {
+  drain_time_wait
   case $target in
     herald) start_herald "$@" ;;
     nchan) start_nchan ;;
