@@ -5,7 +5,8 @@
 //! `authorization` query parameter (draft-07 only); the cookie (`__Secure-mercure_access_token`
 //! for 1.0, then the configured draft-07 cookie). With a header present the others are ignored
 //! (a browser sends its cookies whatever the page does, so a cookie beside a header is no
-//! mistake of the client).
+//! mistake of the client). Reading each place is `auth/presentation.rs`'s; which one counts, and
+//! what is refused, is this file's.
 //!
 //! Which edition a request speaks is decided by one rule, `ProtocolVersion::of_request`
 //! (`herald_protocol::version`): the route's parameters (a subscribe query's, read by
@@ -29,12 +30,16 @@
 //! publish in the name of a logged-in user. Subscribing is a safe `GET` (and reading the
 //! response cross-site is what CORS guards), so it has no such check, as in the reference hub.
 
+mod presentation;
+
 use std::sync::Arc;
 
-use herald_protocol::access_token::is_access_token_type;
 use herald_protocol::{Claims, ProtocolVersion, TokenRules};
 use http::{HeaderMap, header};
 
+use self::presentation::{
+    MISPLACED_TOKEN_PARAMETERS, QueryTokens, bearer_token, cookie, token_edition,
+};
 use crate::config::Verifiers;
 use crate::jwks::KeySource;
 use crate::rejection::{BearerError, Rejection};
@@ -465,63 +470,6 @@ impl Authorizer {
     }
 }
 
-/// The edition a token speaks, read from its header before any verification: 1.0 for an access
-/// token (`typ: at+jwt`), draft-07 for anything else (a token that is no JWT at all included:
-/// its verification fails in the form of the request's edition).
-fn token_edition(token: &str) -> ProtocolVersion {
-    let access_token = jsonwebtoken::decode_header(token)
-        .is_ok_and(|header| is_access_token_type(header.typ.as_deref()));
-    if access_token {
-        ProtocolVersion::V1
-    } else {
-        ProtocolVersion::Draft07
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` value (the scheme in any case).
-fn bearer_token(value: &str) -> Option<&str> {
-    value
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty())
-}
-
-/// The tokens a query may carry: `authorization` (draft-07 [R19]) and RFC 6750's
-/// `access_token` (refused).
-struct QueryTokens {
-    authorization: Option<String>,
-    access_token: Option<String>,
-}
-
-impl QueryTokens {
-    fn read(query: Option<&str>) -> QueryTokens {
-        let mut tokens = QueryTokens {
-            authorization: None,
-            access_token: None,
-        };
-        let pairs = query
-            .map(|q| herald_protocol::form::raw_pairs(q.as_bytes()))
-            .into_iter()
-            .flatten();
-        // Only the two values read here are decoded.
-        for pair in pairs {
-            let Ok(name) = pair.name() else { continue };
-            let slot = match &*name {
-                "authorization" => &mut tokens.authorization,
-                "access_token" => &mut tokens.access_token,
-                _ => continue,
-            };
-            if slot.is_none()
-                && let Ok(value) = pair.value()
-            {
-                *slot = Some(value.into_owned());
-            }
-        }
-        tokens
-    }
-}
-
 /// What to do about a token the hub refused, for the usual causes (draft-07 answers).
 fn token_fix(e: &herald_protocol::TokenError, role: &str) -> String {
     use herald_protocol::TokenError;
@@ -540,20 +488,6 @@ fn token_fix(e: &herald_protocol::TokenError, role: &str) -> String {
     }
 }
 
-/// Query parameters in which users put a token by mistake (other services read them).
-const MISPLACED_TOKEN_PARAMETERS: &[&str] = &["token", "jwt", "access_token", "bearer", "auth"];
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
-}
-
 /// `scheme://authority` of a URL, as browsers write `Origin`.
 fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -562,172 +496,4 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::response::IntoResponse;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
-
-    fn authorizer() -> Authorizer {
-        Authorizer::new(
-            Verifiers {
-                publisher: None,
-                subscriber: None,
-            },
-            "mercureAuthorization".into(),
-            Vec::new(),
-            true,
-            AccessSettings::default(),
-        )
-    }
-
-    fn found(
-        headers: &HeaderMap,
-        query: Option<&str>,
-        said: Option<ProtocolVersion>,
-    ) -> Option<(String, TokenSource)> {
-        authorizer()
-            .present(headers, query, said)
-            .unwrap()
-            .map(|p| (p.token, p.source))
-    }
-
-    /// A token whose header says `typ: at+jwt` (its edition is read before any verification).
-    fn access_token() -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-        header.typ = Some("at+jwt".into());
-        let key = jsonwebtoken::EncodingKey::from_secret(b"any key");
-        jsonwebtoken::encode(&header, &serde_json::json!({}), &key).unwrap()
-    }
-
-    #[test]
-    fn r19_header_wins_then_query_then_cookie() {
-        let d7 = Some(ProtocolVersion::Draft07);
-        let all = headers(&[
-            (header::AUTHORIZATION, "Bearer h"),
-            (header::COOKIE, "a=b; mercureAuthorization=c"),
-        ]);
-        let q = Some("authorization=q");
-        assert_eq!(found(&all, q, d7), Some(("h".into(), TokenSource::Header)));
-        let no_header = headers(&[(header::COOKIE, "mercureAuthorization=c")]);
-        assert_eq!(
-            found(&no_header, q, d7),
-            Some(("q".into(), TokenSource::Query))
-        );
-        assert_eq!(
-            found(&no_header, None, d7),
-            Some(("c".into(), TokenSource::Cookie))
-        );
-        assert_eq!(found(&HeaderMap::new(), None, d7), None);
-    }
-
-    #[test]
-    fn v2_the_v1_cookie_comes_before_the_draft07_one() {
-        let new = access_token();
-        let both = headers(&[(
-            header::COOKIE,
-            &format!("mercureAuthorization=old; __Secure-mercure_access_token={new}"),
-        )]);
-        let a = authorizer();
-        let presented = a.present(&both, None, None).unwrap().unwrap();
-        assert_eq!(presented.token, new);
-        assert_eq!(presented.edition, ProtocolVersion::V1);
-        // A cookie of the other edition than the parameters is skipped, not refused.
-        let d7 = Some(ProtocolVersion::Draft07);
-        assert_eq!(
-            found(&both, None, d7),
-            Some(("old".into(), TokenSource::Cookie))
-        );
-        let old_only = headers(&[(header::COOKIE, "mercureAuthorization=old")]);
-        assert_eq!(found(&old_only, None, Some(ProtocolVersion::V1)), None);
-    }
-
-    #[test]
-    fn v1_a_token_of_the_other_edition_than_the_parameters_is_refused() {
-        let a = authorizer();
-        let v1_token = headers(&[(header::AUTHORIZATION, &format!("Bearer {}", access_token()))]);
-        let d7_token = headers(&[(header::AUTHORIZATION, "Bearer old")]);
-        let d7 = Some(ProtocolVersion::Draft07);
-        let v1 = Some(ProtocolVersion::V1);
-        let refused = |r: Result<Option<Presented>, Rejection>| r.unwrap_err().into_response();
-        // A draft-07 answer: a bare challenge, the reason in the body.
-        let response = refused(a.present(&v1_token, None, d7));
-        assert_eq!(response.status(), 401);
-        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
-        let response = refused(a.present(&d7_token, None, v1));
-        assert_eq!(response.status(), 401);
-        assert!(
-            response.headers()[header::WWW_AUTHENTICATE]
-                .to_str()
-                .unwrap()
-                .contains("invalid_token")
-        );
-        // Where the parameters do not tell, the token decides.
-        let presented = a.present(&v1_token, None, None).unwrap().unwrap();
-        assert_eq!(presented.edition, ProtocolVersion::V1);
-        let presented = a.present(&d7_token, None, None).unwrap().unwrap();
-        assert_eq!(presented.edition, ProtocolVersion::Draft07);
-        // The draft-07 query parameter with an access token on a draft-07 query.
-        let query = format!("topic=a&authorization={}", access_token());
-        assert!(a.present(&HeaderMap::new(), Some(&query), d7).is_err());
-    }
-
-    #[test]
-    fn v3_malformed_presentations_of_v1_requests_are_refused() {
-        let v1 = Some(ProtocolVersion::V1);
-        let d7 = Some(ProtocolVersion::Draft07);
-        let a = authorizer();
-        let basic = headers(&[(header::AUTHORIZATION, "Basic abc")]);
-        assert!(a.present(&basic, None, v1).is_err());
-        assert!(a.present(&basic, None, d7).is_err());
-        let two = headers(&[
-            (header::AUTHORIZATION, "Bearer a"),
-            (header::AUTHORIZATION, "Bearer b"),
-        ]);
-        assert!(a.present(&two, None, v1).is_err());
-        let none = HeaderMap::new();
-        assert!(a.present(&none, Some("authorization=t"), v1).is_err());
-        assert!(a.present(&none, Some("access_token=t"), v1).is_err());
-        assert!(a.present(&none, Some("authorization=t"), d7).is_ok());
-    }
-
-    #[test]
-    fn v3_access_token_parameter_is_refused_for_v1_and_misplaced_for_draft07() {
-        let a = authorizer();
-        let d7 = Some(ProtocolVersion::Draft07);
-        let none = HeaderMap::new();
-        assert!(
-            a.present(
-                &none,
-                Some("topic=a&access_token=t"),
-                Some(ProtocolVersion::Draft07)
-            )
-            .unwrap()
-            .is_none()
-        );
-        assert!(
-            a.misplaced_token(&none, Some("topic=a&access_token=t"), d7)
-                .is_some()
-        );
-        assert!(
-            a.misplaced_token(&none, Some("topic=a&authorization=t"), d7)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn referer_gives_its_origin() {
-        assert_eq!(
-            origin_of("https://example.com:8443/page?x=1").as_deref(),
-            Some("https://example.com:8443")
-        );
-        assert_eq!(origin_of("nonsense"), None);
-    }
-}
+mod tests;

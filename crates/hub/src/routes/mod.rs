@@ -14,6 +14,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use tower::ServiceBuilder;
 
+use self::layers::AroundLayer;
 use crate::Hub;
 use crate::rejection::Rejection;
 
@@ -21,10 +22,12 @@ use crate::rejection::Rejection;
 pub(crate) fn router(hub: Hub) -> Router {
     // One stack, outermost first, given to `layer` once (layers.rs says why).
     let layers = ServiceBuilder::new()
-        .layer(layers::SecurityHeadersLayer)
-        .layer(layers::LimitHeadLayer)
+        .layer(AroundLayer(layers::SecurityHeaders))
+        .layer(AroundLayer(layers::LimitHead))
         .layer(cors_layer(&hub.config().cors_origins))
-        .layer(layers::AddLinksLayer::new(hub.config().hub_url.as_deref()));
+        .layer(AroundLayer(layers::AddLinks::new(
+            hub.config().hub_url.as_deref(),
+        )));
     Router::new()
         .route(
             herald_protocol::HUB_PATH,

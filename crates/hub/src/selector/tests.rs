@@ -1,6 +1,17 @@
 //! Unit tests of [`super`]: sharing, caching, and the cost limits [R3][R4].
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use herald_protocol::TopicSelector;
+use http::StatusCode;
+
+use super::pattern::RESULT_ENTRY_OVERHEAD;
+use super::table::Admitted;
 use super::*;
+use crate::config::TemplateLimits;
+use crate::peer::ClientAddress;
+use crate::rejection::Rejection;
 
 fn limits() -> TemplateLimits {
     TemplateLimits::default()
