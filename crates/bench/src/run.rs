@@ -4,23 +4,34 @@
 //! in helper processes with `--processes`) → wait `--idle-secs` and sample again (memory per
 //! idle connection) → publish → wait until every expected delivery arrived (or nothing arrived
 //! for `--settle-secs`) → sample again (CPU spent on the deliveries) → report.
+//!
+//! This file holds the command's arguments, the counters every task shares, the data format of
+//! an update, and [`main`], which runs the phases and builds the report (the server's CPU and
+//! memory come from `procfs.rs`). The rest is one concept a file:
+//! - `subscribers.rs`: opening the subscribers and counting their deliveries;
+//! - `publishers.rs`: the publishers and their connections;
+//! - `processes.rs`: the helper processes of `--processes` (`--connections-only`).
+
+mod processes;
+mod publishers;
+mod subscribers;
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::Semaphore;
 
 pub(crate) use crate::endpoint::Endpoint;
 use crate::endpoint::Layout;
-use crate::http::{self, Chunked, Conn, SseScanner};
 use crate::procfs::Server;
 use crate::report::{Percentiles, Report, ServerReport};
 use crate::{ServerArgs, Target, now_ns};
+use processes::{hold, spawn_helper};
+use publishers::{PublishConn, publisher};
+pub(crate) use subscribers::{open_stream, source};
+use subscribers::{open_subscribers, wait_connected};
 
 /// How publishers talk to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,43 +40,6 @@ pub(crate) enum PublishProtocol {
     Http1,
     /// Keep-alive HTTP/2 over TLS (hyper and rustls, `http2.rs`); needs --tls-ca.
     H2,
-}
-
-/// A publisher's connection, opened on first use and reopened after an error.
-enum PublishConn {
-    Http1(Option<Conn>),
-    H2(Option<crate::http2::H2Conn>, Arc<rustls::ClientConfig>),
-}
-
-impl PublishConn {
-    async fn publish(
-        &mut self,
-        endpoint: &Endpoint,
-        topic: &str,
-        data: &str,
-    ) -> std::io::Result<u16> {
-        match self {
-            PublishConn::Http1(conn) => {
-                let request = endpoint.publish_request(topic, data, None);
-                http::exchange(conn, endpoint.addr, &request).await
-            }
-            PublishConn::H2(conn, config) => {
-                if conn.is_none() {
-                    *conn =
-                        Some(crate::http2::H2Conn::connect(endpoint.addr, config.clone()).await?);
-                }
-                let c = conn.as_mut().expect("connected");
-                c.exchange(endpoint.publish(topic, data, None)).await
-            }
-        }
-    }
-
-    fn reset(&mut self) {
-        match self {
-            PublishConn::Http1(conn) => *conn = None,
-            PublishConn::H2(conn, _) => *conn = None,
-        }
-    }
 }
 
 /// What the subscribers subscribe to.
@@ -196,151 +170,6 @@ pub(crate) fn update_data(seq: usize, payload: usize) -> String {
     data
 }
 
-/// The `i`-th source address: 127.0.0.2, 127.0.0.3, ...
-pub(crate) fn source(i: usize, sources: usize) -> Option<IpAddr> {
-    (sources > 0).then(|| {
-        let n = 2 + (i % sources) as u32;
-        IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | n))
-    })
-}
-
-/// Connects, sends a subscription `request` and reads the response head, which must be 200.
-pub(crate) async fn open_stream(
-    endpoint: &Endpoint,
-    from: Option<IpAddr>,
-    request: &[u8],
-) -> std::io::Result<(Conn, http::Head)> {
-    let stream = http::connect(endpoint.addr, from).await?;
-    let mut conn = Conn::new(stream, 4096);
-    let head = conn.request_head(request).await?;
-    if head.status != 200 {
-        return Err(std::io::Error::other(format!("status {}", head.status)));
-    }
-    Ok((conn, head))
-}
-
-/// One subscriber: connect (holding a connect permit, retrying up to `retries` times), check
-/// the response, then count the deliveries and their latencies until the task is aborted.
-pub(crate) async fn subscriber(
-    endpoint: Arc<Endpoint>,
-    request: Vec<u8>,
-    from: Option<IpAddr>,
-    permits: Arc<Semaphore>,
-    shared: Arc<Shared>,
-    retries: u32,
-) {
-    let mut attempt = 0;
-    let (mut conn, head) = loop {
-        let permit = permits.acquire().await.expect("semaphore open");
-        let opened = open_stream(&endpoint, from, &request).await;
-        drop(permit);
-        match opened {
-            Ok(opened) => break opened,
-            Err(_) if attempt < retries => {
-                attempt += 1;
-                shared.connect_retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            }
-            Err(_) => {
-                shared.connect_failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
-    };
-    shared.connected.fetch_add(1, Ordering::Relaxed);
-    let mut chunked = head.chunked.then(Chunked::default);
-    let mut sse = SseScanner::default();
-    let mut latencies = Vec::new();
-    let mut start = 0;
-    let mut end = conn.filled;
-    loop {
-        if end > start {
-            let now = now_ns();
-            let mut on_data = |data: &[u8]| {
-                if let Some(sent) = sent_ns(data) {
-                    latencies.push(now.saturating_sub(sent));
-                }
-            };
-            let bytes = &conn.buf[start..end];
-            match &mut chunked {
-                Some(decoder) => {
-                    decoder.feed(bytes, &mut |piece| sse.feed(piece, &mut on_data));
-                }
-                None => sse.feed(bytes, &mut on_data),
-            }
-            if !latencies.is_empty() {
-                shared
-                    .delivered
-                    .fetch_add(latencies.len() as u64, Ordering::Relaxed);
-                shared.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
-                shared.latencies.lock().unwrap().append(&mut latencies);
-            }
-            if chunked
-                .as_ref()
-                .is_some_and(|d| d.is_done() || d.is_error())
-            {
-                shared.stream_errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
-        start = 0;
-        end = match tokio::io::AsyncReadExt::read(&mut conn.stream, &mut conn.buf).await {
-            Ok(0) | Err(_) => {
-                shared.stream_errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Ok(n) => n,
-        };
-    }
-}
-
-/// One publisher: takes update numbers from `next` until `total`, paced by `rate`.
-#[allow(clippy::too_many_arguments)]
-async fn publisher(
-    endpoint: Arc<Endpoint>,
-    layout: Arc<Layout>,
-    shared: Arc<Shared>,
-    next: Arc<AtomicUsize>,
-    total: usize,
-    rate: f64,
-    start: Instant,
-    payload: usize,
-    mut conn: PublishConn,
-) {
-    loop {
-        let seq = next.fetch_add(1, Ordering::Relaxed);
-        if seq >= total {
-            return;
-        }
-        if rate > 0.0 {
-            tokio::time::sleep_until((start + Duration::from_secs_f64(seq as f64 / rate)).into())
-                .await;
-        }
-        let data = update_data(seq, payload);
-        let sent = sent_ns(data.as_bytes()).unwrap_or_default();
-        let outcome = conn.publish(&endpoint, &layout.topic(seq), &data).await;
-        match outcome {
-            Ok(status) if (200..300).contains(&status) => {
-                shared.published.fetch_add(1, Ordering::Relaxed);
-                let latency = now_ns().saturating_sub(sent);
-                shared.publish_latencies.lock().unwrap().push(latency);
-            }
-            Ok(status) => {
-                shared.publish_errors.fetch_add(1, Ordering::Relaxed);
-                let mut first = shared.first_publish_error.lock().unwrap();
-                first.get_or_insert_with(|| format!("status {status}"));
-            }
-            Err(e) => {
-                shared.publish_errors.fetch_add(1, Ordering::Relaxed);
-                let mut first = shared.first_publish_error.lock().unwrap();
-                first.get_or_insert_with(|| e.to_string());
-                drop(first);
-                conn.reset();
-            }
-        }
-    }
-}
-
 /// A line on stderr every second while the run goes on.
 pub(crate) fn progress(
     shared: Arc<Shared>,
@@ -375,157 +204,6 @@ pub(crate) fn progress(
         }
     })
 }
-
-/// A helper process holding subscribers.
-struct Helper {
-    child: tokio::process::Child,
-    connected: usize,
-    failed: usize,
-    retries: usize,
-}
-
-async fn spawn_helper(
-    args: &RunArgs,
-    run_id: &str,
-    offset: usize,
-    count: usize,
-) -> Result<Helper, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let s = &args.server;
-    let target = s.target.name();
-    let topics = match args.topics {
-        Topics::One => "one",
-        Topics::Many => "many",
-        Topics::Template => "template",
-    };
-    let mut command = tokio::process::Command::new(exe);
-    command
-        .arg("run")
-        .args(["--connections-only", "--target", target])
-        .args(["--addr", &s.addr.to_string(), "--hub-path", &s.hub_path])
-        .args(["--nchan-sub", &s.nchan_sub, "--nchan-pub", &s.nchan_pub])
-        .args(["--topics", topics, "--run-id", run_id])
-        .args(["--subscribers", &count.to_string()])
-        .args(["--index-offset", &offset.to_string()])
-        .args(["--total-subscribers", &args.subscribers.to_string()])
-        .args([
-            "--connect-concurrency",
-            &args.connect_concurrency.to_string(),
-        ])
-        .args(["--sources", &args.sources.to_string()])
-        .args(["--connect-retries", &args.connect_retries.to_string()])
-        .args(["--hold-secs", &args.hold_secs.to_string(), "--threads", "1"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start a helper: {e}"))?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(300), lines.next_line())
-        .await
-        .map_err(|_| "a helper did not connect in 300 s".to_owned())?
-        .map_err(|e| e.to_string())?
-        .ok_or("a helper exited before it was ready")?;
-    let mut words = line.split_whitespace().skip(1);
-    let mut number = || words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-    Ok(Helper {
-        connected: number(),
-        failed: number(),
-        retries: number(),
-        child,
-    })
-}
-
-/// Starts `count` subscribers numbered from `offset`, plus `templates` template subscribers.
-fn open_subscribers(
-    args: &RunArgs,
-    endpoint: &Arc<Endpoint>,
-    layout: &Layout,
-    shared: &Arc<Shared>,
-    offset: usize,
-    count: usize,
-    templates: usize,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let permits = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
-    let endpoints: Vec<Arc<Endpoint>> = std::iter::once(endpoint.clone())
-        .chain(
-            args.also_subscribe_at
-                .iter()
-                .map(|addr| Arc::new(endpoint.at(*addr))),
-        )
-        .collect();
-    let selectors = (offset..offset + count)
-        .map(|i| layout.subscriber(i))
-        .chain((0..templates).map(|k| layout.template_subscriber(k)));
-    selectors
-        .enumerate()
-        .map(|(n, selectors)| {
-            let endpoint = &endpoints[(offset + n) % endpoints.len()];
-            let request = endpoint.subscribe_request(&selectors, None);
-            tokio::spawn(subscriber(
-                endpoint.clone(),
-                request,
-                source(offset + n, args.sources),
-                permits.clone(),
-                shared.clone(),
-                args.connect_retries,
-            ))
-        })
-        .collect()
-}
-
-async fn wait_connected(shared: &Shared, count: usize) {
-    while shared.connected.load(Ordering::Relaxed) + shared.connect_failed.load(Ordering::Relaxed)
-        < count
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `--connections-only`: hold the subscribers until stdin closes or --hold-secs pass.
-async fn hold(args: RunArgs) -> Result<(), String> {
-    let endpoint = Arc::new(Endpoint::new(&args.server)?);
-    let layout = layout(&args);
-    let shared = Arc::new(Shared::default());
-    let tasks = open_subscribers(
-        &args,
-        &endpoint,
-        &layout,
-        &shared,
-        args.index_offset,
-        args.subscribers,
-        0,
-    );
-    wait_connected(&shared, args.subscribers).await;
-    let mut stdout = tokio::io::stdout();
-    let ready = format!(
-        "ready {} {} {}\n",
-        shared.connected.load(Ordering::Relaxed),
-        shared.connect_failed.load(Ordering::Relaxed),
-        shared.connect_retries.load(Ordering::Relaxed)
-    );
-    stdout
-        .write_all(ready.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    stdout.flush().await.map_err(|e| e.to_string())?;
-    let mut stdin = tokio::io::stdin();
-    let mut sink = [0u8; 64];
-    let closed = async {
-        while !matches!(
-            tokio::io::AsyncReadExt::read(&mut stdin, &mut sink).await,
-            Ok(0) | Err(_)
-        ) {}
-    };
-    let _ = tokio::time::timeout(Duration::from_secs_f64(args.hold_secs), closed).await;
-    for task in tasks {
-        task.abort();
-    }
-    Ok(())
-}
-
 fn layout(args: &RunArgs) -> Layout {
     Layout {
         target: args.server.target,

@@ -165,7 +165,7 @@ impl Default for HubConfig {
 /// memory) by sending slowly or not at all. Every one is required: zero is refused.
 ///
 /// A subscription's own lifetime is [`HubConfig::write_timeout`]; a subscriber that stopped
-/// reading is found out by the TCP user timeout (server.rs).
+/// reading is found out by the TCP user timeout (server/accept.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// The time a client has to send its first bytes after connecting, then its request head:

@@ -1,7 +1,7 @@
 //! Who a request comes from: the peer address the accept loop saw, or, behind a trusted reverse
 //! proxy, the address the proxy says it forwarded for.
 //!
-//! The accept loop (`server.rs`) and the subscription fast path (`subscription_conn/`) put
+//! The accept loop (`server/`) and the subscription fast path (`subscription_conn/`) put
 //! axum's [`ConnectInfo<SocketAddr>`] in every request's extensions, so an application that
 //! serves [`Hub::router`](crate::Hub::router) itself with axum's
 //! `into_make_service_with_connect_info::<SocketAddr>()` gets the same behaviour. Without it the

@@ -40,7 +40,7 @@
 //! client closed it, the hub ended it, or the connection died. A client that vanishes without
 //! closing (a killed process, a cut network) is found out by the next heartbeat write: the
 //! kernel reports the dead peer at once when it answered with a reset, and within the TCP user
-//! timeout set on every connection (see `server.rs`) when it answers nothing at all.
+//! timeout set on every connection (see `server/accept.rs`) when it answers nothing at all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};

@@ -12,8 +12,8 @@ use bytes::{BufMut, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The largest request head accepted, here and by hyper (server.rs sets its buffer limit to
-/// this): a subscription with the maximum of 1000 long topic selectors fits. 431 above.
+/// The largest request head accepted, here and by hyper (server/connection.rs sets its buffer
+/// limit to this): a subscription with the maximum of 1000 long topic selectors fits. 431 above.
 pub(crate) const MAX_HEAD_BYTES: usize = 512 * 1024;
 
 /// The longest request target, as hyper and `http::Uri` allow; 414 above.

@@ -17,9 +17,10 @@
 //! Everything else (publishing, HEAD, CORS preflights, the UI, HTTP/2) goes to hyper.
 //!
 //! The stream is any `AsyncRead + AsyncWrite`: a TCP socket or a TLS stream that negotiated
-//! HTTP/1.1. Its first bytes are read before anything else ([`read_some`]: `server.rs` for TCP,
-//! [`read_start`] for TLS) and tell whether it is a subscription ([`starts_subscription`]);
-//! they are handed on with the stream, to this path or to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
+//! HTTP/1.1. Its first bytes are read before anything else ([`read_some`]:
+//! `server/connection.rs` for TCP, [`read_start`] for TLS) and tell whether it is a
+//! subscription ([`starts_subscription`]); they are handed on with the stream, to this path or
+//! to hyper. Each write is flushed, which on TCP does nothing and over TLS sends the records
 //! rustls could not write at once.
 //!
 //! On a plain TCP socket, the streaming phase shares the socket (`streams.rs`) with the

@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{ReadableDatabase, ReadableTable, StorageBackend, TableHandle};
 
-use super::{EVENTS, OpenError, open_error};
+use super::OpenError;
+use super::file::{EVENTS, open_error};
 use crate::transport::record;
 
 /// redb's signature, the first bytes of every redb file.
