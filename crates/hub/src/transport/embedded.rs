@@ -27,7 +27,7 @@
 //! # Bounds
 //! History is bounded by count and age [R29]. The writer trims the oldest events in the same
 //! transaction as a batch, at most `TRIM_PER_BATCH` (`retention.rs`) at a time so that
-//! trimming never makes a batch slow; an idle writer trims by age once a second.
+//! trimming never makes a batch slow; an idle writer trims by age every 100 ms.
 //!
 //! # Modules
 //! This file holds the handle ([`EmbeddedTransport`]) and what publishers do on their side;
