@@ -70,6 +70,11 @@ pub(crate) async fn subscriber(
             }
         }
     };
+    // When the run ends, its subscribers close with a reset, not a FIN: ten thousand
+    // connections left in TIME_WAIT for a minute would slow the next run's connects, whichever
+    // server it measures (each connect() searches them for a free source port). The server
+    // sees a reset where it would have seen an end of stream, after the measurements.
+    let _ = conn.stream.set_zero_linger();
     shared.connected.fetch_add(1, Ordering::Relaxed);
     let mut chunked = head.chunked.then(Chunked::default);
     let mut sse = SseScanner::default();
