@@ -31,7 +31,7 @@ use herald_protocol::ProtocolVersion;
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use super::outbox::{CloseReason, Outbox, Pushed};
+use super::outbox::{CloseReason, FlushTally, Outbox, Pushed};
 use super::route::Route;
 use super::{Dispatcher, Event};
 use crate::metrics::Metrics;
@@ -407,10 +407,11 @@ impl Registry {
             let shard = scheduled.0.split_off(rest);
             let metrics = Arc::clone(&self.shared.metrics);
             let flush = move || {
-                let written: u64 = shard.iter().map(|s| s.outbox.flush(&metrics)).sum();
-                // Once per shard: a counter that every flush task adds to on every write
-                // would bounce its cache line between the workers.
-                metrics.bytes_written.fetch_add(written, Ordering::Relaxed);
+                let mut tally = FlushTally::new();
+                for subscriber in &shard {
+                    subscriber.outbox.flush(&mut tally);
+                }
+                tally.record(&metrics);
             };
             match self.shared.runtime.get() {
                 Some(runtime) => drop(runtime.spawn(async move { flush() })),
