@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Herald, nchan and Pushpin side by side: scenarios a (fan-out burst), b (fan-out paced) and c
-# (idle memory), RUNS times each (default 3), alternating the servers within each round, then a
-# table of medians with ratios against Herald (Herald/nchan, Herald/Pushpin), and the latency
-# plots.
+# (idle memory), RUNS times each (default 3), alternating the servers within each round (each
+# round starting with the next one), then a table of medians with ratios against Herald
+# (Herald/nchan, Herald/Pushpin), and the latency plots.
 #
 #   bash bench/compare.sh
 #
@@ -18,9 +18,14 @@ PLOTS=${PLOTS:-$ROOT/docs/images}
 mkdir -p "$RESULTS" "$PLOTS"
 (cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
 export BUILD=0
+read -ra targets <<<"${TARGETS:-herald nchan pushpin}"
 for run in $(seq "$RUNS"); do
+  # Each round starts with the next server (herald, nchan, pushpin; then nchan, pushpin,
+  # herald; ...), so that no server always runs first, or always after the same one.
+  shift_by=$(((run - 1) % ${#targets[@]}))
+  order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
   for scenario in a b c; do
-    for target in ${TARGETS:-herald nchan pushpin}; do
+    for target in "${order[@]}"; do
       bash "$ROOT/bench/run.sh" "$scenario" "$target" "$run" >/dev/null
     done
   done
