@@ -456,7 +456,36 @@ async fn v4_replay_is_reauthorized_against_the_current_token(backend: Backend) {
     assert_eq!(ids_of(&revoked.next_events(1).await), ["after"]);
 }
 
+async fn v4_r27_header_never_names_an_event_the_token_may_not_read(backend: Backend) {
+    let hub = backend.start(v1_config(config())).await;
+    publish_ids(&hub, &["before"]).await;
+    hub.publish_ok(&[("topic", TOPIC), ("id", "secret"), ("private", "on")])
+        .await;
+    publish_ids(&hub, &["after"]).await;
+    // A token that may read the private update: the header names it.
+    let mut allowed = v1_reconnect(&hub, "last_event_id=secret", &[TOPIC]).await;
+    assert_eq!(v1_last_event_id_header(&allowed).as_deref(), Some("secret"));
+    assert_eq!(ids_of(&allowed.next_events(1).await), ["after"]);
+    // One that may not: `earliest` (draft-08 "Reconciliation": the hub MUST NOT disclose the
+    // id of an event the subscriber may not receive), and the replay is the same.
+    let mut denied = v1_reconnect(&hub, "last_event_id=secret", &[]).await;
+    assert_eq!(
+        v1_last_event_id_header(&denied).as_deref(),
+        Some("earliest")
+    );
+    assert_eq!(ids_of(&denied.next_events(1).await), ["after"]);
+    denied
+        .assert_no_event(std::time::Duration::from_millis(100))
+        .await;
+    // A public anchor is named to anyone; draft-07 requests follow the same rule.
+    let public = v1_reconnect(&hub, "last_event_id=before", &[]).await;
+    assert_eq!(v1_last_event_id_header(&public).as_deref(), Some("before"));
+    let draft07 = reconnect(&hub, "", |r| r.header("Last-Event-ID", "secret")).await;
+    assert_eq!(last_event_id_header(&draft07).as_deref(), Some("earliest"));
+}
+
 on_every_backend!(
+    v4_r27_header_never_names_an_event_the_token_may_not_read,
     v4_last_event_id_parameter_replays_later_events,
     v4_duplicate_ids_resolve_to_the_earliest_occurrence,
     v4_duplicate_whose_earliest_occurrence_was_trimmed_gives_earliest,

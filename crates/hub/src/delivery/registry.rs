@@ -59,7 +59,9 @@ impl Subscription {
         self.selectors.iter().any(|s| s.matches_any(topics)) && self.may_receive(event)
     }
 
-    fn may_receive(&self, event: &Event) -> bool {
+    /// Whether the token lets this subscriber read `event`: it is public, or a right covers one
+    /// of its topics [R20].
+    pub(crate) fn may_receive(&self, event: &Event) -> bool {
         !event.update.private
             || self
                 .rights

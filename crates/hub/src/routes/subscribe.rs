@@ -20,6 +20,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::Hub;
+use crate::delivery::Position;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::limits::ClientId;
@@ -28,7 +29,7 @@ use crate::peer;
 use crate::rejection::Rejection;
 use crate::selector::ClientKey;
 use crate::subscriptions::Presence;
-use crate::transport::{IdOccurrence, ReplayStart};
+use crate::transport::{IdOccurrence, ReplayStart, TransportError};
 
 /// A validated, authorized subscribe request.
 struct Subscribe {
@@ -183,19 +184,33 @@ pub(super) async fn subscribe(
             ProtocolVersion::V1 => IdOccurrence::Earliest,
             ProtocolVersion::Draft07 => IdOccurrence::Latest,
         };
+        let unavailable = |e: TransportError| {
+            Metrics::inc(&hub.metrics().transport_errors);
+            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
+                .with_detail(e.to_string())
+        };
         let plan = hub
             .transport()
             .replay(from, occurrence)
             .await
-            .map_err(|e| {
-                Metrics::inc(&hub.metrics().transport_errors);
-                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "history is unavailable")
-                    .with_detail(e.to_string())
-            })?;
+            .map_err(unavailable)?;
         replay = plan
             .head
             .map(|head| ReplayCursor::new(hub.transport().clone(), plan.after, head));
-        start = Some(plan.start);
+        start = Some(match (plan.start, plan.after) {
+            (ReplayStart::After(id), Some(anchor)) => {
+                let subscription = registration.subscriber().subscription();
+                if may_name(&hub, anchor, subscription)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    ReplayStart::After(id)
+                } else {
+                    ReplayStart::Earliest
+                }
+            }
+            _ => ReplayStart::Earliest,
+        });
     }
     let (ends_at, end_reason) = ends_at(hub.config().write_timeout, expires_at);
     let timing = StreamTiming {
@@ -240,6 +255,24 @@ pub(super) async fn subscribe(
         }
     }
     Ok(response)
+}
+
+/// Whether the `Last-Event-ID` response header may name the event a replay starts after
+/// [R27][V4]: never an event the subscriber may not read (a private update its token does not
+/// cover), whose id would tell it that the update exists (and, with time-ordered ids, when).
+/// Herald does not look further back for a readable predecessor (its backward-scan limit, in
+/// draft-08's words, is that one event): for such an anchor the header says `earliest`, and
+/// the replay is the same.
+async fn may_name(
+    hub: &Hub,
+    anchor: Position,
+    subscription: &Subscription,
+) -> Result<bool, TransportError> {
+    let after = anchor.0.checked_sub(1).map(Position);
+    let page = hub.transport().replay_page(after, anchor, 1).await?;
+    Ok(page
+        .first()
+        .is_some_and(|event| event.position == anchor && subscription.may_receive(event)))
 }
 
 /// `HEAD`: the same checks and headers as `GET`, without opening a stream [R5].
