@@ -160,11 +160,12 @@ start_pushpin() {
   TARGET_ARGS=(--publish-addr "127.0.0.1:$publish_port")
 }
 
-# Connections a previous run closed linger in TIME_WAIT for 60 s, and while tens of thousands
-# of them name the same port, every new connect() searches longer for a free source port. The
-# server measured next would pay for its predecessor's connections (in bench/compare.sh, Herald's
-# paced run follows Pushpin's burst), so each run starts once they are mostly gone, whoever
-# the target. TIME_WAIT_MAX (default 2000) is how many may remain; the wait is capped at 90 s.
+# Connections closed with a FIN linger in TIME_WAIT for 60 s, and while tens of thousands of
+# them name the same port, every new connect() searches longer for a free source port: the
+# server measured next would pay for them. herald-bench's subscribers close with a reset and
+# leave none; this wait covers whatever else left some (another tool, an interrupted run), so
+# each run starts once they are mostly gone, whoever the target. TIME_WAIT_MAX (default 2000)
+# is how many may remain; the wait is capped at 90 s.
 drain_time_wait() {
   local max=${TIME_WAIT_MAX:-2000} count
   command -v ss >/dev/null || return 0

@@ -20,7 +20,6 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::Hub;
-use crate::delivery::Position;
 use crate::delivery::registry::Subscription;
 use crate::delivery::stream::{EventStream, ReplayCursor, StreamTiming};
 use crate::limits::ClientId;
@@ -194,23 +193,33 @@ pub(super) async fn subscribe(
             .replay(from, occurrence)
             .await
             .map_err(unavailable)?;
-        replay = plan
-            .head
-            .map(|head| ReplayCursor::new(hub.transport().clone(), plan.after, head));
-        start = Some(match (plan.start, plan.after) {
-            (ReplayStart::After(id), Some(anchor)) => {
-                let subscription = registration.subscriber().subscription();
-                if may_name(&hub, anchor, subscription)
+        let source = hub.transport().clone();
+        let (cursor, named) = match (plan.start, plan.after, plan.head) {
+            (ReplayStart::After(id), Some(anchor), Some(head)) => {
+                let (anchor_event, cursor) = ReplayCursor::after_anchor(source, anchor, head)
                     .await
-                    .map_err(unavailable)?
-                {
+                    .map_err(unavailable)?;
+                // [R27][V4]: never name an event the subscriber may not read (a private
+                // update its token does not cover: its id would tell that it exists, and,
+                // with time-ordered ids, when). No further look back for a readable one (a
+                // backward-scan limit of one event, in draft-08's words): `earliest` then,
+                // and the replay is the same.
+                let subscription = registration.subscriber().subscription();
+                let readable = anchor_event.is_some_and(|event| subscription.may_receive(&event));
+                let named = if readable {
                     ReplayStart::After(id)
                 } else {
                     ReplayStart::Earliest
-                }
+                };
+                (Some(cursor), named)
             }
-            _ => ReplayStart::Earliest,
-        });
+            (_, after, head) => (
+                head.map(|head| ReplayCursor::new(source, after, head)),
+                ReplayStart::Earliest,
+            ),
+        };
+        replay = cursor;
+        start = Some(named);
     }
     let (ends_at, end_reason) = ends_at(hub.config().write_timeout, expires_at);
     let timing = StreamTiming {
@@ -255,24 +264,6 @@ pub(super) async fn subscribe(
         }
     }
     Ok(response)
-}
-
-/// Whether the `Last-Event-ID` response header may name the event a replay starts after
-/// [R27][V4]: never an event the subscriber may not read (a private update its token does not
-/// cover), whose id would tell it that the update exists (and, with time-ordered ids, when).
-/// Herald does not look further back for a readable predecessor (its backward-scan limit, in
-/// draft-08's words, is that one event): for such an anchor the header says `earliest`, and
-/// the replay is the same.
-async fn may_name(
-    hub: &Hub,
-    anchor: Position,
-    subscription: &Subscription,
-) -> Result<bool, TransportError> {
-    let after = anchor.0.checked_sub(1).map(Position);
-    let page = hub.transport().replay_page(after, anchor, 1).await?;
-    Ok(page
-        .first()
-        .is_some_and(|event| event.position == anchor && subscription.may_receive(event)))
 }
 
 /// `HEAD`: the same checks and headers as `GET`, without opening a stream [R5].

@@ -82,8 +82,9 @@ pub enum ReplayStart {
 }
 
 /// What a replay will cover, decided by one id lookup; the events themselves are read page by
-/// page with [`ReplaySource::replay_page`] as the subscriber's stream drains, so that replaying a
-/// large history never holds it all in memory.
+/// page with [`ReplaySource::replay_page`] (the first page, after a found id, before the
+/// response: it holds the anchor, for the `Last-Event-ID` header), then as the subscriber's
+/// stream drains, so that replaying a large history never holds it all in memory.
 #[derive(Debug, Clone)]
 pub struct ReplayPlan {
     /// What the `Last-Event-ID` response header says [R27].
