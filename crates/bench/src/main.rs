@@ -44,6 +44,13 @@ mod run;
 mod soak;
 mod soak_report;
 
+/// jemalloc, as the hub: in a connection storm the generator makes and frees tens of thousands
+/// of small allocations (a task, a request, a read buffer per subscriber); glibc's malloc and
+/// free were 6% of its CPU (perf, 10,000 subscribers), CPU the server it measures shares.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -121,7 +121,7 @@ async fn probe(
     if head.status != 200 {
         return Err(format!("status {}", head.status));
     }
-    if head.header("last-event-id") == Some("earliest") {
+    if head.last_event_id.as_deref() == Some("earliest") {
         return Err("the hub did not find the Last-Event-ID (replayed from the earliest)".into());
     }
     let mut chunked = head.chunked.then(Chunked::default);
