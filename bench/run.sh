@@ -12,7 +12,8 @@
 # RUN:      a number naming the report: $RESULTS/<scenario>-<target>-<run>.json
 #
 # Environment: RESULTS (default target/bench-results), HERALD_ARGS (extra `herald serve` flags,
-# e.g. "--transport memory"), BUILD=0 to skip `cargo build --release`, PUBLISHERS (scenario e,
+# e.g. "--transport memory"), HERALD_BIN and HERALD_BENCH_BIN (other builds of the hub and of the
+# load generator), BUILD=0 to skip `cargo build --release`, PUBLISHERS (scenario e,
 # default 16 concurrent publishers), CONNECT_RETRIES (a, b, c: times a failed subscription is
 # tried again, default 5, the same for every target; Pushpin answers 500/502 to part of a
 # connection burst, see docs/benchmarks.md).
@@ -26,7 +27,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
-BENCH=$ROOT/target/release/herald-bench
+BENCH=${HERALD_BENCH_BIN:-$ROOT/target/release/herald-bench}
 RESULTS=${RESULTS:-$ROOT/target/bench-results}
 PORT=${PORT:-39001}
 KEY=herald-bench-key-not-a-secret-0123456789

@@ -186,6 +186,7 @@ const fn fig(name: &'static str, pointer: &'static str) -> Figure {
 const FIGURES: &[Figure] = &[
     fig("subscribers connected", "/connected"),
     fig("connect time (s)", "/connect_secs"),
+    fig("server CPU (s), connect", "/server/connect_cpu_secs"),
     Figure {
         always: true,
         ..fig("connect attempts retried", "/connect_retries")
