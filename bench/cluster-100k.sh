@@ -16,11 +16,9 @@
 # REDIS_PORT (29379), RESULTS (target/bench-results), BUILD=0 to skip `cargo build --release`.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
-BENCH=$ROOT/target/release/herald-bench
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 RESULTS=${RESULTS:-$ROOT/target/bench-results}
-KEY=herald-bench-key-not-a-secret-0123456789
 SUBSCRIBERS=${SUBSCRIBERS:-100000}
 NODES=${NODES:-6}
 GENERATORS=${GENERATORS:-$NODES}
@@ -54,9 +52,7 @@ if (( 2 + GENERATORS * 4 > 254 )); then
   echo "GENERATORS=$GENERATORS: at most 63 (4 source addresses each in 127.0.0.2-255)" >&2; exit 2
 fi
 
-if [[ ${BUILD:-1} != 0 ]]; then
-  (cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
-fi
+build_release
 
 WORK=
 PIDS=()
@@ -74,15 +70,6 @@ stop_all() {
 trap stop_all EXIT
 
 join() { local IFS=,; echo "$*"; }
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-wait_port() {
-  for _ in $(seq 100); do
-    if port_open "$1"; then return 0; fi
-    kill -0 "$2" 2>/dev/null || { echo "the process for port $1 exited (see $3)" >&2; cat "$3" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
 
 one_run() {
   local run=$1

@@ -13,11 +13,9 @@
 # FANOUT (subscribers of the fan-out runs, default 4000).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
-BENCH=$ROOT/target/release/herald-bench
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 RESULTS=${RESULTS:-$ROOT/target/bench-results}
-KEY=herald-bench-key-not-a-secret-0123456789
 REDIS_PORT=${REDIS_PORT:-39379}
 A=127.0.0.1:39001
 B=127.0.0.1:39002
@@ -27,9 +25,7 @@ mkdir -p "$RESULTS"
 WORK=$(mktemp -d /tmp/herald-cluster-bench.XXXXXX)
 PIDS=()
 
-if [[ ${BUILD:-1} != 0 ]]; then
-  (cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
-fi
+build_release
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -38,18 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; exit 1
-}
-
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK" --save '' \
   --appendonly yes --appendfsync always --daemonize no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
-wait_port "$REDIS_PORT"
+wait_port "$REDIS_PORT" "$!" "$WORK/redis.log"
 
 for node in $A $B; do
   "$HERALD" serve --listen "$node" --jwt-key "$KEY" --anonymous --log warn \
@@ -57,7 +45,7 @@ for node in $A $B; do
     --transport "redis://127.0.0.1:$REDIS_PORT" --history-size 1000000 \
     >"$WORK/herald-${node##*:}.log" 2>&1 &
   PIDS+=($!)
-  wait_port "${node##*:}"
+  wait_port "${node##*:}" "$!" "$WORK/herald-${node##*:}.log"
 done
 NODE_A=${PIDS[1]}
 

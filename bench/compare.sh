@@ -8,15 +8,16 @@
 #
 # Environment: RUNS (default 3), RESULTS (default target/bench-results/compare-<time>),
 # PLOTS (default docs/images), HERALD_ARGS (extra `herald serve` flags), TARGETS (default
-# "herald nchan pushpin").
+# "herald nchan pushpin"), and bench/common.sh's (HERALD_BIN, HERALD_BENCH_BIN, BUILD=0).
 # Needs: apt-get install -y nginx libnginx-mod-nchan pushpin condure zurl python3
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 RUNS=${RUNS:-3}
 export RESULTS=${RESULTS:-$ROOT/target/bench-results/compare-$(date +%Y%m%d-%H%M%S)}
 PLOTS=${PLOTS:-$ROOT/docs/images}
 mkdir -p "$RESULTS" "$PLOTS"
-(cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
+build_release
 export BUILD=0
 read -ra targets <<<"${TARGETS:-herald nchan pushpin}"
 for run in $(seq "$RUNS"); do
@@ -30,7 +31,6 @@ for run in $(seq "$RUNS"); do
     done
   done
 done
-BENCH=$ROOT/target/release/herald-bench
 echo
 echo "Results in $RESULTS (medians of $RUNS runs):"
 echo

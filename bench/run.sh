@@ -25,12 +25,10 @@
 #                zurl and the GRIP origin, all started here, none as a system service)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
-BENCH=${HERALD_BENCH_BIN:-$ROOT/target/release/herald-bench}
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 RESULTS=${RESULTS:-$ROOT/target/bench-results}
 PORT=${PORT:-39001}
-KEY=herald-bench-key-not-a-secret-0123456789
 HERALD_ARGS=${HERALD_ARGS:-}
 THREADS=${THREADS:-2}
 RETRIES=${CONNECT_RETRIES:-5}
@@ -47,19 +45,7 @@ EXTRA_PIDS=()
 # Extra herald-bench flags the target needs (Pushpin: where to publish).
 TARGET_ARGS=()
 
-if [[ ${BUILD:-1} != 0 ]]; then
-  (cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
-fi
-
-stop_pid() {
-  local pid=$1
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-}
+build_release
 
 stop_server() {
   stop_pid "$SERVER_PID"
@@ -70,22 +56,13 @@ stop_server() {
 cleanup() { stop_server; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then return 0; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "server did not listen on $PORT" >&2; exit 1
-}
-
 start_herald() {
   # shellcheck disable=SC2086
   "$HERALD" serve --listen 127.0.0.1:$PORT --jwt-key "$KEY" --anonymous \
     --max-subscriptions-per-client 0 \
     --data-dir "$WORK/data" --log warn $HERALD_ARGS "$@" >"$WORK/herald.log" 2>&1 &
   SERVER_PID=$!
-  wait_port
+  wait_port "$PORT" "$SERVER_PID" "$WORK/herald.log"
 }
 
 start_nchan() {
@@ -126,7 +103,7 @@ http {
 EOF
   nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
   SERVER_PID=$!
-  wait_port
+  wait_port "$PORT" "$SERVER_PID" "$WORK/nginx.log"
 }
 
 start_pushpin() {
@@ -153,11 +130,9 @@ start_pushpin() {
   EXTRA_PIDS+=($!)
   pushpin --config="$run/pushpin.conf" >"$run/log/pushpin.log" 2>&1 &
   SERVER_PID=$!
-  wait_port
-  local saved=$PORT
-  PORT=$publish_port wait_port
-  PORT=$origin_port wait_port
-  PORT=$saved
+  wait_port "$PORT" "$SERVER_PID" "$run/log/pushpin.log"
+  wait_port "$publish_port" "$SERVER_PID" "$run/log/pushpin.log"
+  wait_port "$origin_port" "${EXTRA_PIDS[0]}" "$run/log/origin.log"
   TARGET_ARGS=(--publish-addr "127.0.0.1:$publish_port")
 }
 

@@ -21,10 +21,8 @@
 # to connect and 1 min to settle), and `timeout` bounds the whole run.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-HERALD=${HERALD_BIN:-$ROOT/target/release/herald}
-BENCH=$ROOT/target/release/herald-bench
-KEY=herald-soak-key-not-a-secret-0123456789
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 # The history's bound is reached during warm-up (5,000 updates: 4 minutes at 20/s), so that what
 # is measured after it is the steady state; with the default 100,000 the history would still be
 # filling after 80 minutes, and the slope would measure that. HERALD_ARGS="" runs the defaults.
@@ -37,17 +35,10 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/herald-soak.XXXXXX)
 SERVER_PID=
 
-if [[ ${BUILD:-1} != 0 ]]; then
-  (cd "$ROOT" && cargo build --release -q -p herald -p herald-bench)
-fi
+build_release
 
 cleanup() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop_pid "$SERVER_PID" 15
   [[ -f $WORK/herald.log ]] && cp "$WORK/herald.log" "$OUT/herald.log"
   rm -rf "$WORK"
 }
