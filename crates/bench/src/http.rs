@@ -11,8 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The status and the few headers the generator acts on. Only these are kept: the generator
-/// reads ten thousand heads in a connection storm, and copying every header of each would make
-/// a server that sends more of them (security headers, CORS) look slower than it is.
+/// reads ten thousand heads in a connection storm on the cores the server uses, and copying
+/// every header of each would charge the server that sends more of them (security headers,
+/// CORS) with the generator's own work.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
     pub status: u16,
