@@ -122,9 +122,10 @@ fn process_cpu_nanos(pid: u32) -> Option<u64> {
         libc::clock_getcpuclockid(pid, &mut clock) == 0
             && libc::clock_gettime(clock, &mut time) == 0
     };
-    let secs = u64::try_from(time.tv_sec).ok()?;
-    let nanos = u64::try_from(time.tv_nsec).ok()?;
-    read.then_some(secs * 1_000_000_000 + nanos)
+    if !read {
+        return None;
+    }
+    Some(u64::try_from(time.tv_sec).ok()? * 1_000_000_000 + u64::try_from(time.tv_nsec).ok()?)
 }
 
 /// This process's RSS.
@@ -230,6 +231,10 @@ mod tests {
             after = process_cpu_nanos(pid).unwrap();
         }
         assert!(after - before < 10_000_000, "{before} -> {after}");
-        assert_eq!(process_cpu_nanos(u32::MAX), None);
+        // A process that has exited and been waited for has no clock left.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        assert_eq!(process_cpu_nanos(gone), None);
     }
 }

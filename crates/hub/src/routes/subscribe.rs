@@ -213,9 +213,9 @@ pub(super) async fn subscribe(
                 };
                 (Some(cursor), named)
             }
-            (_, after, head) => (
+            (start, after, head) => (
                 head.map(|head| ReplayCursor::new(source, after, head)),
-                ReplayStart::Earliest,
+                start,
             ),
         };
         replay = cursor;
