@@ -4,7 +4,10 @@
 //! The main process starts each helper ([`spawn_helper`]: this same binary with
 //! `--connections-only`) and waits for its `ready` line with what it connected; a helper
 //! ([`hold`]) opens its share, reports, and holds the connections idle until its standard input
-//! closes (or `--hold-secs` pass).
+//! closes (or `--hold-secs` pass). A helper runs as many runtime threads as the main process, so
+//! that every share connects with the same generator: with one thread, a helper was busy for the
+//! whole of its share's connect, and that share measured the generator more than the server
+//! (docs/benchmarks.md, "Connect time for 19,000 subscribers: both halves with the same generator").
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -53,7 +56,8 @@ pub(super) async fn spawn_helper(
         ])
         .args(["--sources", &args.sources.to_string()])
         .args(["--connect-retries", &args.connect_retries.to_string()])
-        .args(["--hold-secs", &args.hold_secs.to_string(), "--threads", "1"])
+        .args(["--hold-secs", &args.hold_secs.to_string()])
+        .args(["--threads", &args.server.threads.to_string()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
