@@ -1,6 +1,8 @@
 //! The server's resource use: CPU seconds (from each process's CPU-time clock, in nanoseconds;
 //! /proc's utime + stime, in 10 ms ticks, where the clock cannot be read), and from /proc RSS
-//! and PSS, open files and threads.
+//! and PSS, open files and threads. Also the machine's side of a phase ([`MachineTicks`]: how
+//! many cores stayed idle, or were taken by the hypervisor) and the generator's own CPU
+//! ([`process_cpu_secs`]).
 //!
 //! A server may be several processes (nginx: a master and its workers; Pushpin: a runner, its
 //! condure, pushpin-proxy and pushpin-handler, plus zurl and the GRIP origin), so every figure is
@@ -102,6 +104,78 @@ impl Server {
             .iter()
             .map(|pid| count_field(&format!("/proc/{pid}/status"), "Threads:"))
             .sum()
+    }
+}
+
+/// The CPU seconds process `pid` has used (0 if it is gone): the load generator's own processes.
+pub(crate) fn process_cpu_secs(pid: u32) -> f64 {
+    process_cpu_nanos(pid).map_or(0.0, |nanos| nanos as f64 / 1e9)
+}
+
+/// The machine's CPU time by state since boot, summed over its cores, from /proc/stat's first
+/// line (in 10 ms ticks: over a phase of half a second on two cores, a tick is 1% of it).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MachineTicks {
+    /// Idle and waiting for I/O.
+    idle: u64,
+    /// Taken by the hypervisor for other guests (a virtual machine's "steal").
+    steal: u64,
+    /// Every state.
+    total: u64,
+    /// Cores the figures are summed over.
+    cores: u32,
+}
+
+/// What the machine's cores did during a phase, in cores (0 to the number of cores).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct MachineShare {
+    /// Cores idle on average: neither the server, nor the generator, nor anything else had
+    /// work for them.
+    pub idle_cores: f64,
+    /// Cores the hypervisor gave to other guests on average.
+    pub steal_cores: f64,
+}
+
+impl MachineTicks {
+    /// Now; zeros where /proc/stat cannot be read.
+    pub(crate) fn now() -> MachineTicks {
+        fs::read_to_string("/proc/stat")
+            .map(|text| MachineTicks::parse(&text))
+            .unwrap_or_default()
+    }
+
+    fn parse(stat: &str) -> MachineTicks {
+        let mut lines = stat.lines();
+        // "cpu  user nice system idle iowait irq softirq steal guest guest_nice": guest time is
+        // already counted in user and nice.
+        let ticks: Vec<u64> = lines
+            .next()
+            .and_then(|line| line.strip_prefix("cpu "))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+        let cores = lines.filter(|line| line.starts_with("cpu")).count();
+        MachineTicks {
+            idle: at(3) + at(4),
+            steal: at(7),
+            total: (0..8).map(at).sum(),
+            cores: u32::try_from(cores).unwrap_or(0),
+        }
+    }
+
+    /// The share of the machine between `earlier` and this reading; `None` if no tick passed.
+    pub(crate) fn since(&self, earlier: &MachineTicks) -> Option<MachineShare> {
+        let total = self.total.checked_sub(earlier.total).filter(|&t| t > 0)? as f64;
+        let cores = f64::from(self.cores);
+        let share = |now: u64, then: u64| now.saturating_sub(then) as f64 / total * cores;
+        Some(MachineShare {
+            idle_cores: share(self.idle, earlier.idle),
+            steal_cores: share(self.steal, earlier.steal),
+        })
     }
 }
 
@@ -236,5 +310,25 @@ mod tests {
         let gone = child.id();
         child.wait().unwrap();
         assert_eq!(process_cpu_nanos(gone), None);
+    }
+
+    #[test]
+    fn machine_share_is_counted_in_cores() {
+        let stat = |user: u64, idle: u64, steal: u64| {
+            format!(
+                "cpu  {user} 0 0 {idle} 0 0 0 {steal} 0 0\n\
+                 cpu0 0 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\nintr 1 2 3\n"
+            )
+        };
+        let before = MachineTicks::parse(&stat(100, 100, 0));
+        // 200 ticks on two cores: 100 busy, 80 idle, 20 stolen.
+        let after = MachineTicks::parse(&stat(200, 180, 20));
+        let share = after.since(&before).unwrap();
+        assert!((share.idle_cores - 0.8).abs() < 1e-9, "{share:?}");
+        assert!((share.steal_cores - 0.2).abs() < 1e-9, "{share:?}");
+        assert!(before.since(&before).is_none(), "no tick passed");
+        // The machine this runs on.
+        let now = MachineTicks::now();
+        assert!(now.cores >= 1 && now.total > 0, "{now:?}");
     }
 }

@@ -91,6 +91,18 @@ pub(crate) struct ServerReport {
     pub pss_per_connection: Option<f64>,
 }
 
+/// The rest of the machine during the connect phase: the load generator shares the server's
+/// cores, so a connect time is the server's, the generator's and the idle cores' together.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConnectLoad {
+    /// CPU seconds of the generator's processes (this one and its `--processes` helpers).
+    pub generator_cpu_secs: f64,
+    /// Cores idle on average (see [`crate::procfs::MachineShare`]); absent without /proc/stat.
+    pub idle_cores: Option<f64>,
+    /// Cores taken by the hypervisor on average.
+    pub steal_cores: Option<f64>,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     pub scenario: String,
@@ -103,6 +115,7 @@ pub(crate) struct Report {
     /// Connection attempts that failed and were tried again (`--connect-retries`).
     pub connect_retries: usize,
     pub connect_secs: f64,
+    pub connect_load: ConnectLoad,
     pub updates: usize,
     pub rate: f64,
     pub publishers: usize,
@@ -187,6 +200,18 @@ const FIGURES: &[Figure] = &[
     fig("subscribers connected", "/connected"),
     fig("connect time (s)", "/connect_secs"),
     fig("server CPU (s), connect", "/server/connect_cpu_secs"),
+    fig(
+        "generator CPU (s), connect",
+        "/connect_load/generator_cpu_secs",
+    ),
+    Figure {
+        always: true,
+        ..fig("idle cores, connect", "/connect_load/idle_cores")
+    },
+    fig(
+        "cores stolen by the hypervisor, connect",
+        "/connect_load/steal_cores",
+    ),
     Figure {
         always: true,
         ..fig("connect attempts retried", "/connect_retries")

@@ -25,8 +25,8 @@ use clap::ValueEnum;
 
 pub(crate) use crate::endpoint::Endpoint;
 use crate::endpoint::Layout;
-use crate::procfs::Server;
-use crate::report::{Percentiles, Report, ServerReport};
+use crate::procfs::{MachineTicks, Server, process_cpu_secs};
+use crate::report::{ConnectLoad, Percentiles, Report, ServerReport};
 use crate::{ServerArgs, Target, now_ns};
 use processes::{hold, spawn_helper};
 use publishers::{PublishConn, publisher};
@@ -253,6 +253,8 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         args.server.scenario.clone(),
     );
     let baseline = server.sample();
+    let machine_before = MachineTicks::now();
+    let generator_before = process_cpu_secs(std::process::id());
 
     // Connect: helpers first (each holds its share), then this process's share.
     let processes = args.processes.max(1);
@@ -286,6 +288,14 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
     wait_connected(&shared, total_subs).await;
     let connect_secs = connect_start.elapsed().as_secs_f64();
     let after_connect = server.sample();
+    let machine = MachineTicks::now().since(&machine_before);
+    // Each helper started after the baseline and idles once connected: its whole CPU time.
+    let generator_cpu_secs = process_cpu_secs(std::process::id()) - generator_before
+        + helpers
+            .iter()
+            .filter_map(|helper| helper.child.id())
+            .map(process_cpu_secs)
+            .sum::<f64>();
     tokio::time::sleep(Duration::from_secs_f64(args.idle_secs)).await;
     let idle = server.sample();
     let connected = shared.connected.load(Ordering::Relaxed);
@@ -376,6 +386,11 @@ pub(crate) async fn main(mut args: RunArgs) -> Result<(), String> {
         connect_failures: shared.connect_failed.load(Ordering::Relaxed),
         connect_retries: shared.connect_retries.load(Ordering::Relaxed),
         connect_secs,
+        connect_load: ConnectLoad {
+            generator_cpu_secs,
+            idle_cores: machine.map(|m| m.idle_cores),
+            steal_cores: machine.map(|m| m.steal_cores),
+        },
         updates: args.updates,
         rate: args.rate,
         publishers: args.publishers,
