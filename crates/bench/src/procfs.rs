@@ -127,7 +127,7 @@ pub(crate) struct MachineTicks {
 }
 
 /// What the machine's cores did during a phase, in cores (0 to the number of cores).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct MachineShare {
     /// Cores idle on average: neither the server, nor the generator, nor anything else had
     /// work for them.

@@ -95,7 +95,7 @@ pub(crate) struct RunArgs {
     pub sources: usize,
     /// Processes holding the subscribers (this one plus helpers in --connections-only mode):
     /// each process can open at most its open-file limit. The helpers connect first, one after
-    /// the other, each with --threads runtime threads as this process.
+    /// the other, each with as many runtime threads (--threads) as this process.
     #[arg(long, default_value_t = 1)]
     pub processes: usize,
     /// Only open the subscribers and hold them, idle, until standard input closes (or

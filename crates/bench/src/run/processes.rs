@@ -7,7 +7,8 @@
 //! closes (or `--hold-secs` pass). A helper runs as many runtime threads as the main process, so
 //! that every share connects with the same generator: with one thread, a helper was busy for the
 //! whole of its share's connect, and that share measured the generator more than the server
-//! (docs/benchmarks.md, "Connect time for 19,000 subscribers: both halves with the same generator").
+//! (docs/benchmarks.md, "Connect time: the same generator for both halves of (c), and the idle
+//! cores").
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
