@@ -1,8 +1,9 @@
 //! `herald-bench run`: subscribers, publishers, and what the server spent on them.
 //!
 //! Phases: sample the server (baseline) → open the subscribers at a bounded connect rate (some
-//! in helper processes with `--processes`) → wait `--idle-secs` and sample again (memory per
-//! idle connection) → publish → wait until every expected delivery arrived (or nothing arrived
+//! in helper processes with `--processes`), then sample the server, the generator's own CPU and
+//! the machine's idle cores (what the connect time is made of) → wait `--idle-secs` and sample
+//! again (memory per idle connection) → publish → wait until every expected delivery arrived (or nothing arrived
 //! for `--settle-secs`) → sample again (CPU spent on the deliveries) → report.
 //!
 //! This file holds the command's arguments, the counters every task shares, the data format of
